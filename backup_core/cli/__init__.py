@@ -1,0 +1,115 @@
+"""Command-line front-end: ``python -m backup_core [global flags] COMMAND ...``.
+
+One module per command (``<name>_cmd.py``), each exposing ``register(sub)``
+that adds its parser and sets ``handler=run``. A handler takes the parsed
+arguments and the ``Settings`` and returns a result (a dataclass with
+``to_json()``/``to_text()``, a dict, or None). ``--json`` prints exactly one
+JSON document on stdout; errors print one line on stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from ..config import Settings, mask_uri
+from ..errors import BackupError, UsageError
+
+COMMANDS = (
+    "backup", "list", "verify", "compare", "restore", "cleanup", "scheduler",
+    "status", "audit", "set_password", "export", "import", "server",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting with 2."""
+
+    def error(self, message: str) -> None:  # noqa: D401
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _global_flags(p: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    p.add_argument("--uri", default=default, help="MongoDB URI (env MONGODB_URI; default: embedded server)")
+    p.add_argument("--db", default=default, help="database name (env MONGODB_DB; default equipment_db)")
+    p.add_argument("--root", default=default, help="backup root (env BACKUP_ROOT; default ./restore_data_to_db)")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                   help="print exactly one JSON document on stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m backup_core", description="MongoDB backup & restore")
+    _global_flags(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f".{name}_cmd", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.endswith(f"{name}_cmd"):
+                continue  # command not shipped in this build
+            raise
+        p = module.register(sub)
+        # global flags are accepted after the command too: `list --json`
+        _global_flags(p, suppress=True)
+    return parser
+
+
+def to_jsonable(result: Any) -> Any:
+    if result is None:
+        return {}
+    if hasattr(result, "to_json"):
+        return result.to_json()
+    if dataclasses.is_dataclass(result):
+        return dataclasses.asdict(result)
+    return result
+
+
+def to_text(result: Any) -> str:
+    if hasattr(result, "to_text"):
+        return result.to_text()
+    return json.dumps(to_jsonable(result), indent=2, default=str, ensure_ascii=False)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return Settings.load(uri=args.uri, db=args.db, root=args.root,
+                         data_dir=getattr(args, "data", None))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    want_json = "--json" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help(sys.stderr)
+            raise UsageError("no command given")
+        result = args.handler(args, settings_from_args(args))
+    except BackupError as err:
+        hint = f" ({err.hint})" if err.hint else ""
+        print(f"error: {err}{hint}", file=sys.stderr)
+        if want_json:
+            payload = err.payload or {}
+            print(json.dumps({**payload, "ok": False, "error": str(err), "exit_code": err.exit_code},
+                             default=str, ensure_ascii=False))
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: still one line, and the details on request
+        if os.environ.get("BACKUP_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {mask_uri(str(exc)).splitlines()[0] if str(exc) else ''} "
+              "(set BACKUP_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 70
+    if result is not None:  # None: the handler printed its own output (e.g. server)
+        if want_json or args.json:
+            print(json.dumps(to_jsonable(result), default=str, ensure_ascii=False))
+        else:
+            print(to_text(result))
+    return 0

@@ -1,0 +1,22 @@
+"""``backup [--collections a,b] [--compress]``: write a new snapshot."""
+
+from __future__ import annotations
+
+from ..backup import BackupOptions, create_backup
+from ..context import open_context
+from .common import add_collections, collections_arg
+
+
+def register(sub):
+    p = sub.add_parser("backup", help="back up the database into a new snapshot")
+    add_collections(p)
+    p.add_argument("--compress", action="store_true", help="gzip the CSV files (.csv.gz)")
+    p.set_defaults(handler=run)
+    return p
+
+
+def run(args, settings):
+    options = BackupOptions(collections=collections_arg(args.collections), compress=args.compress,
+                            trigger="manual", user=settings.user)
+    with open_context(settings) as ctx:
+        return create_backup(ctx.db, ctx.store, options)

@@ -1,0 +1,22 @@
+"""``verify ID``: recompute every hash and decode every row; non-zero exit on any problem."""
+
+from __future__ import annotations
+
+from ..context import open_store
+from ..errors import IntegrityError
+
+
+def register(sub):
+    p = sub.add_parser("verify", help="check a backup's files against its manifest")
+    p.add_argument("backup_id", metavar="ID")
+    p.add_argument("--quick", action="store_true", help="hashes and sizes only; do not decode rows")
+    p.set_defaults(handler=run)
+    return p
+
+
+def run(args, settings):
+    result = open_store(settings).verify(args.backup_id, deep=not args.quick)
+    if not result.ok:
+        raise IntegrityError(f"backup {args.backup_id} does not verify: {'; '.join(result.problems)}",
+                             payload=result.to_json())
+    return result

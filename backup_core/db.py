@@ -1,0 +1,120 @@
+"""Opening the database: ``MONGODB_URI`` when set, else the embedded server.
+
+Every entry point (dashboard, CLI, scheduler) gets its ``MongoClient`` from
+``connect``, so connection options, the ping check and the error messages are
+the same everywhere. Errors are one line and never contain a password: URIs
+are shown masked and driver messages are scrubbed before they reach a user.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pymongo import MongoClient
+from pymongo.database import Database
+from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+
+from .config import Settings, mask_uri
+from .errors import ConfigError, DatabaseUnavailable
+from .embedded import ensure_server
+
+APPNAME = "backup_core"
+
+
+@dataclass
+class Connection:
+    """An open client plus the configured database; close it when done."""
+
+    client: MongoClient
+    db: Database
+    settings: Settings
+    embedded: bool
+    uri: str = field(default="", repr=False)
+
+    @property
+    def uri_display(self) -> str:
+        if self.embedded:
+            return f"embedded ({self.settings.data_dir}) at {mask_uri(self.uri)}"
+        return mask_uri(self.uri)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(settings: Settings, *, timeout_ms: int = 5000) -> Connection:
+    """Connect to the configured database and prove it answers ``ping``.
+
+    Raises ``ConfigError`` for a malformed URI and ``DatabaseUnavailable``
+    when the server cannot be reached or refuses us (e.g. bad credentials).
+    """
+    embedded = settings.embedded
+    if embedded:
+        uri = ensure_server(settings.data_dir, timeout=max(30.0, timeout_ms / 1000),
+                            db_name=settings.db_name)
+    else:
+        uri = str(settings.uri)
+    shown = mask_uri(uri)
+    try:
+        client: MongoClient = MongoClient(
+            uri,
+            appname=APPNAME,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+        )
+    except (ConfigurationError, ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid MongoDB URI {shown}: {_scrub(exc, uri)}",
+                          hint="check MONGODB_URI / --uri") from None
+    try:
+        client.admin.command("ping")
+    except OperationFailure as exc:
+        client.close()
+        raise DatabaseUnavailable(f"MongoDB at {shown} refused the connection: {_scrub(exc, uri)}",
+                                  hint="check the user name, password and authSource") from None
+    except PyMongoError as exc:
+        client.close()
+        raise DatabaseUnavailable(f"cannot reach MongoDB at {shown}: {_scrub(exc, uri)}",
+                                  hint="is the server running and reachable?") from None
+    return Connection(client=client, db=client[settings.db_name], settings=settings,
+                      embedded=embedded, uri=uri)
+
+
+def database_info(conn: Connection) -> dict[str, Any]:
+    """Name, masked URI, embedded flag and per-collection document counts."""
+    names = sorted(n for n in conn.db.list_collection_names() if not n.startswith("system."))
+    return {
+        "database": conn.db.name,
+        "uri": mask_uri(conn.uri) if conn.uri else conn.settings.uri_display,
+        "embedded": conn.embedded,
+        "collections": {name: {"count": conn.db[name].count_documents({})} for name in names},
+    }
+
+
+def _scrub(exc: BaseException, uri: str) -> str:
+    """One line of a driver error, without the password and without the topology dump."""
+    text = " ".join(str(exc).split())
+    # pymongo appends a long topology description to selection timeouts.
+    text = re.split(r",? Timeout: [\d.]+s, Topology Description:", text)[0]
+    for secret in _passwords(uri):
+        text = text.replace(secret, "***")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _passwords(uri: str) -> list[str]:
+    try:
+        netloc = urlsplit(uri).netloc
+    except ValueError:
+        netloc = uri.split("://", 1)[-1].split("/", 1)[0]
+    userinfo = netloc.rpartition("@")[0]
+    if ":" not in userinfo:
+        return []
+    raw = userinfo.split(":", 1)[1]
+    return sorted({s for s in (raw, unquote(raw)) if s}, key=len, reverse=True)

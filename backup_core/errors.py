@@ -1,0 +1,82 @@
+"""One error hierarchy for the whole product.
+
+Every error a user can cause or meet carries a one-line human message and an
+exit code. The CLI maps it to its exit status and stderr, a dashboard page to
+``st.error``. Anything that is not a ``BackupError`` is a bug.
+"""
+
+from __future__ import annotations
+
+
+class BackupError(Exception):
+    """Base class: ``str(err)`` is the message shown to the user."""
+
+    exit_code = 1
+    hint = ""
+
+    def __init__(self, message: str, *, hint: str | None = None, payload: dict | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+        # what a ``--json`` caller gets on stdout with the failure (e.g. verify's report)
+        self.payload = payload
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class UsageError(BackupError):
+    """Bad arguments or bad input from the user."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A setting is missing or malformed."""
+
+
+class DatabaseUnavailable(BackupError):
+    """The database cannot be reached or refused the operation."""
+
+    exit_code = 3
+
+
+class BackupNotFound(BackupError):
+    exit_code = 4
+
+
+class IntegrityError(BackupError):
+    """A backup does not verify: hash mismatch, missing or extra file, bad manifest."""
+
+    exit_code = 5
+
+
+class FormatError(IntegrityError):
+    """A file does not follow the snapshot format (or a newer, unknown version of it)."""
+
+
+class CodecError(FormatError):
+    """A value cannot be encoded or a CSV cell cannot be decoded."""
+
+
+class LockBusy(BackupError):
+    """Another backup, restore or clean-up holds the lock of this backup root."""
+
+    exit_code = 6
+
+
+class StorageError(BackupError):
+    """The backup root cannot be written (permissions, disk full, ...)."""
+
+    exit_code = 7
+
+
+class RestoreRefused(BackupError):
+    """A restore was refused before any write (unconfirmed, unsafe input, ...)."""
+
+    exit_code = 8
+
+
+class AuthError(BackupError):
+    exit_code = 9

@@ -1,0 +1,109 @@
+"""Small pymongo helpers shared by backup, compare and restore.
+
+Everything here works on a standalone MongoDB, a replica set or Atlas, and on
+the embedded server; where a server lacks a feature the helper falls back to
+the portable way rather than the caller special-casing servers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import bson
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
+from pymongo.collection import Collection
+from pymongo.database import Database
+from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+
+from . import codec
+from .config import mask_uri
+from .errors import DatabaseUnavailable
+
+RAW = CodecOptions(document_class=RawBSONDocument)
+
+
+@contextlib.contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn driver errors into a one-line DatabaseUnavailable."""
+    try:
+        yield
+    except PyMongoError as exc:
+        msg = str(exc).split(", full error:")[0].splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatabaseUnavailable(f"{what} failed: {mask_uri(msg)}") from None
+
+
+def raw_collection(db: Database, name: str) -> Collection:
+    return db.get_collection(name, codec_options=RAW)
+
+
+def user_collections(db: Database) -> dict[str, dict]:
+    """Collections (not views, not system.*) with their options, by name."""
+    out = {}
+    with translate_errors("listing collections"):
+        for info in db.list_collections():
+            name = info["name"]
+            if name.startswith("system.") or info.get("type", "collection") != "collection":
+                continue
+            out[name] = dict(info.get("options") or {})
+    return dict(sorted(out.items()))
+
+
+def index_specs(coll: Collection) -> list[dict]:
+    """Index definitions as JSON-able objects in the codec's JSON dialect (``ns`` dropped)."""
+    specs = []
+    with translate_errors(f"listing indexes of {coll.name}"):
+        for spec in coll.list_indexes():
+            spec = {k: v for k, v in spec.items() if k not in ("ns",)}
+            specs.append(json_dialect(spec))
+    return specs
+
+
+def json_dialect(doc: dict) -> dict:
+    """A BSON-able dict as a JSON-able object, losslessly (the codec's dialect)."""
+    import json
+
+    return json.loads(codec.to_json_text(bson.encode(doc)))
+
+
+def from_json_dialect(obj: dict) -> dict:
+    import json
+
+    return bson.decode(codec.from_json_text(json.dumps(obj)))
+
+
+def rename_collection(db: Database, source: str, target: str, *, drop_target: bool) -> None:
+    """``renameCollection`` within one database, atomically replacing ``target``.
+
+    MongoDB requires the command on ``admin``; some compatible servers accept it
+    only on the database itself, so that is the fallback.
+    """
+    cmd = {"renameCollection": f"{db.name}.{source}", "to": f"{db.name}.{target}", "dropTarget": drop_target}
+    try:
+        db.client.admin.command(cmd)
+    except OperationFailure as exc:
+        if "current database" not in str(exc):
+            raise
+        db.command(cmd)
+
+
+@contextlib.contextmanager
+def snapshot_session(db: Database) -> Iterator[object | None]:
+    """A snapshot-read session where the deployment supports one, else None.
+
+    Replica sets and sharded clusters give every read of a backup one point in
+    time; a standalone server has no snapshots and reads each collection as of
+    its own time (see docs/RELIABILITY.md).
+    """
+    topology = db.client.topology_description.topology_type_name
+    if topology not in ("ReplicaSetWithPrimary", "Sharded", "LoadBalanced"):
+        yield None
+        return
+    try:
+        session = db.client.start_session(snapshot=True)
+    except (ConfigurationError, OperationFailure):
+        yield None
+        return
+    with session:
+        yield session

@@ -1,0 +1,111 @@
+"""The CLI contract (DESIGN.md section 7) for backup, list, verify, cleanup, and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from ..conftest import run_cli
+
+
+@pytest.fixture
+def seeded(db):
+    db.Equipment.insert_many([{"_id": i, "asset_id": f"EQ-{i:03d}", "price": i * 1.5} for i in range(12)])
+    db.Equipment_select_options.insert_many([{"_id": i, "value": f"v{i}"} for i in range(4)])
+    return db
+
+
+def _json(proc):
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.strip().splitlines()
+    assert len(out) == 1, f"expected exactly one JSON line, got {proc.stdout!r}"
+    return json.loads(out[0])
+
+
+def test_backup_list_verify_cleanup_json(cli, seeded):
+    b = _json(cli("backup", "--json"))
+    assert set(b) >= {"backup_id", "path", "collections"}
+    assert b["collections"]["Equipment"]["count"] == 12 and len(b["collections"]["Equipment"]["sha256"]) == 64
+    b2 = _json(cli("backup", "--collections", "Equipment", "--compress", "--json"))
+    assert list(b2["collections"]) == ["Equipment"]
+    listed = _json(cli("list", "--json"))["backups"]
+    assert [x["backup_id"] for x in listed] == [b2["backup_id"], b["backup_id"]]
+    assert set(listed[0]) >= {"backup_id", "day", "created_at", "trigger", "collections"}
+    assert listed[1]["collections"]["Equipment_select_options"]["count"] == 4
+    v = _json(cli("verify", b["backup_id"], "--json"))
+    assert v["ok"] is True and v["backup_id"] == b["backup_id"] and "Equipment" in v["collections"]
+    c = _json(cli("cleanup", "--older-than", "7d", "--json"))
+    assert c["deleted"] == []
+    c = _json(cli("cleanup", "--older-than", "1s", "--dry-run", "--json"))
+    assert c["deleted"] == [b["backup_id"]] and c["dry_run"] is True
+    # global flags before the command work too
+    assert _json(cli("--json", "list"))["backups"]
+
+
+def test_verify_detects_tampering_with_nonzero_exit(cli, seeded, root):
+    b = _json(cli("backup", "--json"))
+    path = os.path.join(b["path"], "Equipment.csv")
+    if not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "..", path)
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0x20
+    open(path, "wb").write(bytes(data))
+    proc = cli("verify", b["backup_id"], "--json")
+    assert proc.returncode != 0
+    assert "sha256 mismatch" in proc.stderr and proc.stderr.count("\n") == 1
+    assert json.loads(proc.stdout)["ok"] is False
+
+
+def _err(proc, code=None):
+    assert proc.returncode != 0
+    if code is not None:
+        assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    return proc.stderr
+
+
+def test_errors_are_one_line_without_traceback(cli, cli_env, seeded, tmp_path):
+    assert "no backup with id" in _err(cli("verify", "20000101T000000Z"), 4)
+    assert "invalid backup id" in _err(cli("verify", "../../etc"), 2)
+    assert "no collection named" in _err(cli("backup", "--collections", "Nope"), 2)
+    assert "invalid --collections" in _err(cli("backup", "--collections", ","), 2)
+    assert "invalid --older-than" in _err(cli("cleanup", "--older-than", "soon"), 2)
+    assert "invalid choice" in _err(cli("frobnicate"), 2)
+    env = dict(cli_env, MONGODB_URI="mongodb://admin:s3cret@127.0.0.1:1/?serverSelectionTimeoutMS=300")
+    msg = _err(run_cli(env, "backup"), 3)
+    assert "s3cret" not in msg and "***" in msg
+    env = dict(cli_env, MONGODB_URI="not-a-uri")
+    assert "s3cret" not in _err(run_cli(env, "backup"))
+
+
+def test_unwritable_root(cli_env, seeded, tmp_path):
+    if os.geteuid() == 0:
+        ro = "/proc/1/backups"  # root ignores file modes; procfs refuses even root
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    env = dict(cli_env, BACKUP_ROOT=str(ro))
+    assert "cannot" in _err(run_cli(env, "backup"), 7)
+
+
+def test_root_that_is_a_file(cli_env, seeded, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    env = dict(cli_env, BACKUP_ROOT=str(f))
+    msg = _err(run_cli(env, "backup"))
+    assert "backup root" in msg or "cannot" in msg
+
+
+def test_corrupt_manifest(cli, seeded):
+    b = _json(cli("backup", "--json"))
+    mpath = os.path.join(b["path"], "manifest.json")
+    with open(mpath, "a") as fh:
+        fh.write("garbage")
+    msg = _err(cli("verify", b["backup_id"]), 5)
+    assert "manifest" in msg
+    assert _json(cli("list", "--json"))["backups"] == []

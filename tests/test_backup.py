@@ -1,0 +1,149 @@
+"""Backups through a real MongoClient: lossless, atomic, locked, audited."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import bson
+import pandas as pd
+import pytest
+from bson.raw_bson import RawBSONDocument
+from hypothesis import given, settings as hsettings
+
+from backup_core import audit
+from backup_core.backup import BackupOptions, create_backup
+from backup_core.errors import LockBusy, UsageError
+from backup_core.locks import root_lock
+from backup_core.mongoutil import from_json_dialect, raw_collection
+from backup_core.store import MANIFEST, Store
+
+from .strategies import documents
+
+
+def _raw_docs(db, name):
+    return [d.raw for d in raw_collection(db, name).find({}, sort=[("_id", 1)])]
+
+
+def test_backup_writes_manifest_and_files(db, store):
+    db.Equipment.insert_many([{"_id": i, "name": f"item {i}", "n": i} for i in range(20)])
+    db.Equipment.create_index("name", unique=True)
+    db.create_collection("Options", validator={"$jsonSchema": {"bsonType": "object"}})
+    db.Options.insert_one({"_id": "x", "v": 1})
+    progress = []
+    result = create_backup(db, store, BackupOptions(user="alice"), progress=lambda *a: progress.append(a))
+    info = store.get(result.backup_id)
+    assert info.day in info.path.parts and info.path.name == result.backup_id
+    m = info.manifest
+    assert m["format_version"] == 1 and m["database"] == db.name and m["trigger"] == "manual"
+    assert m["record_counts"] == {"Equipment": 20, "Options": 1}
+    assert m["day_of_week"] == info.day
+    eq = m["collections"]["Equipment"]
+    assert {i["name"] for i in eq["indexes"]} == {"_id_", "name_1"}
+    options = from_json_dialect(m["collections"]["Options"]["options"])
+    assert options == {"validator": {"$jsonSchema": {"bsonType": "object"}}}
+    assert sorted(p.name for p in info.path.iterdir()) == ["Equipment.csv", "Options.csv", MANIFEST]
+    assert progress[-1][1] == progress[-1][2]
+    frame = pd.read_csv(info.path / "Equipment.csv")
+    assert len(frame) == 20 and list(frame["n"]) == list(range(20))
+    entry = audit.read(store.root, limit=1)[0]
+    assert entry["action"] == "backup" and entry["user"] == "alice" and entry["backup_id"] == result.backup_id
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(docs=documents.map(lambda d: [d]) | documents.flatmap(lambda d: documents.map(lambda e: [d, e])))
+def test_backup_of_any_documents_restores_byte_identical(client, tmp_path_factory, docs):
+    """The documents the server holds come back from the backup files as the same BSON bytes."""
+    import uuid
+
+    db = client[f"p_{uuid.uuid4().hex[:10]}"]
+    try:
+        docs = [dict(d, _id=i) if "_id" not in d or not _id_ok(d["_id"]) else d for i, d in enumerate(docs)]
+        if len({bson.encode({"k": d["_id"]}) for d in docs}) != len(docs):
+            return
+        try:
+            raw_collection(db, "c").insert_many([RawBSONDocument(bson.encode(d)) for d in docs])
+        except Exception:  # the server refused this document (e.g. '$' field names): nothing to back up
+            return
+        store = Store(tmp_path_factory.mktemp("b"))
+        result = create_backup(db, store, BackupOptions(compress=len(docs) % 2 == 0))
+        live = _raw_docs(db, "c")
+        info = store.get(result.backup_id)
+        assert list(store.iter_documents(info, "c")) == live
+        assert store.verify(result.backup_id).ok
+    finally:
+        client.drop_database(db.name)
+
+
+def _id_ok(value):
+    return not isinstance(value, (list, bson.Regex)) and value is not None and not isinstance(value, type(bson.MinKey()))
+
+
+def test_unknown_collection_is_refused(db, store):
+    db.a.insert_one({"x": 1})
+    with pytest.raises(UsageError, match="no collection named 'nope'"):
+        create_backup(db, store, BackupOptions(collections=["nope"]))
+    assert store.list_backups() == []
+
+
+def test_selected_collections_and_compression(db, store):
+    db.a.insert_one({"x": 1})
+    db.b.insert_one({"y": 2})
+    result = create_backup(db, store, BackupOptions(collections=["b"], compress=True))
+    info = store.get(result.backup_id)
+    assert list(info.collections) == ["b"] and info.collections["b"]["file"] == "b.csv.gz"
+    assert pd.read_csv(info.path / "b.csv.gz")["y"].tolist() == [2]
+
+
+def test_two_backups_in_one_second_get_distinct_ids(db, store):
+    db.a.insert_one({"x": 1})
+    ids = {create_backup(db, store, BackupOptions()).backup_id for _ in range(3)}
+    assert len(ids) == 3 and len(store.list_backups()) == 3
+
+
+def test_lock_busy_is_a_clear_error(db, store):
+    db.a.insert_one({"x": 1})
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with root_lock(store.root, "restore"):
+            held.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(5)
+    try:
+        with pytest.raises(LockBusy, match="locked by restore"):
+            create_backup(db, store, BackupOptions(lock_timeout=0.3))
+    finally:
+        release.set()
+        t.join()
+    assert create_backup(db, store, BackupOptions()).backup_id
+
+
+def test_incomplete_folders_are_never_listed(db, store):
+    db.a.insert_one({"x": 1})
+    result = create_backup(db, store, BackupOptions())
+    info = store.get(result.backup_id)
+    half = info.path.parent / "20200101T000000Z"
+    half.mkdir()
+    (half / "a.csv").write_text("x\n1\n")
+    errors = []
+    assert [b.backup_id for b in store.list_backups(errors=errors)] == [result.backup_id]
+    assert "no manifest" in errors[0]
+    tmp = info.path.parent / ".tmp-20200101T000001Z-999999"
+    tmp.mkdir()
+    assert len(store.list_backups()) == 1
+    create_backup(db, store, BackupOptions())
+    assert not tmp.exists(), "temporary folder of a dead writer is swept"
+
+
+def test_manifest_field_order_is_kept_in_indexes(db, store):
+    db.a.create_index([("b", 1), ("a", -1)], name="ba")
+    db.a.insert_one({"a": 1, "b": 2})
+    info = store.get(create_backup(db, store, BackupOptions()).backup_id)
+    spec = [i for i in info.collections["a"]["indexes"] if i["name"] == "ba"][0]
+    assert list(spec["key"]) == ["b", "a"]
+    assert json.dumps(spec["key"]) == '{"b": 1, "a": -1}'

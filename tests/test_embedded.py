@@ -1,0 +1,404 @@
+"""Tests of the embedded server (backup_core.embedded), connecting (backup_core.db)
+and ``python -m backup_core server``.
+
+Every server a test starts is killed in teardown: servers spawned by
+``ensure_server`` are detached, so they are found by their data dir (unique per
+test) in their command line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pymongo
+import pytest
+from bson import Decimal128, Int64, ObjectId
+
+from backup_core import embedded
+from backup_core.config import Settings
+from backup_core.db import Connection, connect, database_info
+from backup_core.embedded import ensure_server, read_server_file, seed_demo, serve
+from backup_core.errors import BackupError, ConfigError, DatabaseUnavailable
+
+PROJECT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+# --------------------------------------------------------------------------
+# helpers and fixtures
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT), env.get("PYTHONPATH")) if p)
+    for name in ("MONGODB_URI", "MONGODB_DB", "EMBEDDED_DATA_DIR"):
+        env.pop(name, None)
+    return env
+
+
+def _server_pids(data_dir: Path) -> list[int]:
+    """Live ``backup_core server`` processes serving ``data_dir``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv]
+        if "backup_core" in args and "server" in args and str(data_dir) in args:
+            if embedded._pid_running(int(entry.name)):
+                pids.append(int(entry.name))
+    return pids
+
+
+def _wait_gone(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while embedded._pid_running(pid):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} still running after {timeout} s")
+        time.sleep(0.05)
+
+
+def _kill_servers(data_dir: Path) -> None:
+    pids = _server_pids(data_dir)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for pid in pids:
+        try:
+            _wait_gone(pid, timeout=5)
+        except AssertionError:
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "data"
+    yield path
+    _kill_servers(path)
+
+
+def _client(uri: str) -> pymongo.MongoClient:
+    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+
+
+class ThreadServer:
+    """``serve`` in a background thread of the test process (no subprocess start-up cost)."""
+
+    def __init__(self, data_dir: Path | None, **kw) -> None:
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.uri: str | None = None
+        self.error: BaseException | None = None
+
+        def on_ready(uri: str) -> None:
+            self.uri = uri
+            self.ready.set()
+
+        def target() -> None:
+            try:
+                serve(data_dir, on_ready=on_ready, stop_event=self.stop, **kw)
+            except BaseException as exc:  # surfaced by start()
+                self.error = exc
+                self.ready.set()
+
+        self.thread = threading.Thread(target=target, daemon=True)
+
+    def start(self, timeout: float = 20) -> str:
+        self.thread.start()
+        assert self.ready.wait(timeout), "server did not become ready"
+        if self.error:
+            raise self.error
+        assert self.uri
+        return self.uri
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def thread_server(data_dir: Path) -> Iterator[ThreadServer]:
+    srv = ThreadServer(data_dir)
+    srv.start()
+    yield srv
+    srv.close()
+
+
+# --------------------------------------------------------------------------
+# start, reuse, restart
+
+
+def test_concurrent_callers_share_one_server(data_dir: Path) -> None:
+    code = ("import sys; from pathlib import Path; from backup_core.embedded import ensure_server; "
+            "print(ensure_server(Path(sys.argv[1])))")
+    procs = [subprocess.Popen([PY, "-c", code, str(data_dir)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=_env()) for _ in range(2)]
+    thread_uris: list[str] = []
+    threads = [threading.Thread(target=lambda: thread_uris.append(ensure_server(data_dir))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    outs = [p.communicate(timeout=40) for p in procs]
+    for t in threads:
+        t.join(40)
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    uris = {out.strip() for out, _ in outs} | set(thread_uris)
+    assert len(thread_uris) == 2
+    assert len(uris) == 1, uris
+    (uri,) = uris
+    assert uri.startswith("mongodb://127.0.0.1:")
+
+    pids = _server_pids(data_dir)
+    assert len(pids) == 1, pids
+    info = read_server_file(data_dir)
+    assert info is not None and info["pid"] == pids[0] and info["uri"] == uri
+    assert set(info) >= {"pid", "port", "uri", "started_at"}
+    with _client(uri) as client:
+        assert client.admin.command("ping")["ok"] == 1
+
+
+def test_data_persists_across_restarts_and_seed_happens_once(data_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir)
+    with connect(settings) as conn:
+        assert conn.embedded
+        info = database_info(conn)
+        assert info["collections"]["Equipment"]["count"] == 150
+        assert info["collections"]["Equipment_select_options"]["count"] == 45
+        assert info["database"] == "equipment_db" and info["embedded"] is True
+        # The admin clears the demo data and writes their own.
+        conn.db.Equipment.delete_many({})
+        conn.db.mine.insert_one({"_id": 1, "v": Decimal128("1.10"), "n": Int64(5)})
+    first = read_server_file(data_dir)
+    assert first is not None
+
+    # Clean stop: SIGTERM removes the discovery file.
+    os.kill(first["pid"], signal.SIGTERM)
+    _wait_gone(first["pid"])
+    assert read_server_file(data_dir) is None
+
+    with connect(settings) as conn:
+        second = read_server_file(data_dir)
+        assert second is not None and second["pid"] != first["pid"]
+        assert conn.db.mine.find_one({"_id": 1}) == {"_id": 1, "v": Decimal128("1.10"), "n": 5}
+        assert conn.db.Equipment.count_documents({}) == 0, "demo data must not come back"
+        assert conn.db.Equipment_select_options.count_documents({}) == 45
+        conn.db.mine.insert_one({"_id": 2})
+
+    # Hard kill leaves a stale server.json behind; the next caller replaces it.
+    os.kill(second["pid"], signal.SIGKILL)
+    _wait_gone(second["pid"])
+    assert read_server_file(data_dir)["pid"] == second["pid"]
+    uri = ensure_server(data_dir)
+    third = read_server_file(data_dir)
+    assert third["pid"] not in (first["pid"], second["pid"]) and third["uri"] == uri
+    with _client(uri) as client:
+        assert sorted(d["_id"] for d in client.equipment_db.mine.find()) == [1, 2]
+    assert _server_pids(data_dir) == [third["pid"]]
+
+
+def test_ensure_server_reports_a_server_that_cannot_start(data_dir: Path) -> None:
+    # A directory where the SQLite file should be: the server exits at once.
+    (data_dir / embedded.SQLITE_FILE).mkdir(parents=True)
+    with pytest.raises(DatabaseUnavailable) as err:
+        ensure_server(data_dir, timeout=20)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "unable to open database file" in message
+    assert _server_pids(data_dir) == []
+
+
+# --------------------------------------------------------------------------
+# demo data, single instance
+
+
+def test_seed_has_the_promised_variety(thread_server: ThreadServer, data_dir: Path) -> None:
+    with _client(thread_server.uri) as client:
+        db = client.equipment_db
+        assert sorted(db.list_collection_names()) == ["Equipment", "Equipment_select_options"]
+        docs = list(db.Equipment.find().sort("asset_id", 1))
+        options = list(db.Equipment_select_options.find())
+        index_keys = [ix["key"] for ix in db.Equipment.index_information().values() if ix.get("unique")]
+        assert [("asset_id", 1)] in index_keys
+
+    assert len(docs) == 150 and len(options) == 45
+    assert [d["asset_id"] for d in docs] == [f"EQ-{i:05d}" for i in range(1, 151)]
+    assert all(isinstance(d["_id"], ObjectId) for d in docs)
+    assert all(isinstance(d["price"], Decimal128) for d in docs)
+    assert all(isinstance(d["usage_ms"], Int64) and d["usage_ms"] > 2**31 for d in docs)
+    assert all(isinstance(d["weight_kg"], float) and isinstance(d["quantity"], int) for d in docs)
+    for d in docs:
+        assert isinstance(d["purchase_date"], dt.datetime) and d["purchase_date"].tzinfo is None
+        assert d["purchase_date"].microsecond % 1000 == 0
+        assert isinstance(d["location"], dict) and len(d["location"]["coordinates"]) == 2
+        assert isinstance(d["tags"], list) and isinstance(d["maintenance"], list)
+    assert any(d["maintenance"] and isinstance(d["maintenance"][0]["date"], dt.datetime) for d in docs)
+    assert 10 < sum("warranty_until" not in d for d in docs) < 140  # optional field, sometimes missing
+    assert any("notes" not in d for d in docs) and any(d.get("notes") is None and "notes" in d for d in docs)
+    assert any(d["assigned_to"] is None for d in docs)
+    assert any(d["serial"] == "" for d in docs) and any(d["tags"] == [] for d in docs)
+    notes = [d["notes"] for d in docs if d.get("notes")]
+    assert any("," in n and '"' in n and "\n" in n for n in notes)
+    assert any(n.startswith("=") for n in notes)
+    text = json.dumps([d["name"] for d in docs] + notes, ensure_ascii=False)
+    assert "é" in text and "顕" in text and any(ord(ch) > 0xFFFF for ch in text)  # accents, CJK, emoji
+    assert len({tuple(d) for d in docs}) > 1  # field order and presence vary
+
+    fields = {o["field"] for o in options}
+    assert {"category", "status"} <= fields
+    assert all(isinstance(o["order"], int) and isinstance(o["active"], bool) for o in options)
+    assert {d["category"] for d in docs} <= {o["value"] for o in options if o["field"] == "category"}
+
+    marker = data_dir / embedded.SEED_MARKER
+    assert marker.exists()
+
+
+def test_seed_demo_is_deterministic(thread_server: ThreadServer) -> None:
+    with _client(thread_server.uri) as client:
+        counts = seed_demo(client.again)
+        assert counts == {"Equipment": 150, "Equipment_select_options": 45}
+        for name in counts:
+            assert list(client.again[name].find().sort("_id", 1)) == \
+                list(client.equipment_db[name].find().sort("_id", 1))
+
+
+def test_second_server_on_same_data_dir_is_refused(thread_server: ThreadServer, data_dir: Path) -> None:
+    with pytest.raises(BackupError, match="already running") as err:
+        serve(data_dir, stop_event=threading.Event())
+    assert str(thread_server.uri) in str(err.value)
+
+    # The same through the CLI: non-zero exit, one line on stderr.
+    proc = subprocess.run([PY, "-m", "backup_core", "server", "--data", str(data_dir)],
+                          capture_output=True, text=True, timeout=30, env=_env())
+    assert proc.returncode != 0
+    assert proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "already running" in proc.stderr
+
+    # ensure_server finds the running one instead of starting another.
+    assert ensure_server(data_dir) == thread_server.uri
+    assert _server_pids(data_dir) == []
+
+
+def test_restart_after_stop_event_keeps_seed_marker(data_dir: Path) -> None:
+    srv = ThreadServer(data_dir)
+    uri = srv.start()
+    with _client(uri) as client:
+        client.equipment_db.Equipment_select_options.drop()
+    srv.close()
+    assert read_server_file(data_dir) is None
+
+    srv = ThreadServer(data_dir)
+    uri = srv.start()
+    try:
+        with _client(uri) as client:
+            assert client.equipment_db.Equipment.count_documents({}) == 150
+            assert client.equipment_db.Equipment_select_options.count_documents({}) == 0
+    finally:
+        srv.close()
+
+
+# --------------------------------------------------------------------------
+# python -m backup_core server
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    if not sel.select(timeout):
+        raise AssertionError("no line from the server in time")
+    return proc.stdout.readline()
+
+
+def test_cli_server_memory_json_prints_one_working_uri(tmp_path: Path) -> None:
+    proc = subprocess.Popen([PY, "-m", "backup_core", "server", "--memory", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=_env())
+    try:
+        info = json.loads(_read_line(proc, timeout=30))
+        assert set(info) >= {"uri", "port", "pid", "data_dir", "memory"}
+        assert info["memory"] is True and info["pid"] == proc.pid and info["data_dir"] is None
+        assert info["uri"].startswith(f"mongodb://127.0.0.1:{info['port']}/")
+        with _client(info["uri"]) as client:
+            assert client.admin.command("ping")["ok"] == 1
+            assert client.equipment_db.Equipment.count_documents({}) == 150  # memory mode seeds too
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+        assert proc.returncode == 0
+        assert out == "", "exactly one JSON document on stdout"
+        assert not (tmp_path / ".data").exists(), "memory mode must not touch a data dir"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_server_plain_prints_uri_and_stops_on_sigint(data_dir: Path) -> None:
+    proc = subprocess.Popen([PY, "-m", "backup_core", "server", "--data", str(data_dir), "--no-seed"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        uri = _read_line(proc, timeout=30).strip()
+        assert uri.startswith("mongodb://127.0.0.1:")
+        assert read_server_file(data_dir)["uri"] == uri
+        with _client(uri) as client:
+            assert client.list_database_names() in ([], ["admin"], ["admin", "local"], ["local"])
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+        assert proc.returncode == 0
+        assert read_server_file(data_dir) is None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# --------------------------------------------------------------------------
+# connect() errors
+
+
+def test_connect_unreachable_is_one_line_without_password() -> None:
+    settings = Settings(uri="mongodb://admin:s3cr3t-pw@127.0.0.1:1/?authSource=admin")
+    start = time.monotonic()
+    with pytest.raises(DatabaseUnavailable) as err:
+        connect(settings, timeout_ms=300)
+    assert time.monotonic() - start < 10
+    message = str(err.value) + err.value.hint
+    assert "s3cr3t-pw" not in message
+    assert "\n" not in message
+    assert "admin:***@127.0.0.1:1" in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+@pytest.mark.parametrize("uri", [
+    "mongodb://admin:s3cr3t-pw@",                  # no host
+    "http://admin:s3cr3t-pw@localhost/",            # wrong scheme
+    "mongodb://admin:s3cr3t-pw@localhost:notaport/",
+])
+def test_connect_malformed_uri_is_config_error(uri: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        connect(Settings(uri=uri), timeout_ms=300)
+    assert "s3cr3t-pw" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_connection_is_a_context_manager(thread_server: ThreadServer, data_dir: Path) -> None:
+    # A running server for the data dir is found through server.json.
+    with connect(Settings(data_dir=data_dir, db_name="equipment_db")) as conn:
+        assert isinstance(conn, Connection) and conn.embedded
+        assert str(data_dir) in conn.uri_display
+        assert database_info(conn)["collections"]["Equipment"] == {"count": 150}
+    with pytest.raises(pymongo.errors.InvalidOperation):
+        conn.db.Equipment.find_one()
