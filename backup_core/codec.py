@@ -32,6 +32,7 @@ import csv
 import datetime as _dt
 import json
 import math
+import re
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -85,25 +86,18 @@ def _cstring_end(buf: bytes, pos: int) -> int:
     return end
 
 
+_FIXED_SIZE = {T_DOUBLE: 8, T_DATE: 8, T_INT64: 8, T_TIMESTAMP: 8, T_INT32: 4, T_OID: 12, T_BOOL: 1,
+               T_NULL: 0, T_UNDEFINED: 0, T_MINKEY: 0, T_MAXKEY: 0, T_DECIMAL: 16}
+_LEN_PREFIXED = {T_STRING: 4, T_CODE: 4, T_SYMBOL: 4, T_DOC: 0, T_ARRAY: 0, T_CODE_W_SCOPE: 0, T_BINARY: 5}
+
+
 def _value_end(t: int, buf: bytes, pos: int) -> int:
-    if t in (T_DOUBLE, T_DATE, T_INT64, T_TIMESTAMP):
-        return pos + 8
-    if t in (T_STRING, T_CODE, T_SYMBOL):
-        return pos + 4 + _I32.unpack_from(buf, pos)[0]
-    if t in (T_DOC, T_ARRAY, T_CODE_W_SCOPE):
-        return pos + _I32.unpack_from(buf, pos)[0]
-    if t == T_INT32:
-        return pos + 4
-    if t == T_OID:
-        return pos + 12
-    if t == T_BOOL:
-        return pos + 1
-    if t in (T_NULL, T_UNDEFINED, T_MINKEY, T_MAXKEY):
-        return pos
-    if t == T_DECIMAL:
-        return pos + 16
-    if t == T_BINARY:
-        return pos + 5 + _I32.unpack_from(buf, pos)[0]
+    size = _FIXED_SIZE.get(t)
+    if size is not None:
+        return pos + size
+    extra = _LEN_PREFIXED.get(t)
+    if extra is not None:
+        return pos + extra + _I32.unpack_from(buf, pos)[0]
     if t == T_REGEX:
         return _cstring_end(buf, _cstring_end(buf, pos) + 1) + 1
     if t == T_DBPOINTER:
@@ -113,15 +107,25 @@ def _value_end(t: int, buf: bytes, pos: int) -> int:
 
 def iter_elements(buf: bytes, start: int = 0) -> Iterator[tuple[int, str, int, int]]:
     """Yield ``(type, name, value_start, value_end)`` for the document at ``start``."""
+    fixed, prefixed, unpack, find = _FIXED_SIZE.get, _LEN_PREFIXED.get, _I32.unpack_from, buf.find
     try:
-        end = start + _I32.unpack_from(buf, start)[0] - 1
+        end = start + unpack(buf, start)[0] - 1
         pos = start + 4
         while pos < end:
             t = buf[pos]
-            name_end = _cstring_end(buf, pos + 1)
+            name_end = find(b"\x00", pos + 1)
+            if name_end < 0:
+                raise CodecError("corrupt BSON: unterminated field name")
             name = buf[pos + 1:name_end].decode("utf-8")
             vstart = name_end + 1
-            vend = _value_end(t, buf, vstart)
+            size = fixed(t)
+            if size is not None:
+                vend = vstart + size
+            else:
+                extra = prefixed(t)
+                vend = vstart + extra + unpack(buf, vstart)[0] if extra is not None else _value_end(t, buf, vstart)
+            if vend > end:
+                raise CodecError("corrupt BSON: element runs past the end of its document")
             yield t, name, vstart, vend
             pos = vend
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
@@ -194,10 +198,34 @@ def _double_obj(buf: bytes, vs: int) -> Any:
     return {"$numberDouble": "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")}
 
 
+_U64 = struct.Struct("<QQ")
+_MAX_COEFFICIENT = 10**34 - 1
+
+
 def _decimal_text(raw: bytes) -> str | None:
     """Decimal128 as text, or None when text cannot reproduce these exact bits."""
+    low, high = _U64.unpack(raw)
+    if (high >> 61) & 3 != 3:
+        # the common finite form: sign, 14-bit exponent, 113-bit coefficient
+        coefficient = ((high & 0x1FFFFFFFFFFFF) << 64) | low
+        if coefficient <= _MAX_COEFFICIENT:
+            return _decimal_to_string(high >> 63, str(coefficient), ((high >> 49) & 0x3FFF) - 6176)
     text = str(Decimal128.from_bid(raw))
     return text if Decimal128(text).bid == raw else None
+
+
+def _decimal_to_string(sign: int, digits: str, exp: int) -> str:
+    """IEEE 754 to-scientific-string, exactly as Python's ``Decimal.__str__``."""
+    leftdigits = exp + len(digits)
+    dotplace = leftdigits if exp <= 0 and leftdigits > -6 else 1
+    if dotplace <= 0:
+        intpart, fracpart = "0", "." + "0" * -dotplace + digits
+    elif dotplace >= len(digits):
+        intpart, fracpart = digits + "0" * (dotplace - len(digits)), ""
+    else:
+        intpart, fracpart = digits[:dotplace], "." + digits[dotplace:]
+    exp_str = "" if leftdigits == dotplace else "E%+d" % (leftdigits - dotplace)
+    return ("-" if sign else "") + intpart + fracpart + exp_str
 
 
 def _decimal_obj(raw: bytes) -> Any:
@@ -489,35 +517,61 @@ def _cell_type(t: int, buf: bytes, vs: int) -> str:
     return name
 
 
+_DECIMAL_RE = re.compile(r"(-?)(\d{1,34})(?:\.(\d*))?(?:E([-+]\d{1,4}))?")
+
+
+def _parse_decimal(cell: str) -> bytes:
+    m = _DECIMAL_RE.fullmatch(cell)
+    if m:
+        sign, whole, frac, exp = m.groups()
+        digits = whole + (frac or "")
+        exponent = int(exp or 0) - len(frac or "")
+        if len(digits) <= 34 and -6176 <= exponent <= 6111:
+            coefficient = int(digits)
+            high = (1 << 63 if sign else 0) | (exponent + 6176) << 49 | coefficient >> 64
+            return _U64.pack(coefficient & 0xFFFFFFFFFFFFFFFF, high)
+    return Decimal128(cell).bid
+
+
+def _parse_bool(cell: str) -> bytes:
+    if cell == "true":
+        return b"\x01"
+    if cell == "false":
+        return b"\x00"
+    raise ValueError(f"expected true or false, got {cell!r}")
+
+
+def _parse_null(cell: str) -> bytes:
+    if cell:
+        raise ValueError("a null cell must be empty")
+    return b""
+
+
+_PLAIN_PARSERS = {
+    "int32": (T_INT32, lambda c: _I32.pack(int(c))),
+    "int64": (T_INT64, lambda c: _I64.pack(int(c))),
+    "double": (T_DOUBLE, lambda c: _DBL.pack(float(c))),
+    "bool": (T_BOOL, _parse_bool),
+    "date": (T_DATE, lambda c: _I64.pack(_iso_to_date_ms(c))),
+    "objectId": (T_OID, lambda c: _hex_bytes(c, 12, "ObjectId")),
+    "decimal": (T_DECIMAL, _parse_decimal),
+    "null": (T_NULL, _parse_null),
+}
+
+
 def _parse_plain(ctype: str, cell: str) -> tuple[int, bytes]:
     if ctype == "string":
-        return T_STRING, _bstring(_unguard(cell))
+        return T_STRING, _bstring(cell[1:] if cell[:1] == "'" else cell)
     if ctype == "json":
         return _obj_to_value(_loads(cell))
     try:
-        if ctype == "int32":
-            return T_INT32, _I32.pack(int(cell))
-        if ctype == "int64":
-            return T_INT64, _I64.pack(int(cell))
-        if ctype == "double":
-            return T_DOUBLE, _DBL.pack(float(cell))
-        if ctype == "bool":
-            if cell not in ("true", "false"):
-                raise ValueError(f"expected true or false, got {cell!r}")
-            return T_BOOL, b"\x01" if cell == "true" else b"\x00"
-        if ctype == "date":
-            return T_DATE, _I64.pack(_iso_to_date_ms(cell))
-        if ctype == "objectId":
-            return T_OID, _hex_bytes(cell, 12, "ObjectId")
-        if ctype == "decimal":
-            return T_DECIMAL, Decimal128(cell).bid
-        if ctype == "null":
-            if cell:
-                raise ValueError("a null cell must be empty")
-            return T_NULL, b""
-    except (ValueError, struct.error, ArithmeticError) as exc:
+        t, parse = _PLAIN_PARSERS[ctype]
+    except KeyError:
+        raise CodecError(f"unknown cell type {ctype!r}") from None
+    try:
+        return t, parse(cell)
+    except (ValueError, struct.error, ArithmeticError, CodecError) as exc:
         raise CodecError(f"invalid {ctype} cell {cell[:60]!r}: {exc}") from None
-    raise CodecError(f"unknown cell type {ctype!r}")
 
 
 # --------------------------------------------------------------------------
