@@ -1,0 +1,309 @@
+"""Dashboard users: hash-only storage, roles, lock-out and its expiry, user sources, set-password CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+from argon2 import PasswordHasher
+
+from backup_core import audit, auth
+from backup_core.config import Settings
+from backup_core.errors import AuthError, ConfigError, UsageError
+
+from .conftest import ROOT, run_cli
+
+PW = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def fast_hasher(monkeypatch):
+    # production parameters (64 MiB, t=3) are checked in one test; the rest need speed
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(auth, "_dummy_hash", None)
+    for var in ("BACKUP_ADMIN_USER", "BACKUP_ADMIN_PASSWORD_HASH"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """A settable clock for the lock-out."""
+    now = {"t": 1_800_000_000.0}
+    monkeypatch.setattr(auth, "_now", lambda: now["t"])
+    return now
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    root = tmp_path / "backups"
+    root.mkdir()
+    return Settings(backup_root=root, user="operator", secrets={})
+
+
+def _audit_text(cfg) -> str:
+    p = audit.audit_path(cfg.backup_root)
+    return p.read_text() if p.exists() else ""
+
+
+def test_set_password_stores_only_an_argon2_hash(cfg):
+    assert not auth.has_users(cfg)
+    user = auth.set_password(cfg, "alice", PW)
+    assert user == auth.User("alice", "admin") and user.is_admin
+    path = auth.users_path(cfg)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    raw = path.read_text()
+    assert PW not in raw
+    stored = json.loads(raw)["users"]["alice"]
+    assert stored["password_hash"].startswith("$argon2id$") and stored["role"] == "admin"
+    assert auth.authenticate(cfg, "alice", PW) == user
+    assert auth.has_users(cfg) and auth.list_users(cfg) == [user]
+    log = _audit_text(cfg)
+    assert PW not in log
+    entries = audit.read(cfg.backup_root)
+    assert [(e["action"], e["outcome"]) for e in entries] == [("login", "ok"), ("set-password", "ok")]
+    assert entries[1]["user"] == "operator" and entries[1]["target"] == "alice"
+
+
+def test_default_hasher_uses_strong_parameters(monkeypatch):
+    monkeypatch.undo()  # the real module-level hasher
+    h = auth.hash_password(PW)
+    assert h.startswith("$argon2id$") and "m=65536" in h
+    assert auth._verify(h, PW) and not auth._verify(h, PW + "x")
+
+
+def test_changing_a_password_and_role(cfg):
+    auth.set_password(cfg, "alice", PW)
+    auth.set_password(cfg, "alice", "another password", role="viewer")
+    with pytest.raises(AuthError, match="invalid user name or password"):
+        auth.authenticate(cfg, "alice", PW)
+    user = auth.authenticate(cfg, "alice", "another password")
+    assert user.role == "viewer" and not user.is_admin
+
+
+@pytest.mark.parametrize("name,password,role,message", [
+    ("bob", "", "admin", "empty"),
+    ("bob", "Pw3$xyz", "admin", "at least 8"),
+    ("bob", "x" * 2000, "admin", "too long"),
+    ("bad name", PW, "admin", "invalid user name"),
+    ("../bob", PW, "admin", "invalid user name"),
+    ("", PW, "admin", "invalid user name"),
+    ("bob", PW, "root", "invalid role"),
+])
+def test_set_password_refuses_bad_input(cfg, name, password, role, message):
+    with pytest.raises(UsageError, match=message):
+        auth.set_password(cfg, name, password, role=role)
+    assert not auth.users_path(cfg).exists()
+    entry = audit.read(cfg.backup_root)[0]
+    assert entry["action"] == "set-password" and entry["outcome"] == "error"
+    if password:
+        assert password not in _audit_text(cfg)
+
+
+def test_unknown_user_and_wrong_password_look_the_same(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    with pytest.raises(AuthError) as wrong:
+        auth.authenticate(cfg, "alice", "Guess-1234")
+    with pytest.raises(AuthError) as unknown:
+        auth.authenticate(cfg, "mallory", "Guess-1234")
+    with pytest.raises(AuthError) as invalid:
+        auth.authenticate(cfg, "no such/name", "Guess-1234")
+    assert str(wrong.value) == str(unknown.value) == str(invalid.value) == "invalid user name or password"
+    reasons = [(e["user"], e["outcome"], e.get("reason")) for e in audit.read(cfg.backup_root, limit=3)]
+    assert reasons == [("<invalid name>", "error", "invalid name"), ("mallory", "error", "unknown user"),
+                       ("alice", "error", "wrong password")]
+    assert "Guess-1234" not in _audit_text(cfg)
+
+
+def test_roles_and_require_admin():
+    auth.require_admin(auth.User("a", "admin"), "restore")
+    with pytest.raises(AuthError, match="restore needs the admin role"):
+        auth.require_admin(auth.User("v", "viewer"), "restore")
+    with pytest.raises(AuthError, match="cleanup needs the admin role"):
+        auth.require_admin(None, "cleanup")
+    assert auth.ROLES == ("admin", "viewer")
+
+
+def test_lockout_after_five_failures_and_its_expiry(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    for _ in range(4):
+        with pytest.raises(AuthError, match="invalid user name or password"):
+            auth.authenticate(cfg, "alice", "bad password")
+        clock["t"] += 60
+    with pytest.raises(AuthError, match=r"account locked .* try again in 15 minutes"):
+        auth.authenticate(cfg, "alice", "bad password")
+    # the right password does not get through a lock-out
+    clock["t"] += 10 * 60
+    with pytest.raises(AuthError, match="try again in 5 minutes"):
+        auth.authenticate(cfg, "alice", PW)
+    assert 0 < auth.lockout_remaining(cfg, "alice") <= 5 * 60
+    clock["t"] += 5 * 60 + 1
+    assert auth.lockout_remaining(cfg, "alice") == 0
+    assert auth.authenticate(cfg, "alice", PW).name == "alice"
+    entries = audit.read(cfg.backup_root, limit=None)
+    assert sum(1 for e in entries if e.get("reason") == "locked") == 1
+    assert any(e.get("locked_until") for e in entries if e.get("reason") == "wrong password")
+
+
+def test_failures_outside_the_window_do_not_add_up(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    for _ in range(4):
+        with pytest.raises(AuthError, match="invalid"):
+            auth.authenticate(cfg, "alice", "bad password")
+    clock["t"] += 16 * 60
+    for _ in range(4):
+        with pytest.raises(AuthError, match="invalid"):
+            auth.authenticate(cfg, "alice", "bad password")
+    assert auth.authenticate(cfg, "alice", PW)
+    # a success clears the count
+    for _ in range(4):
+        with pytest.raises(AuthError, match="invalid"):
+            auth.authenticate(cfg, "alice", "bad password")
+    assert auth.authenticate(cfg, "alice", PW)
+
+
+def test_unknown_names_are_locked_too(cfg, clock):
+    for _ in range(4):
+        with pytest.raises(AuthError, match="invalid"):
+            auth.authenticate(cfg, "ghost", "bad password")
+    with pytest.raises(AuthError, match="account locked"):
+        auth.authenticate(cfg, "ghost", "bad password")
+
+
+def test_lockout_is_persisted_and_shared_across_processes(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    for _ in range(5):
+        with pytest.raises(AuthError):
+            auth.authenticate(cfg, "alice", "bad password")
+    state = json.loads((auth.auth_dir(cfg) / auth.LOCKOUT_FILE).read_text())
+    assert state["alice"]["locked_until"] == clock["t"] + auth.LOCKOUT_S
+    assert stat.S_IMODE((auth.auth_dir(cfg) / auth.LOCKOUT_FILE).stat().st_mode) == 0o600
+    # another process, with the real clock: the lock is still in force for it
+    code = ("import sys, time; from backup_core import auth; from backup_core.config import Settings\n"
+            f"auth._now = lambda: {clock['t'] + 60}\n"
+            f"s = Settings(backup_root={str(cfg.backup_root)!r}, user='x', secrets={{}})\n"
+            "try:\n    auth.authenticate(s, 'alice', sys.argv[1])\n"
+            "except Exception as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, PW], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert "account locked" in out.stdout and "14 minutes" in out.stdout, out.stderr
+
+
+def test_new_password_clears_a_lockout(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    for _ in range(5):
+        with pytest.raises(AuthError):
+            auth.authenticate(cfg, "alice", "bad password")
+    auth.set_password(cfg, "alice", "a brand new password")
+    assert auth.authenticate(cfg, "alice", "a brand new password")
+
+
+def test_users_from_secrets_toml(cfg, tmp_path):
+    h_viewer = auth.hash_password("viewer password")
+    h_admin = auth.hash_password("secret admin pw")
+    s = Settings(backup_root=cfg.backup_root, user="op", secrets={
+        "auth": {"users": {"carol": {"password_hash": h_viewer, "role": "viewer"},
+                           "dan": {"password_hash": h_admin, "role": "admin"}}}})
+    assert auth.has_users(s)
+    assert auth.list_users(s) == [auth.User("carol", "viewer"), auth.User("dan", "admin")]
+    assert auth.authenticate(s, "carol", "viewer password").role == "viewer"
+    assert auth.authenticate(s, "dan", "secret admin pw").is_admin
+    assert audit.read(s.backup_root, limit=1)[0]["source"] == "secrets.toml"
+    # users.json comes first for the same name
+    auth.set_password(s, "carol", "file password!", role="admin")
+    assert auth.authenticate(s, "carol", "file password!") == auth.User("carol", "admin")
+    with pytest.raises(AuthError):
+        auth.authenticate(s, "carol", "viewer password")
+
+
+def test_secrets_toml_file_is_read_by_settings(tmp_path, monkeypatch):
+    h = auth.hash_password("toml password")
+    f = tmp_path / "secrets.toml"
+    f.write_text(f'[auth.users.erin]\npassword_hash = "{h}"\nrole = "viewer"\n')
+    monkeypatch.setenv("BACKUP_SECRETS_FILE", str(f))
+    s = Settings.load(root=tmp_path / "b", env={})
+    assert auth.authenticate(s, "erin", "toml password") == auth.User("erin", "viewer")
+
+
+@pytest.mark.parametrize("entry,message", [
+    ({"password_hash": "plain text password", "role": "admin"}, "not an argon2 hash"),
+    ({"role": "admin"}, "not an argon2 hash"),
+    ({"password_hash": "$argon2id$x", "role": "superuser"}, "unknown role"),
+])
+def test_bad_secrets_entries_are_config_errors(cfg, entry, message):
+    s = Settings(backup_root=cfg.backup_root, user="op", secrets={"auth": {"users": {"frank": entry}}})
+    with pytest.raises(ConfigError, match=message):
+        auth.authenticate(s, "frank", "plain text password")
+    entry = audit.read(cfg.backup_root, limit=1)[0]
+    assert (entry["action"], entry["outcome"], entry["reason"]) == ("login", "error", "configuration")
+    assert "plain text password" not in json.dumps(entry)  # a pasted password is never echoed
+
+
+def test_admin_from_environment(cfg, monkeypatch):
+    monkeypatch.setenv("BACKUP_ADMIN_USER", "root-admin")
+    monkeypatch.setenv("BACKUP_ADMIN_PASSWORD_HASH", auth.hash_password("env password"))
+    assert auth.list_users(cfg) == [auth.User("root-admin", "admin")]
+    assert auth.authenticate(cfg, "root-admin", "env password").is_admin
+    monkeypatch.delenv("BACKUP_ADMIN_PASSWORD_HASH")
+    with pytest.raises(ConfigError, match="both"):
+        auth.has_users(cfg)
+
+
+def test_concurrent_set_password_keeps_every_user(cfg):
+    names = [f"user{i}" for i in range(8)]
+    threads = [threading.Thread(target=auth.set_password, args=(cfg, n, PW)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [u.name for u in auth.list_users(cfg)] == sorted(names)
+
+
+# ---------------------------------------------------------------- the CLI, in a subprocess
+
+@pytest.fixture
+def cli_env(tmp_path):
+    env = dict(os.environ)
+    env.update({"BACKUP_ROOT": str(tmp_path / "backups"),
+                "BACKUP_SECRETS_FILE": str(tmp_path / "no-secrets.toml")})
+    for var in ("BACKUP_ADMIN_USER", "BACKUP_ADMIN_PASSWORD_HASH", "MONGODB_URI"):
+        env.pop(var, None)
+    return env
+
+
+def test_set_password_cli_reads_stdin(cli_env, tmp_path):
+    proc = run_cli(cli_env, "set-password", "gina", "--role", "viewer", "--json", input_text=PW + "\n")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["user"] == "gina" and out["role"] == "viewer"
+    users_file = tmp_path / "backups" / ".auth" / "users.json"
+    assert out["path"] == str(users_file) and PW not in users_file.read_text()
+    assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
+    assert PW not in proc.stdout + proc.stderr + (tmp_path / "backups" / ".audit" / "audit.jsonl").read_text()
+    s = Settings(backup_root=tmp_path / "backups", user="x", secrets={})
+    assert auth.authenticate(s, "gina", PW) == auth.User("gina", "viewer")
+
+
+@pytest.mark.parametrize("stdin,message", [("", "empty"), ("\n", "empty"), ("short\n", "at least 8")])
+def test_set_password_cli_refuses_weak_passwords(cli_env, tmp_path, stdin, message):
+    proc = run_cli(cli_env, "set-password", "hank", input_text=stdin)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "backups" / ".auth" / "users.json").exists()
+
+
+def test_set_password_cli_print_hash_stores_nothing(cli_env, tmp_path):
+    proc = run_cli(cli_env, "set-password", "ivy", "--print-hash", input_text=PW + "\n")
+    assert proc.returncode == 0, proc.stderr
+    h = proc.stdout.strip()
+    assert h.startswith("$argon2id$") and PasswordHasher().verify(h, PW)
+    assert not (tmp_path / "backups" / ".auth" / "users.json").exists()
+
+
+def test_set_password_cli_bad_role_and_name(cli_env):
+    assert run_cli(cli_env, "set-password", "x", "--role", "root", input_text=PW).returncode == 2
+    proc = run_cli(cli_env, "set-password", "bad/name", input_text=PW)
+    assert proc.returncode == 2 and "invalid user name" in proc.stderr
