@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .config import mask_uri
 from .errors import StorageError
@@ -103,8 +103,13 @@ def _lines_reversed(path: Path, block: int = 65536) -> Iterable[bytes]:
 
 def read(root: Path, limit: int | None = 100, flt: AuditFilter | None = None) -> list[dict]:
     """Entries newest first, at most ``limit`` (None: all)."""
-    path = audit_path(root)
-    if not path.is_file():
+    return read_jsonl_newest_first(audit_path(root), limit, flt.match if flt is not None else None)
+
+
+def read_jsonl_newest_first(path: Path, limit: int | None = None,
+                            match: Callable[[dict], bool] | None = None) -> list[dict]:
+    """JSON objects of an append-only JSON-lines file, last first; a torn or foreign line is skipped."""
+    if (limit is not None and limit <= 0) or not path.is_file():
         return []
     out: list[dict] = []
     for raw in _lines_reversed(path):
@@ -112,7 +117,7 @@ def read(root: Path, limit: int | None = 100, flt: AuditFilter | None = None) ->
             entry = json.loads(raw)
         except ValueError:
             continue  # a torn last line from a crash is skipped, not fatal
-        if flt is None or flt.match(entry):
+        if isinstance(entry, dict) and (match is None or match(entry)):
             out.append(entry)
             if limit is not None and len(out) >= limit:
                 break

@@ -9,6 +9,7 @@ the CSV reflects exactly the documents that were read.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -41,6 +42,8 @@ class BackupOptions:
     user: str = "unknown"
     interval_hours: float | None = None
     lock_timeout: float = 10.0
+    # names recorded as not existing (safety backups: what the restore is about to create)
+    absent: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -113,13 +116,22 @@ def write_collection(docs: Iterator[bytes], out_path: Path, spill_path: Path, *,
         buffered = io.BufferedWriter(hasher, 1 << 20)
         gz = gzip.GzipFile(filename="", mode="wb", fileobj=buffered, mtime=0) if compress else None
         text = io.TextIOWrapper(gz or buffered, encoding="utf-8", newline="")
-        writer = csv.writer(text)
-        writer.writerow(schema.header())
-        for done, raw in enumerate(_iter_spill(spill_path), 1):
-            writer.writerow(encoder.encode(raw))
-            if progress and done % 500 == 0:
-                progress(count + done)
-        text.flush()
+        try:
+            writer = csv.writer(text)
+            writer.writerow(schema.header())
+            for done, raw in enumerate(_iter_spill(spill_path), 1):
+                writer.writerow(encoder.encode(raw))
+                if progress and done % 500 == 0:
+                    progress(count + done)
+            text.flush()
+        except BaseException:
+            # close the wrappers now (their final flush fails too, e.g. disk full) so that the
+            # garbage collector does not try to flush them into the closed file later
+            for layer in (text, gz, buffered):
+                if layer is not None:
+                    with contextlib.suppress(Exception):
+                        layer.close()
+            raise
         text.detach()
         if gz is not None:
             gz.close()  # writes the gzip trailer; leaves ``buffered`` open
@@ -151,7 +163,9 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
             started: float) -> BackupResult:
     available = user_collections(db)
     names = list(available)
-    if options.collections:
+    if options.collections is not None:
+        if not options.collections and not options.absent:
+            raise UsageError("no collections chosen: choose at least one collection to back up")
         unknown = [c for c in options.collections if c not in available]
         if unknown:
             raise UsageError(f"no collection named {', '.join(map(repr, unknown))} in database {db.name}; "
@@ -182,6 +196,9 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
             "duration_s": round(time.monotonic() - started, 3),
             "tool": "backup_core",
         }
+        absent = sorted(set(options.absent) - set(available))
+        if absent:
+            manifest["absent_collections"] = absent
         path = writer.commit(manifest)
     except OSError as exc:
         writer.abort()

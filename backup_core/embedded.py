@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from .errors import BackupError, DatabaseUnavailable, UsageError
+from .locks import pid_alive
 
 SQLITE_FILE = "mongoeco.sqlite"
 SERVER_FILE = "server.json"
@@ -267,7 +268,7 @@ def _live_uri(data_dir: Path) -> str | None:
     if not info or not isinstance(info.get("pid"), int) or not isinstance(info.get("uri"), str):
         return None
     # A dead pid means the port may now belong to someone else: never ping it.
-    if not _pid_running(info["pid"]) or not ping(info["uri"], timeout_ms=1500):
+    if not pid_alive(info["pid"]) or not ping(info["uri"], timeout_ms=1500):
         return None
     return info["uri"]
 
@@ -292,21 +293,6 @@ def ping(uri: str, timeout_ms: int = 1500) -> bool:
         client.close()
 
 
-def _pid_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # An exited but unreaped child still "exists"; it serves nobody.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _spawn_server(data_dir: Path, db_name: str | None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "backup_core"]
     if db_name:
@@ -326,7 +312,7 @@ def _spawn_server(data_dir: Path, db_name: str | None) -> subprocess.Popen:
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             env=env, start_new_session=True, close_fds=True)
     # Reap it whenever it exits, so a long-lived caller (the dashboard) does
-    # not keep a zombie that looks alive to _pid_running's kill(pid, 0).
+    # not keep a zombie that looks alive to pid_alive's kill(pid, 0).
     threading.Thread(target=proc.wait, name=f"reap-embedded-{proc.pid}", daemon=True).start()
     return proc
 

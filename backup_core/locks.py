@@ -25,6 +25,24 @@ from .errors import LockBusy, StorageError
 DEFAULT_TIMEOUT = 10.0
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return False
+    # an exited but unreaped child still "exists"; it serves nobody
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
 class _PathLock:
     def __init__(self) -> None:
         self.thread_lock = threading.RLock()

@@ -31,20 +31,33 @@ def translate_errors(what: str) -> Iterator[None]:
         yield
     except PyMongoError as exc:
         msg = str(exc).split(", full error:")[0].splitlines()[0] if str(exc) else type(exc).__name__
-        raise DatabaseUnavailable(f"{what} failed: {mask_uri(msg)}") from None
+        raise DatabaseUnavailable(f"{what} failed: {mask_uri(msg)}", hint=error_hint(msg)) from None
+
+
+def error_hint(msg: str) -> str | None:
+    """What to do about a server error message, when we know."""
+    if "malformed JSON" in msg:  # mongoeco's SQLite engine refusing a non-finite double
+        return ("the embedded server's SQLite storage cannot hold NaN or Infinity numbers; "
+                "use a real MongoDB (or the embedded server with --memory) for such data")
+    return None
 
 
 def raw_collection(db: Database, name: str) -> Collection:
     return db.get_collection(name, codec_options=RAW)
 
 
+#: Prefix of the staging collections a replace-restore creates; never user data.
+RESTORE_TEMP_PREFIX = "__restore_tmp_"
+
+
 def user_collections(db: Database) -> dict[str, dict]:
-    """Collections (not views, not system.*) with their options, by name."""
+    """Collections (not views, not system.*, not restore staging) with their options, by name."""
     out = {}
     with translate_errors("listing collections"):
         for info in db.list_collections():
             name = info["name"]
-            if name.startswith("system.") or info.get("type", "collection") != "collection":
+            if (name.startswith(("system.", RESTORE_TEMP_PREFIX))
+                    or info.get("type", "collection") != "collection"):
                 continue
             out[name] = dict(info.get("options") or {})
     return dict(sorted(out.items()))

@@ -20,6 +20,18 @@ DEFAULT_RETENTION = timedelta(days=7)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def format_duration(seconds: float) -> str:
+    """A short duration for messages: ``45s``, ``12m 5s``, ``3h 20m``, ``2d 4h``."""
+    s = int(max(seconds, 0))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 86400}d {s % 86400 // 3600}h"
+
+
 def parse_duration(text: str, *, what: str = "duration") -> timedelta:
     """``30s``, ``10m``, ``1.5h``, ``7d``, ``2w`` (a bare number means hours)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(text).lower())

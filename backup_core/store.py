@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 from . import codec
 from .errors import BackupNotFound, CodecError, FormatError, IntegrityError, StorageError, UsageError
+from .locks import pid_alive
 
 FORMAT_VERSION = codec.FORMAT_VERSION
 MANIFEST = "manifest.json"
@@ -131,6 +132,12 @@ class BackupInfo:
         return self.manifest["collections"]
 
     @property
+    def absent_collections(self) -> list[str]:
+        """Collections that did not exist when this backup was taken (safety backups record them,
+        so that restoring one also removes what the restore had created)."""
+        return list(self.manifest.get("absent_collections") or [])
+
+    @property
     def total_bytes(self) -> int:
         return sum(c.get("bytes", 0) for c in self.collections.values())
 
@@ -200,6 +207,11 @@ def parse_manifest(data: bytes, *, folder_name: str | None = None) -> dict:
             if not isinstance(entry.get(key), kind) or isinstance(entry.get(key), bool):
                 raise FormatError(f"manifest entry for {name!r} lacks a valid {key!r}")
         codec.Schema.from_json(entry["schema"])
+    absent = manifest.get("absent_collections", [])
+    if not isinstance(absent, list) or not all(isinstance(n, str) and n for n in absent):
+        raise FormatError("manifest absent_collections must be a list of collection names")
+    if set(absent) & set(manifest["collections"]):
+        raise FormatError("manifest lists a collection both as backed up and as absent")
     return manifest
 
 
@@ -294,7 +306,7 @@ class Store:
         for day, path in self._candidate_dirs():
             try:
                 out.append(self._load(day, path))
-            except (FormatError, StorageError) as exc:
+            except (FormatError, IntegrityError, StorageError) as exc:
                 if errors is not None:
                     errors.append(f"{path.relative_to(self.root)}: {exc}")
         out.sort(key=lambda b: (b.created_at, b.backup_id), reverse=True)
@@ -338,7 +350,7 @@ class Store:
     def sweep_temporaries(self, *, is_alive: Callable[[int], bool] | None = None) -> list[Path]:
         """Remove temporary folders left by killed writers (call under the root lock)."""
         removed = []
-        alive = is_alive or _pid_alive
+        alive = is_alive or pid_alive
         for day in WEEKDAYS:
             d = self.root / day
             if not d.is_dir():
@@ -405,9 +417,11 @@ class Store:
                 status = "sha256 mismatch"
             elif deep:
                 try:
-                    count = sum(1 for _ in self.iter_documents(info, name))
+                    count, duplicate = _count_and_check_ids(self.iter_documents(info, name))
                     if count != entry["count"]:
                         status = f"{count} documents, manifest says {entry['count']}"
+                    elif duplicate is not None:
+                        status = f"_id {duplicate} occurs more than once"
                 except (FormatError, StorageError) as exc:
                     status = f"unreadable: {exc}"
             if status != "ok":
@@ -421,6 +435,28 @@ class Store:
             raise IntegrityError(f"backup {backup_id} does not verify: {'; '.join(res.problems)}",
                                  hint="it was changed or damaged after it was written; pick another backup")
         return self.get(backup_id)
+
+
+def _count_and_check_ids(docs: Iterator[bytes]) -> tuple[int, str | None]:
+    """Count documents and find the first repeated ``_id`` (compared as exact BSON bytes).
+
+    Only a 16-byte digest per document is kept, so memory stays small for large collections.
+    """
+    seen: set[bytes] = set()
+    count = 0
+    duplicate = None
+    for raw in docs:
+        count += 1
+        if duplicate is not None:
+            continue
+        for t, name, vs, ve in codec.iter_elements(raw, 0):
+            if name == "_id":
+                digest = hashlib.blake2b(bytes((t,)) + raw[vs:ve], digest_size=16).digest()
+                if digest in seen:
+                    duplicate = codec.value_to_json_text(t, raw, vs, ve)
+                seen.add(digest)
+                break
+    return count, duplicate
 
 
 class RowReader:
@@ -483,13 +519,3 @@ class RowReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -29,6 +29,7 @@ from backup_core.config import Settings
 from backup_core.db import Connection, connect, database_info
 from backup_core.embedded import ensure_server, read_server_file, seed_demo, serve
 from backup_core.errors import BackupError, ConfigError, DatabaseUnavailable
+from backup_core.locks import pid_alive
 
 PROJECT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -58,14 +59,14 @@ def _server_pids(data_dir: Path) -> list[int]:
             continue
         args = [a.decode(errors="replace") for a in argv]
         if "backup_core" in args and "server" in args and str(data_dir) in args:
-            if embedded._pid_running(int(entry.name)):
+            if pid_alive(int(entry.name)):
                 pids.append(int(entry.name))
     return pids
 
 
 def _wait_gone(pid: int, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
-    while embedded._pid_running(pid):
+    while pid_alive(pid):
         if time.monotonic() > deadline:
             raise AssertionError(f"process {pid} still running after {timeout} s")
         time.sleep(0.05)
@@ -402,3 +403,28 @@ def test_connection_is_a_context_manager(thread_server: ThreadServer, data_dir: 
         assert database_info(conn)["collections"]["Equipment"] == {"count": 150}
     with pytest.raises(pymongo.errors.InvalidOperation):
         conn.db.Equipment.find_one()
+
+
+# --------------------------------------------------------------------------
+# the SQLite engine's one storage limit, handled by restore
+
+
+def test_restore_of_nan_into_sqlite_is_refused_and_rolled_back(thread_server: ThreadServer, db,
+                                                               store) -> None:
+    """The SQLite engine cannot store NaN: both modes fail with the reason and change nothing."""
+    from backup_core.backup import BackupOptions, create_backup
+    from backup_core.restore import RestoreOptions, restore_backup
+
+    db.c.insert_many([{"_id": i, "x": float(i)} for i in range(5)] + [{"_id": 5, "x": float("nan")}])
+    bid = create_backup(db, store, BackupOptions()).backup_id
+    with _client(thread_server.uri) as client:
+        target = client[db.name]
+        target.c.insert_many([{"_id": 0, "x": "live"}, {"_id": 9, "x": "only live"}])
+        before = list(target.c.find(sort=[("_id", 1)]))
+        for mode in ("replace", "merge"):
+            with pytest.raises(DatabaseUnavailable) as err:
+                restore_backup(target, store, bid, RestoreOptions(mode=mode, confirmed=True))
+            assert "NaN" in err.value.hint, err.value.hint
+            assert list(target.c.find(sort=[("_id", 1)])) == before, mode
+            assert [n for n in target.list_collection_names() if n.startswith("__restore_tmp_")] == []
+        assert "rolled back" in str(err.value)
