@@ -1,0 +1,69 @@
+"""``restore ID --mode replace|merge [...] [--dry-run] [--yes]``: restore a backup into the database.
+
+Without ``--yes`` and without ``--dry-run`` nothing changes: the command
+refuses with a non-zero exit and says how to preview or proceed.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .. import audit
+from ..context import open_context, open_store
+from ..errors import RestoreRefused, UsageError
+from ..restore import MODES, STRATEGIES, RestoreOptions, restore_backup
+from .common import add_collections, collections_arg
+
+
+def register(sub):
+    p = sub.add_parser("restore", help="restore a backup (replace or merge); --dry-run previews it")
+    p.add_argument("backup_id", metavar="ID")
+    p.add_argument("--mode", choices=MODES, required=True,
+                   help="replace: each collection becomes exactly the backup; merge: upsert by key")
+    add_collections(p)
+    p.add_argument("--strategy", choices=STRATEGIES, default="backup-wins",
+                   help="merge only: who wins on documents present on both sides (default backup-wins)")
+    p.add_argument("--key", default="_id", help="field that pairs documents (default _id); must be unique")
+    p.add_argument("--ids", metavar="A,B",
+                   help="restore only these documents, by key value (comma-separated; JSON values allowed)")
+    p.add_argument("--dry-run", action="store_true", help="report what would change; change nothing")
+    p.add_argument("--yes", action="store_true", help="confirm: really change the database")
+    p.add_argument("--allow-other-db", action="store_true",
+                   help="allow a backup taken from a database of another name")
+    p.set_defaults(handler=run)
+    return p
+
+
+def ids_arg(value: str | None) -> list | None:
+    """``--ids a,b`` -> key values; an item that parses as JSON and is not a plain string/number
+    (e.g. ``{"$oid": "..."}``) is used as a JSON-dialect value, anything else as typed text."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",")]
+    if not value.strip() or any(not v for v in items):
+        raise UsageError(f"invalid --ids {value!r}: give comma-separated key values")
+    out: list = []
+    for v in items:
+        if v.startswith("{") or v.startswith("["):
+            try:
+                out.append(json.loads(v))
+                continue
+            except ValueError:
+                pass
+        out.append(v)
+    return out
+
+
+def run(args, settings):
+    if not args.yes and not args.dry_run:
+        # refused before connecting to anything; still on the record
+        audit.record(open_store(settings).root, user=settings.user, action="restore", outcome="refused",
+                     backup_id=args.backup_id, mode=args.mode, error="not confirmed (no --yes, no --dry-run)")
+        raise RestoreRefused("restore needs confirmation: nothing was changed",
+                             hint="add --dry-run to preview or --yes to proceed")
+    options = RestoreOptions(mode=args.mode, collections=collections_arg(args.collections),
+                             strategy=args.strategy, dry_run=args.dry_run, confirmed=args.yes,
+                             key=args.key, ids=ids_arg(args.ids), allow_other_db=args.allow_other_db,
+                             user=settings.user)
+    with open_context(settings) as ctx:
+        return restore_backup(ctx.db, ctx.store, args.backup_id, options)
