@@ -1,0 +1,332 @@
+"""The scheduler: interval backups, one active scheduler per root, take-over, clean-up, state.
+
+Intervals and leases are seconds long here so the whole file runs in well
+under a minute and a half. Scheduler subprocesses are always killed in teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from backup_core import audit, scheduler
+from backup_core.backup import BackupOptions, create_backup
+from backup_core.errors import UsageError
+from backup_core.locks import root_lock
+from backup_core.retention import cleanup
+from backup_core.scheduler import (ScheduleConfig, SchedulerService, auto_backup_check, ensure_scheduler,
+                                   lease_holder, load_config, run_cleanup_now, run_history,
+                                   run_scheduled_backup, save_config, scheduler_status)
+from backup_core.store import Store
+
+from .conftest import ROOT
+
+
+def wait_for(cond, timeout: float, step: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(step)
+    return cond()
+
+
+@pytest.fixture
+def data(db):
+    db["Equipment"].insert_many([{"name": "drill", "qty": 2}, {"name": "saw", "qty": 1}])
+    db["Equipment_select_options"].insert_one({"kind": "status", "values": ["ok", "broken"]})
+    return db
+
+
+@pytest.fixture
+def services():
+    started: list[SchedulerService] = []
+    yield started
+    for svc in started:
+        svc.stop(wait=True)
+
+
+@pytest.fixture
+def procs():
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.wait(10)
+
+
+def spawn_scheduler(env, tmp_path, name, *args):
+    err = open(tmp_path / f"{name}.err", "w")
+    return subprocess.Popen([sys.executable, "-m", "backup_core", "scheduler", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=err)
+
+
+def created_times(root) -> list[datetime]:
+    return sorted(b.created for b in Store(root).list_backups())
+
+
+def min_gap(times: list[datetime]) -> float:
+    return min(((b - a).total_seconds() for a, b in zip(times, times[1:])), default=float("inf"))
+
+
+# ---------------------------------------------------------------------------- configuration
+
+def test_config_defaults_roundtrip_and_validation(root):
+    assert load_config(root) == ScheduleConfig(1.0, 7.0, None, True)
+    saved = save_config(root, ScheduleConfig(interval_hours=0.5, retention_days=3, max_root_bytes=10_000),
+                        user="alice")
+    assert load_config(root) == saved == ScheduleConfig(0.5, 3.0, 10_000, True)
+    for bad in (ScheduleConfig(interval_hours=0.05), ScheduleConfig(interval_hours=169),
+                ScheduleConfig(retention_days=0), ScheduleConfig(max_root_bytes=-1)):
+        with pytest.raises(UsageError):
+            save_config(root, bad)
+    assert load_config(root).interval_hours == 0.5  # a refused change leaves the saved one
+    entry = audit.read(root, limit=1)[0]
+    assert entry["action"] == "scheduler-config" and entry["user"] == "alice"
+    assert entry["interval_hours"] == 0.5
+
+
+def test_interval_survives_restart_of_every_process(cli, root):
+    r = cli("scheduler", "--set-interval", "2.5", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["interval_hours"] == 2.5
+    # a different process reads it back, and so does this one
+    r = cli("status", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["scheduler"]["interval_hours"] == 2.5
+    assert load_config(root).interval_hours == 2.5
+    r = cli("scheduler", "--set-interval", "500", "--json")
+    assert r.returncode == 2 and "between 0.1 and 168" in r.stderr
+    r = cli("scheduler", "--retention", "3d", "--max-root-mb", "50", "--json")
+    assert r.returncode == 0, r.stderr
+    assert load_config(root) == ScheduleConfig(2.5, 3.0, 50 * 1024 * 1024, True)
+    for bad in (["--max-root-mb", "-1"], ["--max-root-mb", "nan"], ["--retention", "soon"]):
+        r = cli("scheduler", *bad, "--json")
+        assert r.returncode == 2 and r.stderr.strip() and "Traceback" not in r.stderr, bad
+    assert load_config(root) == ScheduleConfig(2.5, 3.0, 50 * 1024 * 1024, True)
+
+
+# ---------------------------------------------------------------------------- single runs
+
+def test_auto_backup_check_skips_when_recent(settings, data, root):
+    first = auto_backup_check(settings, user="alice")
+    assert first["ran"] and first["backup_id"]
+    again = auto_backup_check(settings, user="alice")
+    assert again == {"ran": False, "backup_id": None, "last_backup_id": first["backup_id"],
+                     "message": again["message"]}
+    assert again["message"].startswith(f"backup not needed: last backup {first['backup_id']}")
+    assert "newer than the interval" in again["message"]
+    assert len(Store(root).list_backups()) == 1
+    assert run_history(root)[0]["trigger"] == "check"
+
+
+def test_failed_backup_is_recorded_and_visible(settings, data, root, monkeypatch):
+    # a real failure: a restore holds the root lock longer than the scheduled backup waits
+    monkeypatch.setattr(scheduler, "BACKUP_LOCK_TIMEOUT", 0.3)
+    out = {}
+    with root_lock(root, "restore"):
+        t = threading.Thread(target=lambda: out.setdefault("entry", run_scheduled_backup(settings)))
+        t.start()
+        t.join(10)
+    entry = out["entry"]  # recorded, not raised
+    assert entry["outcome"] == "error" and "locked by restore" in entry["error"]
+    status = scheduler_status(root)
+    assert status["last_result"]["outcome"] == "error" and "locked" in status["last_result"]["error"]
+    assert status["last_run"]["trigger"] == "scheduled"
+    assert any(e["action"] == "backup" and e["outcome"] == "error" for e in audit.read(root))
+
+    monkeypatch.undo()  # the next run retries and succeeds
+    entry = run_scheduled_backup(settings)
+    assert entry["outcome"] == "ok" and entry["counts"] == {"Equipment": 2, "Equipment_select_options": 1}
+    hist = run_history(root)
+    assert [h["outcome"] for h in hist] == ["ok", "error"]
+    assert set(hist[0]) >= {"started_at", "duration_s", "trigger", "outcome", "backup_id", "counts", "error"}
+    assert Store(root).get(entry["backup_id"]).trigger == "scheduled"
+
+
+# ---------------------------------------------------------------------------- clean-up
+
+def test_cleanup_deletes_exactly_the_expired_never_newest_nor_young_safety(settings, data, db, store):
+    def make(trigger):
+        return create_backup(db, store, BackupOptions(trigger=trigger, user="t")).backup_id
+    old1, old2 = make("scheduled"), make("manual")
+    time.sleep(1.1)
+    safety, newest = make("safety"), make("scheduled")
+    created = {b.backup_id: b.created for b in store.list_backups()}
+    # retention 1 s, "now" half a second after the safety backup: only the two older ones expired
+    now = created[safety] + timedelta(seconds=0.5)
+    dry = cleanup(store, timedelta(seconds=1), dry_run=True, now=now)
+    assert sorted(dry.deleted) == sorted([old1, old2]) and len(store.list_backups()) == 4
+    result = cleanup(store, timedelta(seconds=1), now=now, user="t")
+    assert sorted(result.deleted) == sorted([old1, old2])
+    assert [b.backup_id for b in store.list_backups()] == [newest, safety]
+    # far in the future everything is expired, yet the newest backup stays
+    result = cleanup(store, timedelta(days=7), now=datetime.now(timezone.utc) + timedelta(days=30))
+    assert result.deleted == [safety]
+    assert [b.backup_id for b in store.list_backups()] == [newest]
+
+
+def test_size_triggered_cleanup_after_backup_and_cleanup_now(settings, data, root):
+    # retention of about 0.9 s; the root is always "too big" at 1 byte
+    save_config(root, ScheduleConfig(interval_hours=1, retention_days=1e-5, max_root_bytes=1))
+    first = run_scheduled_backup(settings)["backup_id"]
+    time.sleep(1.0)
+    second = run_scheduled_backup(settings)["backup_id"]
+    assert [b.backup_id for b in Store(root).list_backups()] == [second]
+    size_run = run_history(root)[0]
+    assert size_run["kind"] == "cleanup" and size_run["trigger"] == "size" and size_run["deleted"] == [first]
+    assert run_cleanup_now(settings, user="alice").deleted == []  # never the newest
+    assert scheduler_status(root)["last_result"]["backup_id"] == second  # clean-ups are not backup results
+
+
+# ---------------------------------------------------------------------------- the service, in process
+
+def test_service_backs_up_on_schedule_and_reports_state(settings, data, root, services):
+    svc = SchedulerService(settings, interval=timedelta(seconds=1), lease_seconds=2)
+    services.append(svc)
+    svc.start()
+    assert svc.is_active
+    status = scheduler_status(root)
+    assert status["active"] and status["owner"]["pid"] == os.getpid()
+    assert status["interval_hours"] == pytest.approx(1 / 3600)
+    assert wait_for(lambda: len(Store(root).list_backups()) >= 3, 6)
+    times = created_times(root)
+    assert min_gap(times) > 0.7  # one per interval, not bursts
+    status = scheduler_status(root)
+    assert status["next_run"] and status["last_run"]["outcome"] == "ok"
+    assert status["next_cleanup"]  # the weekly job is scheduled about a week ahead... or soon at first start
+    svc.stop()
+    assert not scheduler_status(root)["active"] and scheduler_status(root)["next_run"] is None
+    events = [e.get("event") for e in audit.read(root, limit=None) if e["action"] == "scheduler"]
+    assert events[:2] == ["stopped", "active"]
+
+
+def test_overlapping_run_is_not_started_twice(settings, data, root, services, monkeypatch):
+    running, peak, calls = [0], [0], [0]
+    guard = threading.Lock()
+    real = scheduler.create_backup
+
+    def slow_backup(*a, **kw):
+        with guard:
+            running[0] += 1
+            calls[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            time.sleep(2.5)  # longer than two intervals
+            return real(*a, **kw)
+        finally:
+            with guard:
+                running[0] -= 1
+    monkeypatch.setattr(scheduler, "create_backup", slow_backup)
+    svc = SchedulerService(settings, interval=timedelta(seconds=1), lease_seconds=2)
+    services.append(svc)
+    svc.start()
+    time.sleep(4.5)
+    svc.stop(wait=True)  # waits for the running backup
+    assert peak[0] == 1
+    assert calls[0] == 2
+    outcomes = [h["outcome"] for h in run_history(root) if h["kind"] == "backup"]
+    assert outcomes.count("ok") == 2 and "skipped" in outcomes
+    assert len(Store(root).list_backups()) == 2
+
+
+def test_ensure_scheduler_is_idempotent_and_a_standby_takes_over(settings, data, root, services):
+    svc = ensure_scheduler(settings)
+    services.append(svc)
+    assert ensure_scheduler(settings) is svc and svc.is_active
+    # a second service for the same root (as another process would be) stands by
+    other = SchedulerService(settings, lease_seconds=1.5)
+    services.append(other)
+    other.start()
+    assert not other.is_active
+    time.sleep(1.0)
+    assert not other.is_active and lease_holder(root)["owner"] == svc.id
+    svc.stop(wait=True)  # releases the lease: the standby takes over at its next check
+    assert wait_for(lambda: other.is_active, 2.0)
+    assert lease_holder(root)["owner"] == other.id
+    assert ensure_scheduler(settings) is not svc  # a stopped service is replaced
+    services.append(ensure_scheduler(settings))
+
+
+def test_config_change_reschedules_the_active_scheduler(settings, data, root, services):
+    save_config(root, ScheduleConfig(interval_hours=2))
+    svc = SchedulerService(settings, lease_seconds=1.5)
+    services.append(svc)
+    svc.start()
+    assert wait_for(lambda: len(Store(root).list_backups()) == 1, 5)  # no backup yet: one at once
+    assert wait_for(lambda: svc.next_run() and
+                    svc.next_run() > datetime.now(timezone.utc) + timedelta(hours=1.9), 3)
+    save_config(root, ScheduleConfig(interval_hours=0.5))
+    newest = Store(root).list_backups()[0].created
+    assert wait_for(lambda: abs((svc.next_run() - (newest + timedelta(hours=0.5))).total_seconds()) < 2, 3)
+    status = scheduler_status(root)
+    assert status["interval_hours"] == 0.5
+    assert abs((datetime.fromisoformat(status["next_run"].replace("Z", "+00:00"))
+                - (newest + timedelta(hours=0.5))).total_seconds()) < 2
+    save_config(root, ScheduleConfig(interval_hours=0.5, enabled=False))
+    assert wait_for(lambda: svc.next_run() is None, 3)
+
+
+# ---------------------------------------------------------------------------- processes
+
+def test_two_processes_one_backup_per_interval_and_sigkill_takeover(cli_env, data, root, procs, tmp_path):
+    a = spawn_scheduler(cli_env, tmp_path, "a", "--every", "2s", "--lease", "2")
+    b = spawn_scheduler(cli_env, tmp_path, "b", "--every", "2s", "--lease", "2")
+    procs += [a, b]
+    holder = wait_for(lambda: lease_holder(root), 15)
+    assert holder and holder["pid"] in (a.pid, b.pid)
+    assert wait_for(lambda: len(Store(root).list_backups()) >= 3, 12)
+    times = created_times(root)
+    assert min_gap(times) > 1.5, times  # not two per interval
+    active = a if holder["pid"] == a.pid else b
+    standby = b if active is a else a
+    assert lease_holder(root)["pid"] == active.pid
+    err = (tmp_path / ("b.err" if standby is b else "a.err")).read_text()
+    assert "standby" in err
+
+    before = len(Store(root).list_backups())
+    active.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    active.wait(5)
+    new_holder = wait_for(lambda: (lease_holder(root) or {}).get("pid") == standby.pid, 4, step=0.05)
+    assert new_holder, lease_holder(root)
+    assert time.monotonic() - killed_at <= 2.5  # within one lease period (plus polling)
+    assert wait_for(lambda: len(Store(root).list_backups()) >= before + 2, 8)
+    times = created_times(root)
+    assert min_gap(times) > 1.5, times  # the take-over continued the cadence, no double backup
+
+    # SIGTERM: a clean stop that gives the lease up
+    standby.send_signal(signal.SIGTERM)
+    assert standby.wait(15) == 0
+    assert lease_holder(root) is None
+    assert "scheduler stopped" in (tmp_path / ("b.err" if standby is b else "a.err")).read_text()
+    assert not list(root.glob("*/.tmp-*"))  # no half backup left visible or behind
+    history = run_history(root, limit=100)
+    assert all(h["outcome"] in ("ok", "skipped") for h in history)
+
+
+def test_history_is_trimmed_and_read_newest_first(root, monkeypatch):
+    monkeypatch.setattr(scheduler, "HISTORY_MAX_BYTES", 500)
+    monkeypatch.setattr(scheduler, "HISTORY_KEEP", 5)
+    for i in range(40):
+        scheduler._append_history(root, {"n": i, "kind": "backup", "outcome": "ok"})
+    ns = [h["n"] for h in run_history(root, limit=100)]
+    assert ns[0] == 39 and ns == sorted(ns, reverse=True) and len(ns) < 40
+    assert [h["n"] for h in run_history(root, limit=3)] == [39, 38, 37]
+
+
+def test_ensure_scheduler_can_be_switched_off(settings, root, monkeypatch):
+    monkeypatch.setenv("BACKUP_SCHEDULER", "off")
+    svc = ensure_scheduler(settings)
+    assert ensure_scheduler(settings) is svc and not svc.running and not svc.is_active
+    assert lease_holder(root) is None
