@@ -1,0 +1,287 @@
+"""Streamlit entry point: login gate, navigation and the Home status overview.
+
+Run with ``make run`` (embedded demo database) or
+``streamlit run app.py`` with MONGODB_URI / MONGODB_DB / BACKUP_ROOT set.
+
+Nothing is shown before a successful login: until then the only registered
+page is the login form (so page URLs and the sidebar reveal nothing either).
+User accounts are created with ``python -m backup_core set-password admin``.
+In the embedded demo mode only, setting ``BACKUP_DEMO_ADMIN_PASSWORD`` makes
+the first start create the user ``admin`` with that password, so a fresh
+``make run`` can be logged into without a terminal step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import streamlit as st
+
+from backup_core import audit
+from backup_core.context import open_store
+from webui import common
+
+HERE = Path(__file__).resolve().parent
+
+st.set_page_config(page_title="MongoDB Backup & Restore", page_icon=":material/database:", layout="wide")
+
+# (file, title, icon); a page file that does not exist (yet) is left out of the navigation
+PAGE_FILES = [
+    ("pages/1_Create_Backup.py", "Create Backup", ":material/backup:"),
+    ("pages/2_Restore.py", "Restore", ":material/settings_backup_restore:"),
+    ("pages/3_Auto_Backup.py", "Auto Backup", ":material/schedule:"),
+    ("pages/4_Browse_Backups.py", "Browse Backups", ":material/folder_open:"),
+    ("pages/5_Audit_Log.py", "Audit Log", ":material/receipt_long:"),
+]
+
+
+def _auth_module():
+    try:
+        from backup_core import auth
+    except ImportError:
+        return None
+    return auth
+
+
+# ---------------------------------------------------------------- login
+def _bootstrap_demo_admin(auth, settings) -> None:
+    """Embedded demo only: create ``admin`` from BACKUP_DEMO_ADMIN_PASSWORD when no user exists."""
+    password = os.environ.get("BACKUP_DEMO_ADMIN_PASSWORD")
+    if not password or not settings.embedded or st.session_state.get("_demo_admin_checked"):
+        return
+    st.session_state["_demo_admin_checked"] = True
+    if not auth.has_users(settings):
+        auth.set_password(settings.with_user("demo-setup"), "admin", password, "admin")
+        st.info("Demo mode: created the user **admin** with the password from BACKUP_DEMO_ADMIN_PASSWORD.")
+
+
+def login_page() -> None:
+    st.title("MongoDB Backup & Restore")
+    auth = _auth_module()
+    if auth is None:
+        st.error("The authentication module (backup_core.auth) is missing, so nobody can log in. "
+                 "Reinstall or update the application.")
+        return
+    settings = common.get_settings()
+    common.run_core(_bootstrap_demo_admin, auth, settings)
+    has_users = common.run_core(auth.has_users, settings)
+    if has_users is None:
+        return
+    if not has_users:
+        st.warning("No dashboard user exists yet, so nobody can log in.")
+        st.markdown(
+            "Create the first administrator in a terminal, in the application folder:\n\n"
+            "```\npython -m backup_core set-password admin --role admin\n```\n\n"
+            "It asks for the password and stores only its hash. Then reload this page.\n\n"
+            "For a local demo on the embedded database you can instead start the dashboard with "
+            "`BACKUP_DEMO_ADMIN_PASSWORD=... make run`, which creates the user `admin` on first start.")
+        return
+    st.caption("Log in to see and manage the backups.")
+    with st.columns([2, 3])[0], st.form("login_form"):
+        name = st.text_input("User", key="login_user")
+        password = st.text_input("Password", type="password", key="login_password")
+        submitted = st.form_submit_button("Log in", key="login_submit", type="primary")
+    if submitted:
+        if not name or not password:
+            st.error("Enter both a user name and a password.")
+            return
+        user = common.run_core(auth.authenticate, settings, name.strip(), password)
+        if user is not None:
+            st.session_state[common.AUTH_KEY] = user
+            st.session_state.pop(common.SETTINGS_KEY, None)
+            st.session_state.pop("login_password", None)  # keep no password in the session
+            st.rerun()
+
+
+def logout() -> None:
+    user = common.current_user()
+    if user is not None:
+        try:
+            audit.record(common.get_settings().backup_root, user=user.name, action="logout")
+        except Exception:  # noqa: BLE001 - logging out must always work, even if the log cannot be written
+            logging.getLogger("webui").warning("cannot record the logout of %s", user.name, exc_info=True)
+    for key in (common.AUTH_KEY, common.SETTINGS_KEY):
+        st.session_state.pop(key, None)
+
+
+# ---------------------------------------------------------------- scheduler
+def _scheduler_disabled() -> bool:
+    return os.environ.get("BACKUP_DASHBOARD_SCHEDULER", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+@st.cache_resource(show_spinner=False)
+def _start_scheduler(root: str, uri: str | None, db_name: str, data_dir: str) -> bool:
+    """Start the in-process scheduler once per process and database (raises on failure, so it is retried)."""
+    from backup_core import scheduler
+    from backup_core.config import Settings
+
+    settings = Settings.load(uri=uri, db=db_name, root=root, data_dir=data_dir).with_user("scheduler")
+    scheduler.ensure_scheduler(settings)
+    return True
+
+
+def ensure_scheduler_once() -> None:
+    """Host the automatic-backup scheduler in this dashboard process; a failure is a warning, not a crash.
+
+    Set BACKUP_DASHBOARD_SCHEDULER=0 when a separate ``python -m backup_core scheduler`` runs instead.
+    """
+    if _scheduler_disabled():
+        return
+    s = common.get_settings()
+    try:
+        _start_scheduler(str(s.backup_root), s.uri, s.db_name, str(s.data_dir))
+    except Exception as exc:  # noqa: BLE001 - the dashboard must run even if the scheduler cannot
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        st.sidebar.warning(f"Automatic backups could not start in this dashboard: {reason}. "
+                           "See the Auto Backup page, or run `python -m backup_core scheduler` separately.")
+
+
+# ---------------------------------------------------------------- home
+def _scheduler_status(root):
+    try:
+        from backup_core import scheduler
+    except ImportError:
+        return None
+    return scheduler.scheduler_status(root)
+
+
+def _parse_dt(value):
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, str) and value:
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _failed(result) -> str | None:
+    """A scheduler ``last_result`` that says the run failed -> its message, else None."""
+    if not result:
+        return None
+    if isinstance(result, dict):
+        outcome = str(result.get("outcome") or result.get("status") or "").lower()
+        if result.get("ok") is False or outcome in ("error", "failed", "failure"):
+            return str(result.get("error") or result.get("message") or outcome or "failed")
+        return None
+    text = str(result)
+    return text if text.lower().startswith(("error", "fail")) else None
+
+
+def home_page() -> None:
+    import pandas as pd
+
+    settings = common.get_settings()
+    store = open_store(settings)
+    st.title("MongoDB Backup & Restore")
+
+    info = common.run_core(common.database_overview, settings)
+    listing = common.run_core(common.list_backups_cached, store)
+    backups, errors = listing if listing is not None else ([], [])
+    status = common.run_core(_scheduler_status, settings.backup_root) or {}
+    now = datetime.now(timezone.utc)
+    last = backups[0] if backups else None
+
+    # warnings first: what needs attention
+    interval = status.get("interval_hours")
+    if last is None:
+        st.warning("There is no backup yet. Create one on the Create Backup page.")
+    elif interval and status.get("enabled", True) and now - last.created > timedelta(hours=2 * float(interval)):
+        st.warning(f"The last backup is {common.human_age(last.created)}, more than twice the "
+                   f"{interval:g} h backup interval. Check the Auto Backup page.")
+    failure = _failed(status.get("last_result"))
+    if failure:
+        st.warning(f"The last scheduled backup failed: {failure}. See the Audit Log and Auto Backup pages.")
+    if errors:
+        st.warning(f"{len(errors)} folder(s) in the backup root are not readable backups: "
+                   + "; ".join(errors[:3]) + (" …" if len(errors) > 3 else ""))
+
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Last backup", common.human_age(last.created) if last else "never",
+              help=last.backup_id if last else None)
+    next_run = _parse_dt(status.get("next_run"))
+    active = status.get("active")
+    c2.metric("Next scheduled backup",
+              common.human_age(next_run) if (next_run and active) else "not scheduled")
+    state = ("disabled" if status.get("enabled") is False else "active" if active
+             else "not running" if status else "unknown")
+    c3.metric("Scheduler", state,
+              help=f"every {interval:g} h" if interval else None)
+    usage = common.run_core(store.disk_usage)
+    c4.metric("Backup storage", common.human_bytes(usage) if usage is not None else "?",
+              help=f"{len(backups)} backups in {settings.backup_root}")
+
+    st.subheader("Database")
+    if info is not None:
+        kind = "embedded demo server" if info.get("embedded") else "external MongoDB"
+        st.markdown(f"**{info['database']}** on `{info['uri']}` ({kind})")
+        colls = info.get("collections") or {}
+        if colls:
+            st.dataframe(
+                pd.DataFrame([{"collection": n, "documents": c.get("count")} for n, c in colls.items()]),
+                hide_index=True, key="home_collections")
+        else:
+            st.info("The database has no collections.")
+
+    if last is not None:
+        st.subheader("Last backup")
+        st.markdown(f"`{last.backup_id}` ({last.trigger}, {last.day.capitalize()}) — "
+                    f"{last.total_documents} documents in {len(last.collections)} collections, "
+                    f"{common.human_bytes(last.total_bytes)}, created {common.human_age(last.created)}")
+
+    if backups:
+        st.subheader("Backups over time")
+        df = pd.DataFrame({
+            "created": [b.created for b in backups],
+            "size (KB)": [b.total_bytes / 1024 for b in backups],
+            "documents": [b.total_documents for b in backups],
+        }).sort_values("created")
+        left, right = st.columns(2)
+        chart = st.line_chart if len(df) > 2 else st.scatter_chart  # a line needs points to join
+        with left:
+            st.caption("Size of each backup (KB)")
+            chart(df, x="created", y="size (KB)", height=250)
+        with right:
+            st.caption("Documents in each backup")
+            chart(df, x="created", y="documents", height=250)
+
+
+# ---------------------------------------------------------------- main
+def app_pages() -> list:
+    """Home plus every page file that exists (a missing one is left out, so the app keeps working)."""
+    pages = [st.Page(home_page, title="Home", icon=":material/home:", default=True, url_path="home")]
+    for rel, title, icon in PAGE_FILES:
+        if (HERE / rel).exists():
+            pages.append(st.Page(rel, title=title, icon=icon))
+    return pages
+
+
+def main() -> None:
+    user = common.current_user()
+    if user is None:
+        # Only the login form exists before login. Every page URL is an alias of it, so a
+        # bookmarked link shows the login form (not "page not found"), and after logging
+        # in the rerun lands on the page that was asked for (a page's id is its URL path).
+        aliases = [st.Page(login_page, title="Log in", url_path=p.url_path) for p in app_pages() if p.url_path]
+        login = st.Page(login_page, title="Log in", icon=":material/login:", default=True)
+        st.navigation([login, *aliases], position="hidden").run()
+        return
+
+    page = st.navigation(app_pages())
+    # sidebar widgets after st.navigation: their ids then belong to the resolved page,
+    # so the first click after logging in is not lost
+    with st.sidebar:
+        st.markdown(f"Logged in as **{user.name}** ({user.role})")
+        if st.button("Log out", key="logout"):
+            logout()
+            st.rerun()
+    ensure_scheduler_once()
+    page.run()
+
+
+main()

@@ -1,0 +1,54 @@
+"""Audit Log page: newest first, filters by action, user, outcome and text."""
+
+from __future__ import annotations
+
+from backup_core import audit
+from tests.pages.conftest import frame_with, run_page
+
+PAGE = "pages/5_Audit_Log.py"
+
+
+def _seed(root):
+    audit.record(root, user="ann", action="backup", backup_id="20261101T000000Z")
+    audit.record(root, user="bob", action="login", outcome="error", reason="wrong password")
+    audit.record(root, user="ann", action="restore", backup_id="20261101T000000Z", mode="merge")
+    audit.record(root, user="ann", action="delete", backup_id="20261102T000000Z")
+
+
+def test_newest_first(page_env, make_app, root):
+    _seed(root)
+    at = run_page(make_app("viewer"), PAGE)
+    assert not at.exception
+    table = frame_with(at, "action")
+    assert table["action"].tolist() == ["delete", "restore", "login", "backup"]
+    assert "wrong password" in table["details"].tolist()[2]
+
+
+def test_filters(page_env, make_app, root):
+    _seed(root)
+    at = run_page(make_app("admin"), PAGE)
+    at.selectbox(key="audit_action").set_value("backup")
+    at.button(key="audit_submit").click().run()
+    assert frame_with(at, "action")["action"].tolist() == ["backup"]
+    at.selectbox(key="audit_action").set_value("")
+    at.text_input(key="audit_user").input("ann")
+    at.button(key="audit_submit").click().run()
+    assert frame_with(at, "action")["action"].tolist() == ["delete", "restore", "backup"]
+    at.text_input(key="audit_user").input("")
+    at.selectbox(key="audit_outcome").set_value("error")
+    at.button(key="audit_submit").click().run()
+    assert frame_with(at, "user")["user"].tolist() == ["bob"]
+    at.selectbox(key="audit_outcome").set_value("")
+    at.text_input(key="audit_text").input("MERGE")
+    at.button(key="audit_submit").click().run()
+    assert frame_with(at, "action")["action"].tolist() == ["restore"]
+    at.text_input(key="audit_text").input("nothing like this")
+    at.button(key="audit_submit").click().run()
+    assert not at.exception
+    assert any("No audit entry matches" in i.value for i in at.info)
+
+
+def test_empty_log(page_env, make_app):
+    at = run_page(make_app("admin"), PAGE)
+    assert not at.exception
+    assert any("empty" in i.value for i in at.info)

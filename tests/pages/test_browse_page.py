@@ -1,0 +1,110 @@
+"""Browse Backups page: listing by day, verify, document search and paging, downloads, delete."""
+
+from __future__ import annotations
+
+from backup_core import audit
+from backup_core.store import Store
+from tests.pages.conftest import frame_with, make_backup, run_page, texts
+
+PAGE = "pages/4_Browse_Backups.py"
+
+
+def _open(make_app, role="admin"):
+    at = run_page(make_app(role), PAGE)
+    assert not at.exception, at.exception
+    return at
+
+
+def test_lists_backups_by_day_with_collections(seeded, make_app, root):
+    info = Store(root).get(make_backup(seeded, root).backup_id)
+    at = _open(make_app, "viewer")
+    assert [t.label for t in at.tabs] == [f"{info.day.capitalize()} (1)"]
+    assert frame_with(at, "backup")["backup"].tolist() == [info.backup_id]
+    colls = frame_with(at, "file")
+    assert dict(zip(colls["collection"], colls["documents"])) == {"Equipment": 60, "Equipment_select_options": 3}
+    assert at.selectbox(key="browse_backup").value == info.backup_id
+    assert len(at.get("download_button")) == 2  # the collection's CSV and the zip
+
+
+def test_no_backups(seeded, make_app):
+    at = _open(make_app)
+    assert any("no backups" in i.value for i in at.info)
+
+
+def test_verify_ok_and_tampered(seeded, make_app, root):
+    info = Store(root).get(make_backup(seeded, root).backup_id)
+    at = _open(make_app, "viewer")
+    at.button(key="browse_verify").click().run()
+    assert not at.exception
+    assert any("Verified" in s.value for s in at.success)
+    assert set(frame_with(at, "verify")["verify"]) == {"ok"}
+    path = info.path / info.collections["Equipment"]["file"]
+    path.write_bytes(path.read_bytes().replace(b"Pump 1", b"Pump 9", 1))
+    at.button(key="browse_verify").click().run()
+    assert not at.exception
+    assert any("does NOT verify" in e.value and "Equipment" in e.value for e in at.error)
+
+
+def test_documents_paging(seeded, make_app, root):
+    make_backup(seeded, root)
+    at = _open(make_app)
+    assert at.selectbox(key="browse_doc_collection").value == "Equipment"
+    docs = frame_with(at, "serial")
+    assert docs["serial"].tolist() == [f"SN-{i:04d}" for i in range(25)]
+    assert at.button(key="browse_prev").disabled
+    at.button(key="browse_next").click().run()
+    assert frame_with(at, "serial")["serial"].tolist()[0] == "SN-0025"
+    at.button(key="browse_next").click().run()
+    assert frame_with(at, "serial")["serial"].tolist() == [f"SN-{i:04d}" for i in range(50, 60)]
+    assert at.button(key="browse_next").disabled
+    at.button(key="browse_prev").click().run()
+    assert frame_with(at, "serial")["serial"].tolist()[0] == "SN-0025"
+    # a new search starts again at the first page
+    at.text_input(key="browse_search").input("zenith").run()
+    serials = frame_with(at, "serial")["serial"].tolist()
+    assert serials == [f"SN-{i:04d}" for i in range(0, 60, 3)]  # nested specs.maker, case-insensitive
+    at.text_input(key="browse_search").input("SN-0042").run()
+    assert frame_with(at, "serial")["serial"].tolist() == ["SN-0042"]
+    at.text_input(key="browse_search").input("no such thing").run()
+    assert any("No document matches" in i.value for i in at.info)
+
+
+def test_documents_as_json(seeded, make_app, root):
+    make_backup(seeded, root)
+    at = _open(make_app)
+    at.selectbox(key="browse_doc_collection").set_value("Equipment_select_options").run()
+    at.toggle(key="browse_as_json").set_value(True).run()
+    assert not at.exception
+    assert len(at.json) == 3
+
+
+def test_delete_needs_the_exact_id_and_is_audited(seeded, make_app, root):
+    backup_id = make_backup(seeded, root).backup_id
+    at = _open(make_app)
+    at.text_input(key="browse_delete_confirm").input("20990101T000000Z")
+    at.button(key="browse_delete").click().run()
+    assert any("does not match" in e.value for e in at.error)
+    assert Store(root).exists(backup_id)
+    at.text_input(key="browse_delete_confirm").input(backup_id)
+    at.button(key="browse_delete").click().run()
+    assert not at.exception
+    assert not Store(root).exists(backup_id)
+    assert any(backup_id in s.value and "deleted" in s.value for s in at.success)
+    entry = audit.read(root, 1, audit.AuditFilter(action="delete"))[0]
+    assert entry["backup_id"] == backup_id and entry["user"] == "admin" and entry["outcome"] == "ok"
+
+
+def test_viewer_cannot_delete(seeded, make_app, root):
+    make_backup(seeded, root)
+    at = _open(make_app, "viewer")
+    assert any("Deleting a backup needs the admin role" in e.value for e in at.error)
+    assert not [b for b in at.button if b.key == "browse_delete"]
+    assert len(Store(root).list_backups()) == 1
+
+
+def test_unreadable_backup_folder_is_reported(seeded, make_app, root):
+    info = Store(root).get(make_backup(seeded, root).backup_id)
+    broken = info.path.parent / "20200101T000000Z"
+    broken.mkdir()
+    at = _open(make_app)
+    assert "not readable backups" in texts(at)

@@ -1,0 +1,124 @@
+"""Home: connection, collections, last backup, scheduler state, warnings, charts; fast with 500 backups."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import datetime, timedelta, timezone
+
+from backup_core import scheduler
+from backup_core.store import MANIFEST, Store, backup_id_for, day_for, manifest_hash
+from tests.pages.conftest import frame_with, make_backup, run_page, texts
+
+
+def _age_backup(store: Store, backup_id: str, hours: float) -> str:
+    """Rewrite a backup as if it had been made ``hours`` ago (new id, folder and manifest hash)."""
+    info = store.get(backup_id)
+    when = datetime.now(timezone.utc) - timedelta(hours=hours)
+    new_id = backup_id_for(when)
+    manifest = dict(info.manifest)
+    manifest.update(backup_id=new_id, created_at=when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    day_of_week=day_for(when))
+    manifest["manifest_sha256"] = manifest_hash(manifest)
+    target = store.root / day_for(when) / new_id
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(info.path, target)
+    (target / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return new_id
+
+
+def test_home_shows_database_and_last_backup(seeded, make_app, root):
+    result = make_backup(seeded, root)
+    at = run_page(make_app("viewer"))
+    assert not at.exception
+    body = texts(at)
+    assert seeded.name in body and "external MongoDB" in body
+    assert "127.0.0.1" in body
+    colls = frame_with(at, "collection")
+    assert dict(zip(colls["collection"], colls["documents"])) == {"Equipment": 60, "Equipment_select_options": 3}
+    assert result.backup_id in body
+    assert "Last backup: just now" in body
+    assert "Backup storage" in body
+    assert len(at.get("vega_lite_chart")) == 2  # size and documents over time
+    assert not at.warning
+
+
+def test_home_masks_the_uri_password(seeded, make_app, monkeypatch, mongo_uri):
+    # a password in the URI must never be shown (the connection fails here: the user does not exist)
+    monkeypatch.setenv("MONGODB_URI", mongo_uri.replace("mongodb://", "mongodb://bob:s3cret@"))
+    at = run_page(make_app("admin"))
+    assert not at.exception
+    assert "s3cret" not in texts(at)
+
+
+def test_home_warns_when_last_backup_is_old_and_last_run_failed(seeded, make_app, root):
+    store = Store(root)
+    old = _age_backup(store, make_backup(seeded, root).backup_id, hours=5)  # default interval 1 h
+    scheduler._append_history(root, scheduler._history_entry(
+        "backup", "scheduled", datetime.now(timezone.utc), 0.1, "error", error="disk full"))
+    at = run_page(make_app("admin"))
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "more than twice" in warnings and "5 h ago" in warnings
+    assert "last scheduled backup failed: disk full" in warnings
+    assert old in texts(at)
+
+
+def test_home_without_backups_says_so(seeded, make_app):
+    at = run_page(make_app("admin"))
+    assert not at.exception
+    assert any("no backup yet" in w.value for w in at.warning)
+    assert "Last backup: never" in texts(at)
+
+
+def test_home_reports_an_unreachable_database_without_traceback(make_app, monkeypatch):
+    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300")
+    at = run_page(make_app("admin"))
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "cannot reach MongoDB" in errors and "Traceback" not in errors
+
+
+def test_home_fast_with_500_backups(seeded, make_app, root):
+    store = Store(root)
+    first = store.get(make_backup(seeded, root).backup_id)
+    start = datetime.now(timezone.utc) - timedelta(days=6)
+    for i in range(499):
+        when = start + timedelta(minutes=17 * i)
+        new_id = backup_id_for(when)
+        target = root / day_for(when) / new_id
+        shutil.copytree(first.path, target)
+        manifest = dict(first.manifest)
+        manifest.update(backup_id=new_id, created_at=when.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        manifest["manifest_sha256"] = manifest_hash(manifest)
+        (target / MANIFEST).write_text(json.dumps(manifest))
+    assert len(store.list_backups()) == 500
+    at = make_app("admin")
+    t0 = time.monotonic()
+    at.run()
+    cold = time.monotonic() - t0
+    t0 = time.monotonic()
+    at.run()
+    warm = time.monotonic() - t0
+    assert not at.exception
+    assert "500 backups" in " ".join(str(m.help) for m in at.metric)
+    assert cold < 10, cold
+    assert warm < 3, warm  # the listing is cached until the backup root changes
+    at.switch_page("pages/4_Browse_Backups.py")
+    t0 = time.monotonic()
+    at.run()
+    assert not at.exception
+    assert time.monotonic() - t0 < 5
+    assert len(frame_with(at, "backup")) > 0
+
+
+def test_scheduler_failure_is_a_warning_not_a_crash(seeded, make_app, monkeypatch):
+    def boom(settings):
+        raise RuntimeError("lease directory not writable")
+
+    monkeypatch.setenv("BACKUP_DASHBOARD_SCHEDULER", "1")
+    monkeypatch.setattr(scheduler, "ensure_scheduler", boom)
+    at = run_page(make_app("admin"))
+    assert not at.exception
+    assert any("lease directory not writable" in w.value for w in at.sidebar.warning)
