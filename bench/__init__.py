@@ -1,0 +1,1 @@
+"""Benchmarks: ``python bench/run.py`` (``make bench``); see docs/PERFORMANCE.md."""
