@@ -6,8 +6,9 @@ as ``asset_id``) whose values are compared by their exact BSON encoding
 keys. A pair is ``identical`` only when the two raw BSON documents are equal
 byte for byte: a field reorder or an int32 -> int64 change is a change.
 
-Memory: only the backup side is indexed, as ``{key bytes -> (offset,
-digest)}``; the backup documents themselves are spilled to a temporary file
+Memory: only the backup side is indexed, as ``{key bytes -> document number}``
+plus compact arrays of offsets, lengths and 16-byte digests (about 160 bytes
+a document for an ObjectId key); the backup documents themselves are spilled to a temporary file
 of raw BSON (the backup may be a gzipped CSV, which cannot be seeked), and the
 live collection is streamed once with a cursor. Both sides are never held
 whole in memory.
@@ -23,6 +24,7 @@ import json
 import os
 import struct
 import tempfile
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -228,7 +230,13 @@ class BackupIndex:
 
     def __init__(self, store: Store, info: BackupInfo, collection: str, key: str) -> None:
         self.store, self.info, self.collection, self.key = store, info, collection, key
-        self.entries: dict[bytes, list] = {}  # key -> [offset, length, digest, seen]
+        # key bytes -> document number; per document, in compact arrays: where it sits in the spill
+        # file, its length, a 16-byte digest and whether live data had it (~150 B a document in all)
+        self.entries: dict[bytes, int] = {}
+        self._offsets = array("q")
+        self._lengths = array("q")
+        self._digests = bytearray()
+        self._seen = bytearray()
         self.count = 0
         self._fh = None
 
@@ -254,7 +262,11 @@ class BackupIndex:
                 raise NotUnique(f"key {self.key!r} is not unique in the backup of {self.collection}: "
                                 f"several documents {what}",
                                 hint="choose a key field that is unique, or use _id")
-            entries[kb] = [offset, len(raw), hashlib.blake2b(raw, digest_size=16).digest(), False]
+            entries[kb] = self.count
+            self._offsets.append(offset)
+            self._lengths.append(len(raw))
+            self._digests += hashlib.blake2b(raw, digest_size=16).digest()
+            self._seen.append(0)
             fh.write(raw)
             offset += len(raw)
             self.count += 1
@@ -271,9 +283,14 @@ class BackupIndex:
             n = _I32.unpack(head)[0]
             yield head + fh.read(n - 4)
 
-    def read(self, entry: list) -> bytes:
-        self._fh.seek(entry[0])
-        return self._fh.read(entry[1])
+    def read(self, number: int) -> bytes:
+        """The raw BSON of document ``number`` (a value of ``entries``)."""
+        self._fh.seek(self._offsets[number])
+        return self._fh.read(self._lengths[number])
+
+    def read_key(self, kb: bytes) -> bytes:
+        """The raw BSON of the backup document with key bytes ``kb``."""
+        return self.read(self.entries[kb])
 
     def close(self) -> None:
         if self._fh is not None:
@@ -290,6 +307,7 @@ class BackupIndex:
         are produced; callers that write must collect first (restore does).
         """
         entries, key = self.entries, self.key
+        seen, lengths, digests = self._seen, self._lengths, self._digests
         live_only_keys: set[bytes] | None = None if key == "_id" else set()
         coll = raw_collection(db, self.collection)
         with translate_errors(f"reading collection {self.collection}"):
@@ -298,24 +316,25 @@ class BackupIndex:
                 kb = key_bytes(raw, key)
                 if matcher is not None and not matcher(kb):
                     continue  # outside the chosen documents
-                entry = entries.get(kb)
-                if entry is None:
+                number = entries.get(kb)
+                if number is None:
                     if live_only_keys is not None:
                         if kb in live_only_keys:
                             raise self._live_dup(kb)
                         live_only_keys.add(kb)
                     yield Pair("only_in_live", kb, None, raw)
                     continue
-                if entry[3]:
+                if seen[number]:
                     raise self._live_dup(kb)
-                entry[3] = True
-                if len(raw) == entry[1] and hashlib.blake2b(raw, digest_size=16).digest() == entry[2]:
+                seen[number] = 1
+                if len(raw) == lengths[number] and \
+                        hashlib.blake2b(raw, digest_size=16).digest() == digests[16 * number:16 * number + 16]:
                     yield Pair("identical", kb, None, raw)  # backup bytes equal live bytes
                 else:
-                    yield Pair("changed", kb, self.read(entry), raw)
-        for kb, entry in entries.items():
-            if not entry[3] and (matcher is None or matcher(kb)):
-                yield Pair("only_in_backup", kb, self.read(entry), None)
+                    yield Pair("changed", kb, self.read(number), raw)
+        for kb, number in entries.items():
+            if not seen[number] and (matcher is None or matcher(kb)):
+                yield Pair("only_in_backup", kb, self.read(number), None)
 
     def _live_dup(self, kb: bytes) -> NotUnique:
         what = "lack the key field" if kb == MISSING else f"share the key value {key_text(kb)}"

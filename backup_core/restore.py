@@ -324,7 +324,7 @@ def _check_id_collisions(db: Database, plan: _Plan, o: RestoreOptions) -> None:
         if op[0] == "delete":
             freed.add(op[1])
             continue
-        backup_id = key_bytes(plan.index.read(plan.index.entries[op[1]]), "_id")
+        backup_id = key_bytes(plan.index.read_key(op[1]), "_id")
         if op[0] == "insert":
             inserted.append(backup_id)
         elif backup_id != op[2]:
@@ -522,7 +522,7 @@ def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | N
         if kind == "delete":
             requests.append(DeleteOne(_id_filter(op[1])))
         else:
-            raw = p.index.read(p.index.entries[op[1]])
+            raw = p.index.read_key(op[1])
             doc = RawBSONDocument(raw)
             if kind == "insert":
                 requests.append(InsertOne(doc))

@@ -104,12 +104,17 @@ st.caption(f"Live database: **{settings.db_name}** on {settings.uri_display}")
 info = backup_picker(store, "restore")
 
 if info is not None:
-    collections = st.multiselect("Collections", list(info.collections), default=list(info.collections),
-                                 key="restore_collections",
+    # a safety backup records the collections its restore created: restoring it (replace) removes them
+    absent = info.absent_collections
+    names = list(info.collections) + absent
+    collections = st.multiselect("Collections", names, default=names, key="restore_collections",
+                                 format_func=lambda n: f"{n} (did not exist: replace removes it)" if n in absent
+                                 else n,
                                  help="Compare and restore only these collections of the backup.")
     st.dataframe(pd.DataFrame([{"collection": n, "documents": c.get("count", 0),
                                 "size": human_bytes(c.get("bytes", 0))}
-                               for n, c in info.collections.items()]),
+                               for n, c in info.collections.items()]
+                              + [{"collection": n, "documents": 0, "size": "(did not exist)"} for n in absent]),
                  hide_index=True, width="content")
     match_key = st.text_input("Match documents by field", value="_id", key="restore_match_key",
                               help="The unique field that identifies a document in backup and live data.")

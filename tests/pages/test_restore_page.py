@@ -121,6 +121,26 @@ def test_replace_restore_needs_typed_name_then_undo(open_page, restore_env, back
     assert "Undone" in texts(at, "info")
 
 
+def test_undo_removes_a_collection_the_restore_created(open_page, restore_env, backed_up, db, db_name, root):
+    db.drop_collection("Equipment_select_options")
+    at = open_page()
+    at.text_input(key="restore_confirm_text").set_value(db_name).run()
+    at.button(key="restore_run_btn").click().run()
+    assert not at.exception and not at.error, texts(at, "error")
+    assert db["Equipment_select_options"].count_documents({}) == 3
+    at.button(key="restore_undo_btn").click().run()
+    assert not at.exception and not at.error, texts(at, "error")
+    assert "Equipment_select_options" not in db.list_collection_names()
+    assert "Undone" in texts(at, "info")
+
+    # the safety backup, picked on the page, offers the created collection as one to remove
+    safety = next(b for b in Store(root).list_backups() if b.trigger == "safety"
+                  and b.absent_collections == ["Equipment_select_options"])
+    at.selectbox(key="restore_backup").set_value(safety.backup_id).run()
+    assert not at.exception, at.exception
+    assert "Equipment_select_options" in at.multiselect(key="restore_collections").options[-1]
+
+
 def test_merge_restore_keeps_live_only_documents(open_page, restore_env, backed_up, db, db_name):
     change_live(db)
     at = open_page()
