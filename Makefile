@@ -34,7 +34,7 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) bench/run.py $(BENCH_ARGS)
+	@$(PY) bench/run.py $(BENCH_ARGS)
 
 server: setup
 	$(PY) -m backup_core server
