@@ -23,6 +23,13 @@ Shape of a CSV file:
 
 A string cell starting with one of ``= + - @ '`` TAB or CR gets a leading
 ``'`` (removed on decode), so a spreadsheet never runs it as a formula.
+
+Speed: encoding and decoding first try a fast path that lets pymongo's C
+extension do the byte work (``RowEncoder._fast_row``,
+``RowDecoder._fast_document``); whenever that path cannot prove it gives
+exactly what the exact byte walker gives, the exact walker
+(``_exact_row`` / ``_exact_document``) runs. So the text and bytes written
+never depend on which path ran.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from __future__ import annotations
 import base64
 import csv
 import datetime as _dt
+import decimal
 import json
 import math
 import re
@@ -38,7 +46,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
+from bson import _cbson
+from bson.binary import Binary
+from bson.code import Code
+from bson.codec_options import CodecOptions, DatetimeConversion, TypeCodec, TypeDecoder, TypeRegistry
+from bson.datetime_ms import DatetimeMS
 from bson.decimal128 import Decimal128
+from bson.int64 import Int64
+from bson.objectid import ObjectId
 
 from .errors import CodecError
 
@@ -144,11 +159,15 @@ def _date_ms_to_iso(ms: int) -> str:
     return f"{d.year:04d}-{d.month:02d}-{d.day:02d}T{d.hour:02d}:{d.minute:02d}:{d.second:02d}.{d.microsecond // 1000:03d}Z"
 
 
-def _iso_to_date_ms(text: str) -> int:
+def _parse_iso(text: str) -> _dt.datetime:
+    """A date cell's text as an aware UTC datetime with whole milliseconds."""
     if len(text) != 24 or text[-1] != "Z" or text[10] != "T" or text[19] != ".":
         raise ValueError(f"not an ISO-8601 UTC datetime with milliseconds: {text!r}")
-    d = _dt.datetime.fromisoformat(text)
-    return (d - _EPOCH) // _MS
+    return _dt.datetime.fromisoformat(text)
+
+
+def _iso_to_date_ms(text: str) -> int:
+    return (_parse_iso(text) - _EPOCH) // _MS
 
 
 def _guard(s: str) -> str:
@@ -303,7 +322,17 @@ def _raise(exc: Exception) -> Any:
     raise exc
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+if json.encoder.c_make_encoder is not None:
+    # What ``_json_encoder.encode`` runs, built once instead of on every call (the
+    # objects encoded here never contain cycles, so no circular-reference markers).
+    _c_encode = json.encoder.c_make_encoder(None, _json_encoder.default, json.encoder.encode_basestring, None,
+                                            ":", ",", False, False, False)
+
+    def _dumps(obj: Any) -> str:
+        return "".join(_c_encode(obj, 0))
+else:  # pragma: no cover - CPython always has the C encoder
+    _dumps = _json_encoder.encode
 
 
 def to_json_text(raw_doc: bytes) -> str:
@@ -575,6 +604,389 @@ def _parse_plain(ctype: str, cell: str) -> tuple[int, bytes]:
 
 
 # --------------------------------------------------------------------------
+# Fast paths
+#
+# The exact walkers above do every byte in Python. The fast paths below let
+# pymongo's C extension turn bytes into Python objects (encode) and Python
+# objects into bytes (decode), and only map between those objects and cell
+# text in Python. pymongo's object model is not lossless (Symbol decodes as
+# str, Undefined as None, DBPointer as DBRef, repeated names collapse, array
+# element names are dropped, a bare integer above int32 would become int64,
+# ...), so each fast path only accepts what it can prove is lossless and
+# raises ``_NotFast`` otherwise (any other exception counts the same); the
+# caller then runs the exact walker, which also raises the errors the format
+# defines. The text or bytes a fast path returns are always the ones the
+# exact walker returns for the same input.
+
+
+class _NotFast(Exception):
+    """The fast path cannot vouch for this input; the exact walker must run."""
+
+
+class _Int64AsDecimal(TypeCodec):
+    """Read int64 as ``decimal.Decimal`` (an exact integer) and write it back as int64.
+
+    ``Int64`` subclasses ``int``, so the JSON encoder would write it as a bare
+    number (an int32 in the dialect); a ``Decimal`` is unknown to it and
+    reaches ``_json_default``. No other BSON type decodes to ``Decimal``.
+    """
+
+    python_type = decimal.Decimal
+    bson_type = Int64
+    transform_python = Int64
+    transform_bson = decimal.Decimal
+
+
+class _CodeRefused(TypeDecoder):
+    """Read JavaScript code as an object nothing can encode, so its document fails the
+    round-trip check of ``_decoded_document`` and goes to the exact walker (``Code``
+    subclasses ``str``: the JSON encoder would write it as a plain string)."""
+
+    bson_type = Code
+
+    def transform_bson(self, value: Any) -> Any:
+        return _REFUSED
+
+
+_REFUSED = object()
+# for bytes -> objects (and the check back); see _decoded_document
+_C_DECODE_OPTIONS = CodecOptions(datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+                                 type_registry=TypeRegistry([_Int64AsDecimal(), _CodeRefused()]))
+# for objects -> bytes (RowDecoder): plain pymongo types
+_C_OPTIONS = CodecOptions()
+_bson_to_dict = _cbson._bson_to_dict
+_dict_to_bson = _cbson._dict_to_bson
+_b64encode = base64.b64encode
+_scan_json = json.JSONDecoder(object_pairs_hook=tuple).scan_once  # JSON objects as tuples of (key, value)
+_INT32_MIN, _INT32_MAX = -2**31, 2**31 - 1
+_BOOL_VALUES = {"true": True, "false": False}
+_BOOL_TEXT = {True: "true", False: "false"}
+_fromisoformat = _dt.datetime.fromisoformat
+
+
+def _decoded_document(raw: bytes) -> dict:
+    """``raw`` as Python objects, only if they encode back to exactly ``raw``.
+
+    That check is what makes the objects trustworthy: once it holds, each
+    value's Python type names its BSON type (str = string, int = int32,
+    ``decimal.Decimal`` = int64, float = double, None = null, datetime or
+    DatetimeMS = UTC datetime, bytes / Binary = binary, ...), every dict had
+    no repeated names and every list had element names 0, 1, 2, ... Symbol,
+    Undefined, DBPointer, code, non-canonical regex flags etc. decode to
+    objects that encode differently (or not at all), so documents holding
+    them fail the check. Datetimes outside years 1..9999 decode as
+    DatetimeMS (``DATETIME_AUTO``). ``top_level=False`` keeps ``_id`` where
+    it was instead of moving it first.
+    """
+    try:
+        doc = _bson_to_dict(raw, _C_DECODE_OPTIONS)
+        same = _dict_to_bson(doc, False, _C_DECODE_OPTIONS, False) == raw
+    except Exception:  # whatever pymongo refuses, the exact walker explains
+        raise _NotFast from None
+    if not same:
+        raise _NotFast
+    return doc
+
+
+def _iso(d: _dt.datetime) -> str:
+    """A decoded (naive UTC, whole milliseconds) datetime as ``_date_ms_to_iso`` writes it."""
+    return d.isoformat(timespec="milliseconds") + "Z"
+
+
+def _date_obj(ms: int) -> Any:
+    if _MIN_ISO_MS <= ms <= _MAX_ISO_MS:
+        return {"$date": _date_ms_to_iso(ms)}
+    return {"$date": {"$numberLong": str(ms)}}
+
+
+def _dialect(v: Any) -> Any:
+    """A value of a ``_decoded_document`` as the JSON-able object ``_value_to_obj`` gives for its bytes.
+
+    Strings, int32, booleans, null and finite doubles are their own JSON form;
+    containers are rebuilt with converted members (inlined for those leaves,
+    the common case). Non-finite doubles and the rare types (code, regex,
+    timestamp, min/max key, DBRef) raise ``_NotFast``.
+    """
+    t = type(v)
+    if t is dict:
+        out = {}
+        dollar = False
+        for k, x in v.items():
+            if k[:1] == "$":
+                dollar = True
+            tx = type(x)
+            out[k] = x if tx is str or tx is int or tx is bool or (tx is float and x - x == 0.0) else _dialect(x)
+        if dollar:  # names starting with '$' would read as type wrappers
+            return {"$fields": [[k, x] for k, x in out.items()]}
+        return out
+    if t is list:
+        return [x if (tx := type(x)) is str or tx is int or tx is bool or (tx is float and x - x == 0.0)
+                else _dialect(x) for x in v]
+    if t is str or t is int or t is bool or v is None:
+        return v
+    if t is float:
+        if v - v == 0.0:  # finite; NaN and infinities take the exact walker's wrappers
+            return v
+        raise _NotFast
+    return _json_default(v)
+
+
+def _json_default(v: Any) -> Any:
+    """The dialect's object for a decoded value of a type JSON does not have (the JSON encoder's hook)."""
+    t = type(v)
+    if t is _dt.datetime:
+        return {"$date": _iso(v)}
+    if t is decimal.Decimal:  # int64, see _Int64AsDecimal
+        return {"$numberLong": str(v)}
+    if t is ObjectId:
+        return {"$oid": str(v)}
+    if t is Decimal128:
+        return _decimal_obj(v.bid)
+    if t is bytes:  # binary subtype 0
+        return {"$binary": {"base64": _b64encode(v).decode("ascii"), "subType": "00"}}
+    if t is Binary:  # other subtypes; pymongo already dropped subtype 2's inner length, as the dialect does
+        return {"$binary": {"base64": _b64encode(v).decode("ascii"), "subType": f"{v.subtype:02x}"}}
+    if t is DatetimeMS:
+        return _date_obj(int(v))
+    raise _NotFast  # regex, timestamp, min/max key, DBRef: the exact walker writes them
+
+
+if json.encoder.c_make_encoder is not None:
+    _c_encode_value = json.encoder.c_make_encoder(None, _json_default, json.encoder.encode_basestring, None,
+                                                  ":", ",", False, False, False)
+
+    def _value_json(v: Any) -> str:
+        """``_dumps(_dialect(v))`` in one pass of the C JSON encoder, for a value of a document without
+        ``$`` anywhere in its bytes (so no field name starts with one).
+
+        Containers, str, int32, bool and None are written as themselves,
+        finite doubles by ``float.__repr__`` (as ``_dumps`` does), NaN and
+        infinities raise ValueError (``allow_nan`` is off), everything else
+        goes through ``_json_default``: the same text as ``_dialect``. (No
+        decoded value subclasses str, int, float, list or dict here: int64 is
+        a ``Decimal`` and code is refused.)
+        """
+        return "".join(_c_encode_value(v, 0))
+else:  # pragma: no cover - CPython always has the C encoder
+    def _value_json(v: Any) -> str:
+        return _walked_json(v)
+
+
+def _walked_json(v: Any) -> str:
+    """A decoded value as dialect text, for any document (names starting with ``$`` included)."""
+    return _dumps(_dialect(v))
+
+
+def _fast_plain_cell(v: Any) -> tuple[str, str]:
+    """(cell text, cell type) of a decoded value, as ``_plain_cell`` gives for its bytes."""
+    t = type(v)
+    if t is str:
+        return _guard(v), "string"
+    if t is int:
+        return str(v), "int32"
+    if t is float:
+        if v != v:  # NaN: canonical or with a payload, the exact walker tells
+            raise _NotFast
+        return repr(v), "double"
+    if t is _dt.datetime:
+        return _iso(v), "date"
+    if t is decimal.Decimal:  # see _Int64AsDecimal
+        return str(v), "int64"
+    if v is None:
+        return "", "null"
+    if t is bool:
+        return _BOOL_TEXT[v], "bool"
+    if t is ObjectId:
+        return str(v), "objectId"
+    if t is Decimal128:
+        raw = v.bid
+        text = _decimal_text(raw)
+        if text is not None:
+            return text, "decimal"
+        return _dumps(_decimal_obj(raw)), "json"
+    if t is DatetimeMS:
+        ms = int(v)
+        if _MIN_ISO_MS <= ms <= _MAX_ISO_MS:
+            return _date_ms_to_iso(ms), "date"
+    return _walked_json(v), "json"
+
+
+def _double_text(v: float) -> str:
+    if v != v:  # NaN: canonical or with a payload, the exact walker tells
+        raise _NotFast
+    return repr(v)
+
+
+def _decimal_cell_text(v: Decimal128) -> str:
+    text = _decimal_text(v.bid)
+    if text is None:  # a $decimalBits cell: rare, the exact walker writes it
+        raise _NotFast
+    return text
+
+
+# column type -> (the Python type of a decoded value of that type, its cell text); see RowEncoder._fast_row
+_COLUMN_FORMATS: dict[str, tuple[type, Any]] = {
+    "string": (str, _guard),
+    "int32": (int, int.__repr__),
+    "int64": (decimal.Decimal, str),  # see _Int64AsDecimal: an exact integer, written without exponent
+    "double": (float, _double_text),
+    "bool": (bool, _BOOL_TEXT.__getitem__),
+    "date": (_dt.datetime, _iso),
+    "objectId": (ObjectId, str),
+    "decimal": (Decimal128, _decimal_cell_text),
+    "null": (type(None), lambda v: ""),
+}
+
+
+def _py_int32(cell: str) -> int:
+    v = int(cell)
+    if _INT32_MIN <= v <= _INT32_MAX:
+        return v
+    raise _NotFast  # the exact walker refuses it
+
+
+def _py_date(cell: str) -> _dt.datetime:
+    """A date cell as a naive datetime: pymongo writes naive datetimes as UTC, faster than aware ones.
+
+    Same checks as ``_parse_iso``; a text that only parses without its ``Z``
+    (or that carries an offset) is left to the exact walker.
+    """
+    if len(cell) != 24 or cell[-1] != "Z" or cell[10] != "T" or cell[19] != ".":
+        raise _NotFast
+    d = _fromisoformat(cell[:-1])
+    if d.tzinfo is not None:
+        raise _NotFast
+    return d
+
+
+def _py_null(cell: str) -> None:
+    if cell:
+        raise _NotFast
+    return None
+
+
+def _py_json(cell: str) -> Any:
+    obj, end = _scan_json(cell, 0)  # what json.loads runs; surrounding white space is left to the exact walker
+    if end != len(cell):
+        raise _NotFast
+    return _from_dialect(obj)
+
+
+# cell type -> parser of a cell into the Python object pymongo encodes as the same bytes as
+# ``_parse_plain`` ("string" is inlined by the caller)
+_PY_PARSERS = {
+    "int32": _py_int32,
+    "int64": lambda c: Int64(int(c)),
+    "double": float,
+    "bool": _BOOL_VALUES.__getitem__,
+    "date": _py_date,
+    "objectId": ObjectId,
+    "decimal": lambda c: Decimal128.from_bid(_parse_decimal(c)),
+    "null": _py_null,
+    "json": _py_json,
+}
+
+
+def _from_dialect(obj: Any) -> Any:
+    """Parsed JSON dialect (objects as tuples of pairs) -> Python objects pymongo encodes exactly.
+
+    Mirrors ``_obj_to_value``: bare integers are int32 (others are refused by
+    the exact walker), a repeated name is left to the exact walker (a dict
+    would drop it), wrappers go to ``_from_wrapper``.
+    """
+    t = type(obj)
+    if t is str or t is float or t is bool or obj is None:
+        return obj
+    if t is int:
+        if _INT32_MIN <= obj <= _INT32_MAX:
+            return obj
+        raise _NotFast
+    # members that are their own Python form (str, float, bool, int32) are checked inline: most are
+    if t is list:
+        return [x if ((tx := type(x)) is str or tx is float or tx is bool
+                      or (tx is int and _INT32_MIN <= x <= _INT32_MAX)) else _from_dialect(x) for x in obj]
+    if t is tuple:
+        if obj and obj[0][0][:1] == "$":
+            return _from_wrapper(obj)
+        doc = {k: x if ((tx := type(x)) is str or tx is float or tx is bool
+                        or (tx is int and _INT32_MIN <= x <= _INT32_MAX)) else _from_dialect(x) for k, x in obj}
+        if len(doc) != len(obj):
+            raise _NotFast
+        return doc
+    raise _NotFast
+
+
+def _from_wrapper(obj: tuple) -> Any:
+    """The common one-key wrappers, in exactly the forms ``_wrapper_value`` accepts; others raise ``_NotFast``."""
+    if len(obj) != 1:
+        raise _NotFast
+    (key, v), = obj
+    tv = type(v)
+    if key == "$date":
+        if tv is str:
+            return _py_date(v)
+        if tv is tuple and len(v) == 1 and v[0][0] == "$numberLong":
+            return DatetimeMS(int(v[0][1]))
+    elif key == "$numberLong":
+        if tv is str:
+            return Int64(int(v))
+    elif key == "$oid":
+        if tv is str:
+            return ObjectId(v)
+    elif key == "$numberDecimal":
+        if tv is str:
+            return Decimal128(v)
+    elif key == "$numberDouble":
+        if tv is str:
+            return float({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}.get(v, v))
+    elif key == "$binary":
+        if tv is tuple:
+            d = dict(v)
+            data = base64.b64decode(d["base64"], validate=True)
+            sub = int(d["subType"], 16)
+            # pymongo writes subtype 2 with its inner length prefix, as _wrapper_value does
+            return data if sub == 0 else Binary(data, sub)
+    raise _NotFast
+
+
+def _fast_shape(raw: bytes) -> tuple[bytes, ...]:
+    """Type byte + name bytes of each top-level field, for a well-formed document.
+
+    The same walk and checks as ``iter_elements``, inlined, without decoding
+    names (the caller does that once per distinct shape). A datetime outside
+    years 1..9999 gets type byte 0 instead of 9, which no BSON type has: its
+    cell type is ``json``, not ``date``. Regex and DBPointer fields and
+    anything malformed raise ``_NotFast``.
+    """
+    fixed, prefixed, unpack, find = _FIXED_SIZE.get, _LEN_PREFIXED.get, _I32.unpack_from, raw.find
+    end = unpack(raw, 0)[0] - 1
+    pos = 4
+    shape = []
+    while pos < end:
+        t = raw[pos]
+        name_end = find(b"\x00", pos + 1)
+        if name_end < 0:
+            raise _NotFast
+        vs = name_end + 1
+        if t == T_DATE and not _MIN_ISO_MS <= _I64.unpack_from(raw, vs)[0] <= _MAX_ISO_MS:
+            shape.append(b"\x00" + raw[pos + 1:name_end])
+        else:
+            shape.append(raw[pos:name_end])
+        size = fixed(t)
+        if size is None:
+            extra = prefixed(t)
+            if extra is None:
+                raise _NotFast
+            size = extra + unpack(raw, vs)[0]
+        pos = vs + size
+        if pos > end:
+            raise _NotFast
+    if pos != end or raw[end] != 0:
+        raise _NotFast
+    return tuple(shape)
+
+
+# --------------------------------------------------------------------------
 # Collections: schema (first pass), rows (second pass)
 
 
@@ -614,30 +1026,90 @@ class Schema:
         return cls(cols)
 
 
+Shape = tuple[tuple[str, str], ...]
+
+
 class SchemaBuilder:
-    """First pass: sees every document once, decides columns and their types."""
+    """First pass: sees every document once, decides columns and their types.
+
+    Documents of one collection mostly share their *shape*: the sequence of
+    (field name, cell type) of their top-level fields. So ``add`` only finds a
+    document's shape and counts shapes; ``_flush`` turns shape counts into
+    per-column type counts (in first-seen order, so ``build`` breaks ties as
+    if every document had been counted one by one). A flush also happens
+    every ``MAX_SHAPES`` distinct shapes, which bounds memory for collections
+    whose documents all differ.
+    """
+
+    MAX_SHAPES = 4096
 
     def __init__(self) -> None:
         self._index: dict[str, int] = {}
         self._names: list[str] = []
         self._counts: list[Counter] = []
+        self._shapes: dict[Shape, int] = {}  # shape -> documents, in first-seen order
+        self._known: dict[tuple[bytes, ...], Shape] = {}  # _fast_shape -> shape
 
     def add(self, raw: bytes) -> None:
         raw = bytes(raw)  # pymongo may hand out memoryviews
-        index, counts = self._index, self._counts
-        seen = set()
+        try:
+            fast = _fast_shape(raw)
+        except (_NotFast, struct.error, IndexError):
+            shape = self._exact_shape(raw)
+        else:
+            shape = self._known.get(fast)
+            if shape is None:
+                shape = self._known[fast] = self._named_shape(fast, raw)
+        shapes = self._shapes
+        shapes[shape] = shapes.get(shape, 0) + 1
+        if len(shapes) >= self.MAX_SHAPES:
+            self._flush()
+
+    @staticmethod
+    def _named_shape(fast: tuple[bytes, ...], raw: bytes) -> Shape:
+        """Decode a new fast shape; stop before the first repeated name, as ``_exact_shape``."""
+        shape: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for field in fast:
+            ctype = PLAIN_TYPES.get(field[0], "json")
+            try:
+                text = field[1:].decode("utf-8")
+            except UnicodeDecodeError:
+                return SchemaBuilder._exact_shape(raw)  # raises the walker's error
+            if text in seen:
+                break
+            seen.add(text)
+            shape.append((text, ctype))
+        return tuple(shape)
+
+    @staticmethod
+    def _exact_shape(raw: bytes) -> Shape:
+        """The shape by the exact walker: fields up to the first repeated name (such a
+        document keeps the whole document in its row, its fields still count)."""
+        shape: list[tuple[str, str]] = []
+        seen: set[str] = set()
         for t, name, vs, _ve in iter_elements(raw):
             if name in seen:
-                return  # duplicate field names: the row keeps the whole document
+                break
             seen.add(name)
-            i = index.get(name)
-            if i is None:
-                i = index[name] = len(self._names)
-                self._names.append(name)
-                counts.append(Counter())
-            counts[i][_cell_type(t, raw, vs)] += 1
+            shape.append((name, _cell_type(t, raw, vs)))
+        return tuple(shape)
+
+    def _flush(self) -> None:
+        index, names, counts = self._index, self._names, self._counts
+        for shape, n in self._shapes.items():
+            for name, ctype in shape:
+                i = index.get(name)
+                if i is None:
+                    i = index[name] = len(names)
+                    names.append(name)
+                    counts.append(Counter())
+                counts[i][ctype] += n
+        self._shapes.clear()
+        self._known.clear()
 
     def build(self) -> Schema:
+        self._flush()
         cols = []
         for name, counts in zip(self._names, self._counts):
             non_null = [(n, k) for k, n in counts.items() if k != "null"]
@@ -647,16 +1119,77 @@ class SchemaBuilder:
         return Schema(cols)
 
 
+_FieldPlan = tuple[int, "type | None", Any]  # (column, expected Python type, formatter)
+# (fields, meta ``missing``, meta ``order``, meta cell when no cell needs a type note)
+_RowPlan = tuple[list[_FieldPlan], "list[int] | None", "list[int] | None", str]
+
+
 class RowEncoder:
     """Second pass: one raw BSON document -> one CSV row (list of cells)."""
+
+    MAX_PLANS = 1024
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
         self._index = {c.name: i for i, c in enumerate(schema.columns)}
         self._types = [c.type for c in schema.columns]
+        # per column: (Python type whose values are plain cells of the column's type, formatter);
+        # (None, None) for json columns
+        self._formats = [_COLUMN_FORMATS.get(t, (None, None)) for t in self._types]
+        # field names in document order -> what _fast_row needs for them (None: a name without column)
+        self._plans: dict[tuple[str, ...], _RowPlan | None] = {}
 
     def encode(self, raw: bytes) -> list[str]:
         raw = bytes(raw)  # pymongo may hand out memoryviews
+        try:
+            return self._fast_row(raw)
+        except Exception:  # _NotFast, or anything the exact walker turns into its own error
+            return self._exact_row(raw)
+
+    def _plan(self, names: tuple[str, ...]) -> _RowPlan | None:
+        """Per field (column, expected type, formatter), the meta cell's ``missing`` and ``order``
+        and the meta cell when no cell needs a type note. Documents share few name sequences, so
+        this is cached."""
+        try:
+            return self._plans[names]
+        except KeyError:
+            pass
+        if len(self._plans) >= self.MAX_PLANS:
+            self._plans.clear()
+        index = self._index
+        if not all(name in index for name in names):
+            plan = None
+        else:
+            present = [index[name] for name in names]
+            missing, order = self._layout(present)
+            plan = ([(i, *self._formats[i]) for i in present], missing, order, self._meta_text(missing, None, order))
+        self._plans[names] = plan
+        return plan
+
+    def _fast_row(self, raw: bytes) -> list[str]:
+        """The row from pymongo's decoded objects (see ``_decoded_document`` for why they are exact)."""
+        doc = _decoded_document(raw)
+        plan = self._plan(tuple(doc))  # names are unique: a dict that encodes back to raw
+        if plan is None:
+            return self._whole_doc(raw)
+        fields, missing, order, meta_text = plan
+        cells = [""] * (len(self._types) + 1)
+        types: dict[str, str] = {}
+        value_json = _value_json if b"$" not in raw else _walked_json
+        for (i, expected, fmt), v in zip(fields, doc.values()):
+            if type(v) is expected:  # the common case: a plain cell of the column's type
+                cells[i] = fmt(v)
+            elif expected is None:  # a json column
+                cells[i] = value_json(v)
+            else:
+                cells[i], ctype = _fast_plain_cell(v)
+                if ctype != self._types[i]:
+                    types[str(i)] = ctype
+        cells[-1] = self._meta_text(missing, types, order) if types else meta_text
+        return cells
+
+    def _exact_row(self, raw: bytes) -> list[str]:
+        """The row by the exact byte walker: every BSON document, and the errors for corrupt ones."""
         n = len(self._types)
         cells = [""] * (n + 1)
         present: list[int] = []
@@ -676,17 +1209,29 @@ class RowEncoder:
                 types[str(i)] = ctype
         if len(set(present)) != len(present):
             return self._whole_doc(raw)  # repeated field names
-        meta: dict[str, Any] = {}
+        missing, order = self._layout(present)
+        cells[n] = self._meta_text(missing, types, order)
+        return cells
+
+    def _layout(self, present: list[int]) -> tuple[list[int] | None, list[int] | None]:
+        """The meta cell's ``missing`` and ``order`` for a document with fields in columns ``present``."""
+        n = len(self._types)
+        missing = None
         if len(present) != n:
             have = set(present)
-            meta["missing"] = [i for i in range(n) if i not in have]
+            missing = [i for i in range(n) if i not in have]
+        return missing, (present if present != sorted(present) else None)
+
+    @staticmethod
+    def _meta_text(missing: list[int] | None, types: dict[str, str] | None, order: list[int] | None) -> str:
+        meta: dict[str, Any] = {}
+        if missing:
+            meta["missing"] = missing
         if types:
             meta["types"] = types
-        if any(a > b for a, b in zip(present, present[1:])):
-            meta["order"] = present
-        if meta:
-            cells[n] = _dumps(meta)
-        return cells
+        if order:
+            meta["order"] = order
+        return _dumps(meta) if meta else ""
 
     def _whole_doc(self, raw: bytes) -> list[str]:
         cells = [""] * (len(self._types) + 1)
@@ -700,13 +1245,77 @@ class RowDecoder:
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
         self._names = [_cstring(c.name) for c in schema.columns]
+        self._keys = [c.name for c in schema.columns]
         self._types = [c.type for c in schema.columns]
         self._all = list(range(len(schema.columns)))
+        # meta cell text -> (per field in order: (column, name, parser; None for strings), missing columns)
+        self._plans: dict[str, tuple[list[tuple[int, str, Any]], list[int]]] = {}
 
     def decode(self, row: Sequence[str]) -> bytes:
         n = len(self._types)
         if len(row) != n + 1:
             raise CodecError(f"row has {len(row)} cells, expected {n + 1}")
+        try:
+            raw = self._fast_document(row)
+        except Exception:  # _NotFast, or anything the exact walker turns into its own error
+            raw = self._exact_document(row)
+        return self._check_size(raw)
+
+    MAX_PLANS = 1024
+
+    def _plan(self, meta_cell: str) -> tuple[list[tuple[int, str, Any]], list[int]]:
+        """What ``_fast_document`` does for rows with this meta cell (valid, without ``doc``; else ``_NotFast``).
+
+        A plain dict is what ``_exact_document`` makes of the pairs too (the
+        last of repeated keys wins in both), so these are its checks. Meta
+        cells repeat (the same fields missing or null in many rows), so plans
+        are cached by text.
+        """
+        try:
+            return self._plans[meta_cell]
+        except KeyError:
+            pass
+        order, types, missing = self._all, {}, []
+        if meta_cell:
+            meta = json.loads(meta_cell)
+            if type(meta) is not dict or not meta.keys() <= {"missing", "types", "order"}:
+                raise _NotFast
+            types = meta.get("types") or {}
+            missing = meta.get("missing") or []
+            order = meta.get("order")
+            if order is None and type(missing) is list:
+                absent = set(missing)
+                order = [i for i in self._all if i not in absent] if missing else self._all
+            if (type(types) is not dict or type(order) is not list or type(missing) is not list
+                    or not all(type(i) is int for i in order + missing) or sorted(order + missing) != self._all):
+                raise _NotFast
+        fields = []
+        for i in order:
+            ctype = types.get(str(i), self._types[i])
+            fields.append((i, self._keys[i], None if ctype == "string" else _PY_PARSERS[ctype]))
+        if len(self._plans) >= self.MAX_PLANS:
+            self._plans.clear()
+        plan = self._plans[meta_cell] = fields, missing
+        return plan
+
+    def _fast_document(self, row: Sequence[str]) -> bytes:
+        """The document as pymongo objects, encoded by pymongo's C code in one call.
+
+        Each cell becomes the object pymongo writes as exactly the bytes
+        ``_parse_plain`` writes (``_PY_PARSERS``, ``_from_dialect``).
+        """
+        fields, missing = self._plan(row[len(self._types)])
+        if missing and any(row[i] for i in missing):
+            raise _NotFast  # the exact walker refuses it
+        doc = {}
+        for i, name, parse in fields:
+            cell = row[i]
+            doc[name] = (cell[1:] if cell[:1] == "'" else cell) if parse is None else parse(cell)
+        return _dict_to_bson(doc, False, _C_OPTIONS, False)
+
+    def _exact_document(self, row: Sequence[str]) -> bytes:
+        """The document by the exact byte writer: every valid row, and the errors for invalid ones."""
+        n = len(self._types)
         meta_cell = row[n]
         order: list[int] = self._all
         types: dict = {}
@@ -718,7 +1327,7 @@ class RowDecoder:
             if "doc" in meta:
                 if any(row[:n]) or not isinstance(meta["doc"], str):
                     raise CodecError("a whole-document row must hold the document in its meta cell only")
-                return self._check_size(from_json_text(meta["doc"]))
+                return from_json_text(meta["doc"])
             types = meta.get("types") or {}
             if isinstance(types, _Pairs):
                 types = dict(types)
@@ -742,7 +1351,7 @@ class RowDecoder:
         except (TypeError, IndexError):
             raise CodecError("row meta refers to a column that does not exist") from None
         body = b"".join(parts)
-        return self._check_size(_I32.pack(len(body) + 5) + body + b"\x00")
+        return _I32.pack(len(body) + 5) + body + b"\x00"
 
     @staticmethod
     def _check_size(raw: bytes) -> bytes:
