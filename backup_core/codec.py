@@ -46,7 +46,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
 
-from bson import _cbson
+try:
+    from bson import _cbson
+except ImportError:  # pragma: no cover - pymongo wheels ship the C extension
+    _cbson = None
 from bson.binary import Binary
 from bson.code import Code
 from bson.codec_options import CodecOptions, DatetimeConversion, TypeCodec, TypeDecoder, TypeRegistry
@@ -654,8 +657,16 @@ _C_DECODE_OPTIONS = CodecOptions(datetime_conversion=DatetimeConversion.DATETIME
                                  type_registry=TypeRegistry([_Int64AsDecimal(), _CodeRefused()]))
 # for objects -> bytes (RowDecoder): plain pymongo types
 _C_OPTIONS = CodecOptions()
-_bson_to_dict = _cbson._bson_to_dict
-_dict_to_bson = _cbson._dict_to_bson
+
+
+def _c_unavailable(*_args: Any) -> Any:
+    raise _NotFast
+
+
+# pymongo's C extension does the byte work of the fast paths; without it (a pure-Python
+# build of pymongo) every document takes the exact walker
+_bson_to_dict = getattr(_cbson, "_bson_to_dict", _c_unavailable)
+_dict_to_bson = getattr(_cbson, "_dict_to_bson", _c_unavailable)
 _b64encode = base64.b64encode
 _scan_json = json.JSONDecoder(object_pairs_hook=tuple).scan_once  # JSON objects as tuples of (key, value)
 _INT32_MIN, _INT32_MAX = -2**31, 2**31 - 1
@@ -1070,10 +1081,10 @@ class SchemaBuilder:
         """Decode a new fast shape; stop before the first repeated name, as ``_exact_shape``."""
         shape: list[tuple[str, str]] = []
         seen: set[str] = set()
-        for field in fast:
-            ctype = PLAIN_TYPES.get(field[0], "json")
+        for item in fast:
+            ctype = PLAIN_TYPES.get(item[0], "json")
             try:
-                text = field[1:].decode("utf-8")
+                text = item[1:].decode("utf-8")
             except UnicodeDecodeError:
                 return SchemaBuilder._exact_shape(raw)  # raises the walker's error
             if text in seen:

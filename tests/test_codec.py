@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import io
 import json
 import re
 from pathlib import Path
+from unittest import mock
 
 import bson
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 
 from backup_core import codec
 from backup_core.backup import write_collection
@@ -41,6 +43,26 @@ def csv_roundtrip(raws: list[bytes]) -> tuple[codec.Schema, str, list[bytes]]:
 def test_any_collection_roundtrips_byte_for_byte(raws):
     _schema, _text, back = csv_roundtrip(raws)
     assert back == raws
+
+
+@contextlib.contextmanager
+def exact_walker_only():
+    """Switch off the C fast paths, so every document takes the exact byte walker."""
+    with mock.patch.object(codec, "_bson_to_dict", codec._c_unavailable), \
+            mock.patch.object(codec, "_dict_to_bson", codec._c_unavailable):
+        yield
+
+
+@settings(max_examples=200)
+@given(collections.map(lambda docs: [encode(d) for d in docs]))
+def test_fast_paths_and_exact_walker_agree(raws):
+    """The C-backed fast paths are an optimisation only: same schema, same CSV, same bytes."""
+    schema, text, back = csv_roundtrip(raws)
+    with exact_walker_only():
+        exact_schema, exact_text, exact_back = csv_roundtrip(raws)
+    assert exact_schema.to_json() == schema.to_json()
+    assert exact_text == text
+    assert exact_back == back == raws
 
 
 @given(documents.map(encode))
