@@ -293,6 +293,22 @@ def ping(uri: str, timeout_ms: int = 1500) -> bool:
         client.close()
 
 
+def start_memory_server(cwd: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """A private server on the memory engine, unseeded, on a free port: (process, URI).
+
+    For tests and benchmarks; the caller stops the process.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backup_core", "server", "--memory", "--no-seed", "--port", "0", "--json"],
+        cwd=cwd or Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise DatabaseUnavailable(f"embedded server did not start: {proc.stderr.read()[-2000:]}")
+    return proc, json.loads(line)["uri"]
+
+
 def _spawn_server(data_dir: Path, db_name: str | None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "backup_core"]
     if db_name:

@@ -6,7 +6,6 @@ the same data, so machine speed cancels out; raw seconds are reported as well.
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import sys
@@ -40,15 +39,11 @@ def best_of(fn: Callable[[], Any], repeat: int = 3) -> float:
 @contextmanager
 def memory_server() -> Iterator[str]:
     """A private embedded server on its memory engine; yields its URI."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backup_core", "server", "--memory", "--no-seed", "--port", "0", "--json"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise RuntimeError(f"embedded server did not start: {proc.stderr.read()[-2000:]}")
+    from backup_core.embedded import start_memory_server
+
+    proc, uri = start_memory_server(ROOT)
     try:
-        yield json.loads(line)["uri"]
+        yield uri
     finally:
         proc.terminate()
         try:

@@ -7,7 +7,6 @@ SQLite engine is covered by tests/test_embedded.py.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from hypothesis import HealthCheck, settings as hyp_settings
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from backup_core import embedded  # noqa: E402
 from backup_core.config import Settings  # noqa: E402
 from backup_core.store import Store  # noqa: E402
 
@@ -34,15 +34,7 @@ hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def start_memory_server() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backup_core", "server", "--memory", "--no-seed", "--port", "0", "--json"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line:
-        proc.kill()
-        raise RuntimeError(f"embedded test server did not start: {proc.stderr.read()[-2000:]}")
-    return proc, json.loads(line)["uri"]
+start_memory_server = embedded.start_memory_server
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import stat
 import pytest
 
 from ..conftest import run_cli
+from tests.cli import one_json as _json
 
 
 @pytest.fixture
@@ -16,13 +17,6 @@ def seeded(db):
     db.Equipment.insert_many([{"_id": i, "asset_id": f"EQ-{i:03d}", "price": i * 1.5} for i in range(12)])
     db.Equipment_select_options.insert_many([{"_id": i, "value": f"v{i}"} for i in range(4)])
     return db
-
-
-def _json(proc):
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout.strip().splitlines()
-    assert len(out) == 1, f"expected exactly one JSON line, got {proc.stdout!r}"
-    return json.loads(out[0])
 
 
 def test_backup_list_verify_cleanup_json(cli, seeded):

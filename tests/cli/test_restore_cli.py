@@ -9,6 +9,7 @@ import pytest
 from backup_core.mongoutil import raw_collection
 
 from ..conftest import run_cli
+from tests.cli import one_json as _json
 
 
 @pytest.fixture
@@ -21,13 +22,6 @@ def changed(db, cli):
     db.Equipment.update_one({"_id": 1}, {"$set": {"price": "free"}})
     db.Equipment.insert_one({"_id": 50, "asset_id": "EQ-050"})
     return bid
-
-
-def _json(proc):
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout.strip().splitlines()
-    assert len(out) == 1, f"expected exactly one JSON line, got {proc.stdout!r}"
-    return json.loads(out[0])
 
 
 def _live(db, name):

@@ -9,6 +9,7 @@ import zipfile
 import pytest
 
 from backup_core.backup import BackupOptions, create_backup
+from tests.cli import one_json as _json
 
 
 @pytest.fixture
@@ -16,13 +17,6 @@ def backup_id(db, store):
     db.Equipment.insert_many([{"_id": i, "asset_id": f"EQ-{i:03d}", "price": i * 1.5} for i in range(10)])
     db.Equipment_select_options.insert_many([{"_id": i, "value": f"v{i}"} for i in range(3)])
     return create_backup(db, store, BackupOptions(user="t")).backup_id
-
-
-def _json(proc):
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
-    assert len(lines) == 1, f"expected exactly one JSON line, got {proc.stdout!r}"
-    return json.loads(lines[0])
 
 
 def _refused(proc, text):

@@ -60,6 +60,23 @@ def make_app(page_env):
     return _make
 
 
+@pytest.fixture
+def open_page(make_app, request):
+    """Log in with ``role`` and open the test module's ``PAGE``; fails on any exception."""
+    page = request.module.PAGE
+
+    def _open(role: str = "admin") -> AppTest:
+        at = run_page(make_app(role), page)
+        assert not at.exception, at.exception
+        return at
+    return _open
+
+
+def values(at: AppTest, kind: str) -> str:
+    """The values of all elements of one kind (``"info"``, ``"error"``, ...), one per line."""
+    return "\n".join(str(e.value) for e in getattr(at, kind))
+
+
 def run_page(at: AppTest, page: str | None = None) -> AppTest:
     """Run the app once (registers the pages), then switch to ``page`` and run it."""
     at.run()

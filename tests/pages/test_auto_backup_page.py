@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from backup_core import scheduler
 from backup_core.store import Store
 
-from tests.pages.conftest import run_page
+from tests.pages.conftest import values as texts
 
 PAGE = "pages/3_Auto_Backup.py"
 
@@ -17,20 +16,6 @@ PAGE = "pages/3_Auto_Backup.py"
 def auto_env(page_env, db):
     db["Equipment"].insert_many([{"_id": i, "name": f"item {i}"} for i in range(5)])
     return page_env
-
-
-@pytest.fixture
-def open_page(make_app):
-    """Log in with ``role`` (session state, as the login form does) and open the page."""
-    def _open(role: str = "admin") -> AppTest:
-        at = run_page(make_app(role), PAGE)
-        assert not at.exception, at.exception
-        return at
-    return _open
-
-
-def texts(at: AppTest, kind: str) -> str:
-    return "\n".join(str(e.value) for e in getattr(at, kind))
 
 
 def test_page_renders_defaults(open_page, auto_env):

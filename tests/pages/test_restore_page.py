@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.store import Store
 
-from tests.pages.conftest import run_page
+from tests.pages.conftest import values as texts
 
 PAGE = "pages/2_Restore.py"
 
@@ -25,20 +24,6 @@ def backed_up(db, root):
                                  for i in range(1, 9)])
     db["Equipment_select_options"].insert_many([{"_id": f"o{i}", "label": f"Option {i}"} for i in range(3)])
     return create_backup(db, Store(root), BackupOptions(user="tester")).backup_id
-
-
-@pytest.fixture
-def open_page(make_app):
-    """Log in with ``role`` (session state, as the login form does) and open the page."""
-    def _open(role: str = "admin") -> AppTest:
-        at = run_page(make_app(role), PAGE)
-        assert not at.exception, at.exception
-        return at
-    return _open
-
-
-def texts(at: AppTest, kind: str) -> str:
-    return "\n".join(str(e.value) for e in getattr(at, kind))
 
 
 def change_live(db) -> None:
