@@ -5,6 +5,10 @@ Run with ``make run`` (embedded demo database) or
 
 Nothing is shown before a successful login: until then the only registered
 page is the login form (so page URLs and the sidebar reveal nothing either).
+Every rerun re-checks the logged-in user against the user store
+(``common.current_user`` calls ``backup_core.auth.refresh``): a user deleted,
+locked out or given a new password since logging in is logged out at once,
+with the reason on the login page, and a changed role applies at once.
 User accounts are created with ``python -m backup_core set-password admin``.
 In the embedded demo mode only, setting ``BACKUP_DEMO_ADMIN_PASSWORD`` makes
 the first start create the user ``admin`` with that password, so a fresh
@@ -14,7 +18,6 @@ the first start create the user ``admin`` with that password, so a fresh
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -49,7 +52,7 @@ def _auth_module():
 # ---------------------------------------------------------------- login
 def _bootstrap_demo_admin(auth, settings) -> None:
     """Embedded demo only: create ``admin`` from BACKUP_DEMO_ADMIN_PASSWORD when no user exists."""
-    password = os.environ.get("BACKUP_DEMO_ADMIN_PASSWORD")
+    password = settings.demo_admin_password
     if not password or not settings.embedded or st.session_state.get("_demo_admin_checked"):
         return
     st.session_state["_demo_admin_checked"] = True
@@ -60,12 +63,17 @@ def _bootstrap_demo_admin(auth, settings) -> None:
 
 def login_page() -> None:
     st.title("MongoDB Backup & Restore")
+    logged_out = st.session_state.pop(common.LOGGED_OUT_KEY, None)
+    if logged_out:  # the user store ended the last session: say why, once
+        st.warning(logged_out)
     auth = _auth_module()
     if auth is None:
         st.error("The authentication module (backup_core.auth) is missing, so nobody can log in. "
                  "Reinstall or update the application.")
         return
-    settings = common.get_settings()
+    settings = common.run_core(common.get_settings)  # a broken secrets.toml is an error line, not a traceback
+    if settings is None:
+        return
     common.run_core(_bootstrap_demo_admin, auth, settings)
     has_users = common.run_core(auth.has_users, settings)
     if has_users is None:
@@ -103,13 +111,12 @@ def logout() -> None:
             audit.record(common.get_settings().backup_root, user=user.name, action="logout")
         except Exception:  # noqa: BLE001 - logging out must always work, even if the log cannot be written
             logging.getLogger("webui").warning("cannot record the logout of %s", user.name, exc_info=True)
-    for key in (common.AUTH_KEY, common.SETTINGS_KEY):
-        st.session_state.pop(key, None)
+    common.end_session()
 
 
 # ---------------------------------------------------------------- scheduler
 def _scheduler_disabled() -> bool:
-    return os.environ.get("BACKUP_DASHBOARD_SCHEDULER", "1").strip().lower() in ("0", "false", "no", "off")
+    return not common.get_settings().dashboard_scheduler
 
 
 @st.cache_resource(show_spinner=False)
@@ -212,9 +219,9 @@ def home_page() -> None:
              else "not running" if status else "unknown")
     c3.metric("Scheduler", state,
               help=f"every {interval:g} h" if interval else None)
-    usage = common.run_core(store.disk_usage)
+    usage = common.run_core(store.usage)
     c4.metric("Backup storage", common.human_bytes(usage) if usage is not None else "?",
-              help=f"{len(backups)} backups in {settings.backup_root}")
+              help=f"{common.plural(len(backups), 'backup')} in {store.url}")
 
     st.subheader("Database")
     if info is not None:
@@ -262,6 +269,8 @@ def app_pages() -> list:
 
 
 def main() -> None:
+    # current_user() re-checks the session against the user store first (auth.refresh), before
+    # navigation: a user deleted or locked since the last click gets the login page and the reason
     user = common.current_user()
     if user is None:
         # Only the login form exists before login. Every page URL is an alias of it, so a

@@ -7,7 +7,8 @@ Users come from three places, the first that names a user wins:
 
 1. ``<backup_root>/.auth/users.json``, written by
    ``python -m backup_core set-password USER [--role admin|viewer]``
-   (mode 0600, replaced atomically under ``<backup_root>/.auth/.lock``);
+   (mode 0600, replaced atomically under the ``filelock`` lock
+   ``<backup_root>/.auth/.lock``, which excludes threads and processes);
 2. ``.streamlit/secrets.toml``, section ``[auth.users.<name>]`` with
    ``password_hash`` and ``role``;
 3. the environment: ``BACKUP_ADMIN_USER`` plus ``BACKUP_ADMIN_PASSWORD_HASH``
@@ -20,30 +21,48 @@ Lock-out: ``MAX_FAILURES`` failed logins for one name within
 password. The state lives in ``<backup_root>/.auth/lockout.json`` so it
 survives restarts and is shared by every dashboard process and the CLI.
 Unknown names are tracked the same way, so neither the message nor the
-lock-out reveals which names exist.
+lock-out reveals which names exist. ``python -m backup_core unlock USER``
+(:func:`unlock`) lifts a lock-out early; the lock-out message says so.
 
-Every login attempt is audited (action ``login``, outcome ``ok``/``error``).
+Sessions follow the user store: :func:`refresh` re-checks a logged-in
+``User`` (the dashboard calls it on every rerun, without any argon2 work; the
+user sources are re-read only when users.json or lockout.json change). A user
+who was deleted, is locked out or whose password was changed is logged out;
+a changed role applies at once. The password check compares a fingerprint of
+the stored hash taken at login (16 hex digits of its SHA-256, never the hash
+itself). Setting the same password again keeps the stored hash, so
+``set-password USER --role viewer`` with the old password only changes the
+role and leaves the user's sessions open.
+
+Every login attempt is audited (action ``login``, outcome ``ok``/``error``),
+and so are sessions ended by :func:`refresh` (action ``logout`` with a
+``reason``) and ``unlock``.
 """
 
 from __future__ import annotations
 
-import fcntl
+import hashlib
 import json
+import logging
 import math
 import os
 import re
+import shlex
+import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from filelock import FileLock, Timeout
 
 from . import audit
-from .errors import AuthError, ConfigError, StorageError, UsageError
+from .errors import AuthError, BackupError, ConfigError, LockBusy, StorageError, UsageError
+from .fsutil import atomic_write
 
 ROLES = ("admin", "viewer")
 AUTH_DIR = ".auth"
@@ -57,13 +76,15 @@ FAILURE_WINDOW_S = 15 * 60
 LOCKOUT_S = 15 * 60
 # bounds lockout.json when someone sprays random user names
 MAX_TRACKED_NAMES = 10_000
+# the auth files are held for milliseconds; a lock held longer is a hung process
+LOCK_TIMEOUT_S = 30.0
 
 USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 INVALID_LOGIN = "invalid user name or password"
 
 _hasher = PasswordHasher()
 _dummy_hash: str | None = None
-_thread_lock = threading.Lock()
+_log = logging.getLogger(__name__)
 
 
 def _now() -> float:
@@ -75,6 +96,9 @@ def _now() -> float:
 class User:
     name: str
     role: str
+    # set by authenticate(): which stored password hash this login was checked against
+    # (see _fingerprint); None for a User made by hand, which refresh() leaves alone
+    fingerprint: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_admin(self) -> bool:
@@ -131,6 +155,18 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
+def _needs_rehash(password_hash: str) -> bool:
+    try:
+        return _hasher.check_needs_rehash(password_hash)
+    except (InvalidHashError, ValueError):
+        return True
+
+
+def _fingerprint(password_hash: str) -> str:
+    """Names a stored hash without revealing it: a session compares it to notice a new password."""
+    return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()[:16]
+
+
 def _spend_like_verify(password: str) -> None:
     """Check against a throw-away hash so unknown names take as long as known ones."""
     global _dummy_hash
@@ -151,22 +187,29 @@ def users_path(settings) -> Path:
 
 @contextmanager
 def _auth_lock(settings) -> Iterator[Path]:
-    """Exclusive lock over the auth files, across threads and processes."""
+    """Exclusive lock over the auth files, across threads and processes.
+
+    A new ``FileLock`` per use opens its own descriptor, and ``flock`` excludes
+    every other descriptor of the file, in this process or another; a holder
+    that dies releases it with its descriptor, so no stale lock remains.
+    """
     d = auth_dir(settings)
     try:
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(d / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise StorageError(f"cannot open the user store in {d}: {exc.strerror}") from None
-    # flock is per open file description, so threads of one process also exclude
-    # each other; the thread lock just keeps them from spinning in the kernel
-    with _thread_lock:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield d
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    lock = FileLock(d / ".lock", timeout=LOCK_TIMEOUT_S, mode=0o600, thread_local=True)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LockBusy(f"the user store in {d} is busy: its lock has been held elsewhere "
+                       f"for more than {LOCK_TIMEOUT_S:g} s") from None
+    except OSError as exc:
+        raise StorageError(f"cannot lock the user store in {d}: {exc.strerror}") from None
+    try:
+        yield d
+    finally:
+        lock.release()
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -184,23 +227,11 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def _write_json_0600(path: Path, data: dict) -> None:
-    """Replace ``path`` atomically: readers see the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    """Replace ``path`` atomically (readers see the old or the new file, never half), mode 0600."""
     body = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a leftover file
-            os.write(fd, body)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        atomic_write(path, body, mode=0o600)
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise StorageError(f"cannot write {path}: {exc.strerror}") from None
 
 
@@ -226,11 +257,20 @@ def _secrets_accounts(secrets: Mapping[str, Any]) -> dict[str, _Account]:
             for name, entry in users.items()}
 
 
-def _env_accounts(settings, env: Mapping[str, str] | None) -> dict[str, _Account]:
-    env = os.environ if env is None else env
+def _admin_from(settings, env: Mapping[str, str] | None) -> tuple[str | None, str | None]:
+    """BACKUP_ADMIN_USER / BACKUP_ADMIN_PASSWORD_HASH: from ``Settings`` (which read the environment and
+    secrets.toml), or from an explicit ``env`` mapping (tests)."""
     secrets = settings.secrets if isinstance(settings.secrets, Mapping) else {}
-    name = env.get("BACKUP_ADMIN_USER") or secrets.get("BACKUP_ADMIN_USER")
-    pw_hash = env.get("BACKUP_ADMIN_PASSWORD_HASH") or secrets.get("BACKUP_ADMIN_PASSWORD_HASH")
+    if env is None:
+        name = getattr(settings, "admin_user", None) or secrets.get("BACKUP_ADMIN_USER")
+        pw_hash = getattr(settings, "admin_password_hash", None) or secrets.get("BACKUP_ADMIN_PASSWORD_HASH")
+        return name, pw_hash
+    return (env.get("BACKUP_ADMIN_USER") or secrets.get("BACKUP_ADMIN_USER"),
+            env.get("BACKUP_ADMIN_PASSWORD_HASH") or secrets.get("BACKUP_ADMIN_PASSWORD_HASH"))
+
+
+def _env_accounts(settings, env: Mapping[str, str] | None) -> dict[str, _Account]:
+    name, pw_hash = _admin_from(settings, env)
     if not name and not pw_hash:
         return {}
     if not name or not pw_hash:
@@ -282,13 +322,22 @@ def set_password(settings, user: str, password: str, role: str = "admin") -> Use
     try:
         _check_name(user)
         _check_role(role)
-        pw_hash = hash_password(password)
+        _check_password(password)
+        # the same password again keeps its hash: a pure role change leaves the user's sessions
+        # open, while a new password ends them (refresh() compares a fingerprint of the hash)
+        old_hash = _stored_hash(_read_json(users_path(settings), "user file"), user)
+        kept = old_hash if old_hash and _verify(old_hash, password) and not _needs_rehash(old_hash) else None
+        pw_hash = kept or _hasher.hash(password)
         with _auth_lock(settings) as d:
             path = d / USERS_FILE
             data = _read_json(path, "user file")
             users = data.get("users", {})
             if not isinstance(users, dict):
                 raise ConfigError(f"the user file {path} has no 'users' object")
+            current = _stored_hash(data, user)
+            if kept and current != kept:
+                pw_hash = _hasher.hash(password)  # changed meanwhile by another process: rare
+            password_changed = current != pw_hash
             users[user] = {"password_hash": pw_hash, "role": role,
                            "updated_at": audit.now_iso()}
             data["users"] = users
@@ -303,8 +352,16 @@ def set_password(settings, user: str, password: str, role: str = "admin") -> Use
                      target=user if isinstance(user, str) and USER_RE.match(user) else None,
                      role=role if role in ROLES else None, error=str(exc))
         raise
-    audit.record(settings.backup_root, user=actor, action="set-password", target=user, role=role)
+    audit.record(settings.backup_root, user=actor, action="set-password", target=user, role=role,
+                 password_changed=password_changed)
     return User(user, role)
+
+
+def _stored_hash(data: dict, user: str) -> str | None:
+    users = data.get("users")
+    entry = users.get(user) if isinstance(users, dict) else None
+    pw_hash = entry.get("password_hash") if isinstance(entry, dict) else None
+    return pw_hash if _is_argon2(pw_hash) else None
 
 
 # ---------------------------------------------------------------- login
@@ -313,10 +370,33 @@ def _minutes_left(until: float, now: float) -> int:
     return max(1, math.ceil((until - now) / 60))
 
 
-def _locked_message(until: float, now: float) -> str:
+def python_command() -> str:
+    """The interpreter of this installation as an operator would type it.
+
+    ``sys.executable`` (not resolved: a venv's python is a symlink to a system
+    python that lacks the venv's packages), relative to the current directory
+    when it is inside it, e.g. ``.venv/bin/python``.
+    """
+    exe = os.path.abspath(sys.executable or "python3")
+    try:
+        rel = os.path.relpath(exe)
+    except ValueError:
+        rel = exe
+    if rel != os.pardir and not rel.startswith(os.pardir + os.sep):
+        exe = rel if os.sep in rel else os.curdir + os.sep + rel
+    return shlex.quote(exe)
+
+
+def unlock_command(user: str) -> str:
+    """The command that lifts the lock-out of ``user``."""
+    return f"{python_command()} -m backup_core unlock {shlex.quote(user)}"
+
+
+def _locked_message(until: float, now: float, user: str) -> str:
     n = _minutes_left(until, now)
     return (f"account locked after {MAX_FAILURES} failed logins; "
-            f"try again in {n} minute{'s' if n != 1 else ''}")
+            f"try again in {n} minute{'s' if n != 1 else ''} "
+            f"or ask an admin to run: {unlock_command(user)}")
 
 
 def _prune(state: dict, now: float) -> dict:
@@ -370,7 +450,7 @@ def authenticate(settings, user: str, password: str) -> User:
     if isinstance(until, (int, float)) and until > now:
         audit.record(root, user=user, action="login", outcome="error", reason="locked",
                      locked_until=_iso(until))
-        raise AuthError(_locked_message(until, now))
+        raise AuthError(_locked_message(until, now, user))
 
     # the slow hash check runs outside the lock so one login does not stall the others
     account = accounts.get(user)
@@ -400,17 +480,17 @@ def authenticate(settings, user: str, password: str) -> User:
         # another process locked the name while this password was being checked
         audit.record(root, user=user, action="login", outcome="error", reason="locked",
                      locked_until=_iso(locked_until))
-        raise AuthError(_locked_message(locked_until, now))
+        raise AuthError(_locked_message(locked_until, now, user))
     if not ok:
         audit.record(root, user=user, action="login", outcome="error",
                      reason="unknown user" if account is None else "wrong password",
                      failures=len(entry.get("failures", [])) if not locked_until else MAX_FAILURES,
                      locked_until=_iso(locked_until) if locked_until else None)
         if locked_until:
-            raise AuthError(_locked_message(locked_until, now))
+            raise AuthError(_locked_message(locked_until, now, user))
         raise AuthError(INVALID_LOGIN)
     audit.record(root, user=user, action="login", role=account.user.role, source=account.source)
-    return account.user
+    return replace(account.user, fingerprint=_fingerprint(account.password_hash))
 
 
 def require_admin(user: User | None, action: str) -> None:
@@ -421,3 +501,168 @@ def require_admin(user: User | None, action: str) -> None:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+# ---------------------------------------------------------------- unlock
+
+@dataclass(frozen=True)
+class UnlockResult:
+    user: str
+    was_locked: bool
+    locked_until: str | None  # when the lifted lock-out would have ended (UTC ISO-8601)
+    failures_cleared: int     # recent failed logins forgotten with it
+    path: str                 # the lock-out state file that was looked at
+
+    def to_json(self) -> dict:
+        return {"user": self.user, "was_locked": self.was_locked, "locked_until": self.locked_until,
+                "failures_cleared": self.failures_cleared, "path": self.path}
+
+    def to_text(self) -> str:
+        if self.was_locked:
+            return f"unlocked {self.user!r} (locked until {self.locked_until}); it can log in again now"
+        n = self.failures_cleared
+        forgot = f"; forgot {n} recent failed login{'s' if n != 1 else ''}" if n else "; nothing to unlock"
+        return f"{self.user!r} was not locked (checked {self.path}){forgot}"
+
+
+def unlock(settings, user: str) -> UnlockResult:
+    """Lift the lock-out of ``user`` and forget its failed logins (any name, known or not); audited."""
+    actor = getattr(settings, "user", "unknown")
+    path = auth_dir(settings) / LOCKOUT_FILE
+    try:
+        _check_name(user)
+        entry = None
+        # a mistyped backup root must not grow an .auth folder: no folder, no lock-out
+        if auth_dir(settings).is_dir():
+            now = _now()
+            with _auth_lock(settings) as d:
+                raw = _read_json(d / LOCKOUT_FILE, "lock-out state")
+                state = _prune(raw, now)
+                entry = state.pop(user, None)
+                if user in raw:
+                    _write_json_0600(d / LOCKOUT_FILE, state)
+        until = entry.get("locked_until") if entry else None
+        result = UnlockResult(user=user, was_locked=bool(until), locked_until=_iso(until) if until else None,
+                              failures_cleared=len(entry.get("failures", [])) if entry else 0, path=str(path))
+    except Exception as exc:
+        audit.record(settings.backup_root, user=actor, action="unlock", outcome="error",
+                     target=user if isinstance(user, str) and USER_RE.match(user) else None, error=str(exc))
+        raise
+    audit.record(settings.backup_root, user=actor, action="unlock", target=user,
+                 was_locked=result.was_locked, locked_until=result.locked_until,
+                 failures_cleared=result.failures_cleared)
+    return result
+
+
+# ---------------------------------------------------------------- sessions
+
+@dataclass(frozen=True)
+class SessionCheck:
+    """What :func:`refresh` found: the session's user now, or None and why it ended."""
+
+    user: User | None
+    # "" unchanged, "role changed"; or why it ended: "deleted", "locked", "password changed", "configuration"
+    reason: str = ""
+    message: str = ""  # for the person whose session it is
+
+    @property
+    def ended(self) -> bool:
+        return self.user is None
+
+
+# (kind, path) -> (signature, value); a handful of entries per backup root
+_cache: dict[tuple, tuple[Any, Any]] = {}
+_cache_lock = threading.Lock()
+_CACHE_MAX = 64
+
+
+def _file_signature(path: Path) -> tuple | None:
+    """Changes whenever the file is replaced (atomic writes give a new inode) or written."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc.strerror}") from None
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+
+
+def _cached(key: tuple, signature: Any, load: Callable[[], Any]) -> Any:
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None and hit[0] == signature:
+        return hit[1]
+    # the signature was taken before loading: a change in between only costs one more load later
+    value = load()
+    with _cache_lock:
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[key] = (signature, value)
+    return value
+
+
+def _secrets_signature(settings) -> str:
+    secrets = settings.secrets if isinstance(settings.secrets, Mapping) else {}
+    relevant = {k: secrets.get(k) for k in ("auth", "BACKUP_ADMIN_USER", "BACKUP_ADMIN_PASSWORD_HASH")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _cached_accounts(settings, env: Mapping[str, str] | None) -> dict[str, _Account]:
+    """``_accounts``, re-read only when users.json, the secrets or the admin variables change."""
+    signature = (_file_signature(users_path(settings)), _secrets_signature(settings), *_admin_from(settings, env))
+    return _cached(("accounts", str(users_path(settings))), signature, lambda: _accounts(settings, env))
+
+
+def _cached_locked_until(settings, user: str) -> float | None:
+    path = auth_dir(settings) / LOCKOUT_FILE
+    state = _cached(("lockout", str(path)), _file_signature(path),
+                    lambda: _read_json(path, "lock-out state"))
+    entry = state.get(user)
+    until = entry.get("locked_until") if isinstance(entry, dict) else None
+    return until if isinstance(until, (int, float)) else None
+
+
+def refresh(settings, user: User, env: Mapping[str, str] | None = None) -> SessionCheck:
+    """Re-check a logged-in ``user`` against the user store, cheaply (no password hashing).
+
+    Ends the session (``user`` None, audited as ``logout`` with its reason) when
+    the user no longer exists, is locked out, or has a new password since this
+    login; a changed role comes back as a new ``User``. A broken user
+    configuration ends the session too: fail closed. A ``User`` without a
+    fingerprint was not made by :func:`authenticate` and is returned as it is.
+    """
+    if user.fingerprint is None:
+        return SessionCheck(user)
+    name = user.name
+    try:
+        account = _cached_accounts(settings, env).get(name)
+        until = _cached_locked_until(settings, name)
+    except BackupError as exc:
+        return _end_session(settings, name, "configuration",
+                            f"You were logged out: the user configuration cannot be read ({exc}).")
+    now = _now()
+    if account is None:
+        return _end_session(settings, name, "deleted",
+                            f"You were logged out: the user {name} no longer exists.")
+    if until is not None and until > now:
+        n = _minutes_left(until, now)
+        return _end_session(settings, name, "locked",
+                            f"You were logged out: the user {name} is locked after {MAX_FAILURES} "
+                            f"failed logins; try again in {n} minute{'s' if n != 1 else ''} "
+                            f"or ask an admin to run: {unlock_command(name)}", locked_until=_iso(until))
+    if _fingerprint(account.password_hash) != user.fingerprint:
+        return _end_session(settings, name, "password changed",
+                            f"You were logged out: the password of {name} was changed. "
+                            "Log in with the new password.")
+    if account.user.role != user.role:
+        return SessionCheck(replace(user, role=account.user.role), "role changed",
+                            f"Your role is now {account.user.role}.")
+    return SessionCheck(user)
+
+
+def _end_session(settings, name: str, reason: str, message: str, **details: Any) -> SessionCheck:
+    try:
+        audit.record(settings.backup_root, user=name, action="logout", reason=reason, **details)
+    except Exception:  # noqa: BLE001 - the session ends even when the log cannot be written
+        _log.warning("cannot record the logout of %s (%s)", name, reason, exc_info=True)
+    return SessionCheck(None, reason, message)

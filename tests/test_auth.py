@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import stat
@@ -14,7 +16,7 @@ from argon2 import PasswordHasher
 
 from backup_core import audit, auth
 from backup_core.config import Settings
-from backup_core.errors import AuthError, ConfigError, UsageError
+from backup_core.errors import AuthError, ConfigError, LockBusy, UsageError
 
 from .conftest import ROOT, run_cli
 
@@ -245,11 +247,12 @@ def test_bad_secrets_entries_are_config_errors(cfg, entry, message):
 def test_admin_from_environment(cfg, monkeypatch):
     monkeypatch.setenv("BACKUP_ADMIN_USER", "root-admin")
     monkeypatch.setenv("BACKUP_ADMIN_PASSWORD_HASH", auth.hash_password("env password"))
-    assert auth.list_users(cfg) == [auth.User("root-admin", "admin")]
-    assert auth.authenticate(cfg, "root-admin", "env password").is_admin
+    env_cfg = dataclasses.replace(Settings.load(root=cfg.backup_root, secrets={}), user="op")
+    assert auth.list_users(env_cfg) == [auth.User("root-admin", "admin")]
+    assert auth.authenticate(env_cfg, "root-admin", "env password").is_admin
     monkeypatch.delenv("BACKUP_ADMIN_PASSWORD_HASH")
     with pytest.raises(ConfigError, match="both"):
-        auth.has_users(cfg)
+        auth.has_users(Settings.load(root=cfg.backup_root, secrets={}))
 
 
 def test_concurrent_set_password_keeps_every_user(cfg):
@@ -307,3 +310,261 @@ def test_set_password_cli_bad_role_and_name(cli_env):
     assert run_cli(cli_env, "set-password", "x", "--role", "root", input_text=PW).returncode == 2
     proc = run_cli(cli_env, "set-password", "bad/name", input_text=PW)
     assert proc.returncode == 2 and "invalid user name" in proc.stderr
+
+
+# ---------------------------------------------------------------- sessions follow the user store
+
+def _remove_user(cfg, name):
+    path = auth.users_path(cfg)
+    data = json.loads(path.read_text())
+    del data["users"][name]
+    auth._write_json_0600(path, data)
+
+
+def _logouts(cfg):
+    return [(e["user"], e.get("reason")) for e in audit.read(cfg.backup_root, limit=None)
+            if e["action"] == "logout"]
+
+
+def test_login_carries_a_fingerprint_of_the_hash_never_the_hash(cfg):
+    auth.set_password(cfg, "alice", PW)
+    user = auth.authenticate(cfg, "alice", PW)
+    stored = json.loads(auth.users_path(cfg).read_text())["users"]["alice"]["password_hash"]
+    assert len(user.fingerprint) == 16 and int(user.fingerprint, 16) >= 0
+    assert user.fingerprint not in stored and stored not in repr(user)
+    assert "fingerprint" not in user.to_json()
+    assert user == auth.User("alice", "admin")  # the fingerprint is not part of equality
+
+
+def test_refresh_keeps_a_valid_session(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    user = auth.authenticate(cfg, "alice", PW)
+    check = auth.refresh(cfg, user)
+    assert check.user is user and not check.ended and check.reason == ""
+    assert _logouts(cfg) == []
+
+
+def test_refresh_logs_out_a_deleted_user(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    auth.set_password(cfg, "bob", PW)
+    user = auth.authenticate(cfg, "alice", PW)
+    _remove_user(cfg, "alice")
+    check = auth.refresh(cfg, user)
+    assert check.ended and check.user is None and check.reason == "deleted"
+    assert check.message == "You were logged out: the user alice no longer exists."
+    assert _logouts(cfg) == [("alice", "deleted")]
+    assert auth.refresh(cfg, auth.authenticate(cfg, "bob", PW)).user.name == "bob"
+
+
+def test_refresh_follows_a_demotion_and_a_promotion(cfg, clock):
+    auth.set_password(cfg, "alice", PW, role="admin")
+    user = auth.authenticate(cfg, "alice", PW)
+    # set-password with the same password only changes the role: the session stays, as a viewer
+    auth.set_password(cfg, "alice", PW, role="viewer")
+    check = auth.refresh(cfg, user)
+    assert not check.ended and check.reason == "role changed"
+    assert check.user == auth.User("alice", "viewer") and not check.user.is_admin
+    assert check.user.fingerprint == user.fingerprint
+    with pytest.raises(AuthError, match="admin role"):
+        auth.require_admin(check.user, "restore")
+    auth.set_password(cfg, "alice", PW, role="admin")
+    promoted = auth.refresh(cfg, check.user)
+    assert promoted.user == auth.User("alice", "admin") and promoted.user.is_admin
+    assert _logouts(cfg) == []
+    changes = [e.get("password_changed") for e in audit.read(cfg.backup_root, limit=None)
+               if e["action"] == "set-password"]
+    assert changes == [False, False, True]  # newest first
+
+
+def test_refresh_logs_out_after_a_password_change(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    old_session = auth.authenticate(cfg, "alice", PW)
+    auth.set_password(cfg, "alice", "a brand new password", role="admin")
+    check = auth.refresh(cfg, old_session)
+    assert check.ended and check.reason == "password changed"
+    assert "the password of alice was changed" in check.message
+    new_session = auth.authenticate(cfg, "alice", "a brand new password")
+    assert auth.refresh(cfg, new_session).user is new_session
+    assert _logouts(cfg) == [("alice", "password changed")]
+
+
+def test_refresh_logs_out_a_locked_user_until_unlocked(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    user = auth.authenticate(cfg, "alice", PW)
+    for _ in range(4):
+        with pytest.raises(AuthError, match="invalid"):
+            auth.authenticate(cfg, "alice", "bad password")
+    assert auth.refresh(cfg, user).user is user  # failures alone do not end a session
+    with pytest.raises(AuthError, match="account locked"):
+        auth.authenticate(cfg, "alice", "bad password")
+    check = auth.refresh(cfg, user)
+    assert check.ended and check.reason == "locked"
+    assert check.message.startswith("You were logged out: the user alice is locked after 5 failed logins")
+    assert "try again in 15 minutes" in check.message and "-m backup_core unlock alice" in check.message
+    logout = audit.read(cfg.backup_root, limit=1)[0]
+    assert (logout["action"], logout["user"], logout["reason"]) == ("logout", "alice", "locked")
+    auth.unlock(cfg, "alice")
+    assert auth.refresh(cfg, auth.authenticate(cfg, "alice", PW)).user.name == "alice"
+
+
+def test_refresh_follows_secrets_toml_and_the_environment(cfg, clock, monkeypatch):
+    h = auth.hash_password("secret admin pw")
+    s = Settings(backup_root=cfg.backup_root, user="op",
+                 secrets={"auth": {"users": {"dan": {"password_hash": h, "role": "admin"}}}})
+    dan = auth.authenticate(s, "dan", "secret admin pw")
+    demoted = Settings(backup_root=cfg.backup_root, user="op",
+                       secrets={"auth": {"users": {"dan": {"password_hash": h, "role": "viewer"}}}})
+    assert auth.refresh(demoted, dan).user.role == "viewer"
+    assert auth.refresh(Settings(backup_root=cfg.backup_root, user="op", secrets={}), dan).reason == "deleted"
+
+    env_cfg = dataclasses.replace(cfg, admin_user="root-admin",
+                                  admin_password_hash=auth.hash_password("env password"))
+    root_admin = auth.authenticate(env_cfg, "root-admin", "env password")
+    assert auth.refresh(env_cfg, root_admin).user is root_admin
+    env_cfg = dataclasses.replace(env_cfg, admin_password_hash=auth.hash_password("other env password"))
+    assert auth.refresh(env_cfg, root_admin).reason == "password changed"
+    env_cfg = dataclasses.replace(env_cfg, admin_user="someone-else")
+    assert auth.refresh(env_cfg, root_admin).reason == "deleted"
+
+
+def test_refresh_fails_closed_on_a_broken_user_file(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    user = auth.authenticate(cfg, "alice", PW)
+    auth.users_path(cfg).write_text("{not json")
+    check = auth.refresh(cfg, user)
+    assert check.ended and check.reason == "configuration" and "not valid JSON" in check.message
+
+
+def test_refresh_is_cheap_no_hashing_and_files_read_only_when_changed(cfg, clock, monkeypatch):
+    auth.set_password(cfg, "alice", PW)
+    user = auth.authenticate(cfg, "alice", PW)
+
+    class NoHashing:
+        def __getattr__(self, name):
+            raise AssertionError(f"refresh must not use the password hasher ({name})")
+
+    reads = []
+    real_read, hasher = auth._read_json, auth._hasher
+    monkeypatch.setattr(auth, "_read_json",
+                        lambda path, what: reads.append(path.name) or real_read(path, what))
+    monkeypatch.setattr(auth, "_hasher", NoHashing())
+    for _ in range(50):
+        assert auth.refresh(cfg, user).user is user
+    assert reads.count(auth.USERS_FILE) <= 1 and reads.count(auth.LOCKOUT_FILE) <= 1
+    monkeypatch.setattr(auth, "_hasher", hasher)
+    auth.set_password(cfg, "bob", PW)
+    monkeypatch.setattr(auth, "_hasher", NoHashing())
+    reads.clear()
+    assert auth.refresh(cfg, user).user is user
+    assert reads == [auth.USERS_FILE]  # users.json changed, lockout.json did not
+
+
+def test_a_user_made_by_hand_is_not_refreshed(cfg):
+    # only authenticate() makes a session user; code that builds a User itself (tests) opts out
+    bare = auth.User("nobody", "admin")
+    assert auth.refresh(cfg, bare).user is bare
+
+
+# ---------------------------------------------------------------- unlock
+
+def test_unlock_lifts_a_lockout_and_is_audited(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    for _ in range(5):
+        with pytest.raises(AuthError):
+            auth.authenticate(cfg, "alice", "bad password")
+    with pytest.raises(AuthError, match="account locked"):
+        auth.authenticate(cfg, "alice", PW)
+    result = auth.unlock(cfg, "alice")
+    assert result.was_locked and result.locked_until == auth._iso(clock["t"] + auth.LOCKOUT_S)
+    assert result.to_json()["user"] == "alice" and "unlocked 'alice'" in result.to_text()
+    assert auth.lockout_remaining(cfg, "alice") == 0
+    assert "alice" not in json.loads((auth.auth_dir(cfg) / auth.LOCKOUT_FILE).read_text())
+    assert auth.authenticate(cfg, "alice", PW).name == "alice"
+    entry = [e for e in audit.read(cfg.backup_root, limit=None) if e["action"] == "unlock"][0]
+    assert (entry["user"], entry["target"], entry["outcome"], entry["was_locked"]) == \
+        ("operator", "alice", "ok", True)
+
+
+def test_unlock_clears_the_failure_count(cfg, clock):
+    auth.set_password(cfg, "alice", PW)
+    for _ in range(3):
+        with pytest.raises(AuthError):
+            auth.authenticate(cfg, "alice", "bad password")
+    result = auth.unlock(cfg, "alice")
+    assert not result.was_locked and result.failures_cleared == 3 and result.locked_until is None
+    for _ in range(4):  # would have locked at the 2nd without the unlock
+        with pytest.raises(AuthError, match="invalid"):
+            auth.authenticate(cfg, "alice", "bad password")
+
+
+def test_unlock_of_unknown_or_invalid_names(cfg, clock):
+    result = auth.unlock(cfg, "nobody")
+    assert result.to_json() == {"user": "nobody", "was_locked": False, "locked_until": None,
+                                "failures_cleared": 0, "path": str(auth.auth_dir(cfg) / auth.LOCKOUT_FILE)}
+    assert "was not locked" in result.to_text()
+    assert not auth.auth_dir(cfg).exists()  # nothing created for a name nobody tried
+    for _ in range(5):
+        with pytest.raises(AuthError):
+            auth.authenticate(cfg, "ghost", "bad password")
+    assert auth.unlock(cfg, "ghost").was_locked
+    with pytest.raises(UsageError, match="invalid user name"):
+        auth.unlock(cfg, "bad/name")
+    entries = [(e["outcome"], e.get("target")) for e in audit.read(cfg.backup_root, limit=None)
+               if e["action"] == "unlock"]
+    assert entries == [("error", None), ("ok", "ghost"), ("ok", "nobody")]
+
+
+def test_lockout_message_says_how_to_unlock_with_this_interpreter(cfg, clock, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / ".venv" / "bin" / "python"))
+    assert auth.python_command() == ".venv/bin/python"
+    for _ in range(5):
+        with pytest.raises(AuthError):
+            auth.authenticate(cfg, "alice", "bad password")
+    with pytest.raises(AuthError) as err:
+        auth.authenticate(cfg, "alice", "bad password")
+    assert str(err.value) == ("account locked after 5 failed logins; try again in 15 minutes "
+                              "or ask an admin to run: .venv/bin/python -m backup_core unlock alice")
+    monkeypatch.setattr(sys, "executable", "/opt/py 3/bin/python3")  # outside the cwd: absolute, quoted
+    assert auth.unlock_command("alice") == "'/opt/py 3/bin/python3' -m backup_core unlock alice"
+
+
+# ---------------------------------------------------------------- the lock over the auth files
+
+def test_auth_lock_excludes_threads_and_a_held_lock_times_out(cfg, clock, monkeypatch):
+    from filelock import FileLock
+
+    auth.set_password(cfg, "alice", PW)
+    lock_path = auth.auth_dir(cfg) / ".lock"
+    # another holder (any process or thread using the same lock file): a login gives up clearly
+    monkeypatch.setattr(auth, "LOCK_TIMEOUT_S", 0.3)
+    with FileLock(lock_path):
+        with pytest.raises(LockBusy, match="user store .* is busy"):
+            auth.authenticate(cfg, "alice", PW)
+    monkeypatch.setattr(auth, "LOCK_TIMEOUT_S", 30.0)
+
+    # concurrent failed logins: every failure is counted, none lost to a race
+    names = ["u0", "u1", "u2", "u3"]
+    errors = []
+
+    def fail(name):
+        try:
+            auth.authenticate(cfg, name, "bad password")
+        except AuthError as exc:
+            errors.append(str(exc))
+
+    holder = FileLock(lock_path)
+    holder.acquire()  # every thread queues up behind it, then they all run at once
+    threads = [threading.Thread(target=fail, args=(names[i % 4],)) for i in range(16)]
+    for t in threads:
+        t.start()
+    threads[0].join(0.5)
+    assert threads[0].is_alive()  # waiting for the lock
+    holder.release()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == ["invalid user name or password"] * 16
+    state = json.loads((auth.auth_dir(cfg) / auth.LOCKOUT_FILE).read_text())
+    assert {n: len(state[n]["failures"]) for n in names} == {n: 4 for n in names}
+    assert stat.S_IMODE((auth.auth_dir(cfg) / auth.LOCKOUT_FILE).stat().st_mode) == 0o600

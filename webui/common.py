@@ -7,11 +7,16 @@ as one ``st.error`` line saying what to do next, never as a traceback.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import streamlit as st
 
+from backup_core import audit, auth, config
 from backup_core.config import Settings
 from backup_core.errors import BackupError
 
@@ -19,11 +24,80 @@ T = TypeVar("T")
 
 AUTH_KEY = "auth_user"
 SETTINGS_KEY = "_webui_settings"
+# why the user store ended the session; the login page shows it once
+LOGGED_OUT_KEY = "_logged_out_message"
+# which secrets.toml the session's settings hold (path, mtime, size, inode)
+SECRETS_SIG_KEY = "_webui_secrets_signature"
 
 
 def current_user():
-    """The logged-in ``backup_core.auth.User`` or None."""
-    return st.session_state.get(AUTH_KEY)
+    """The logged-in ``backup_core.auth.User`` or None, re-checked against the user store.
+
+    Every call follows the user store (``auth.refresh``: a few ``stat`` calls,
+    no password hashing): a user deleted, locked out or given a new password
+    since logging in is logged out here, with the reason kept for the login
+    page, and a changed role applies at once. So every page that asks
+    ``current_user``/``require_login``/``is_admin`` sees the user store as it
+    is now, whether or not ``app.py``'s ``main`` ran first in this rerun.
+    """
+    user = st.session_state.get(AUTH_KEY)
+    if user is None or getattr(user, "fingerprint", None) is None:
+        return user  # not from a login: auth.refresh leaves it alone, so skip loading settings
+    return _follow_user_store(user)
+
+
+def end_session(message: str | None = None) -> None:
+    """Forget the logged-in user (and the settings made for it); ``message`` goes to the login page."""
+    for key in (AUTH_KEY, SETTINGS_KEY, SECRETS_SIG_KEY):
+        st.session_state.pop(key, None)
+    if message:
+        st.session_state[LOGGED_OUT_KEY] = message
+
+
+def _follow_user_store(user):
+    try:
+        check = auth.refresh(_settings_with_current_secrets(), user)
+    except Exception as exc:  # noqa: BLE001 - fail closed: a session that cannot be checked ends
+        logging.getLogger("webui").warning("cannot check the session of %s", user.name, exc_info=True)
+        settings = st.session_state.get(SETTINGS_KEY)
+        try:
+            if settings is not None:
+                audit.record(settings.backup_root, user=user.name, action="logout", reason="configuration",
+                             error=str(exc))
+        except Exception:  # noqa: BLE001
+            pass
+        end_session(f"You were logged out: your session could not be checked ({exc}).")
+        return None
+    if check.ended:  # auth.refresh has audited it
+        end_session(check.message)
+        return None
+    if check.user != user:  # a new role
+        st.session_state[AUTH_KEY] = check.user
+        st.toast(check.message)
+    return check.user
+
+
+def _settings_with_current_secrets() -> Settings:
+    """The session's settings, with secrets.toml read again when the file changed (users may leave it).
+
+    Only the secrets are replaced: the database and backup root of a running
+    session stay as they were.
+    """
+    settings = st.session_state.get(SETTINGS_KEY)
+    if settings is None:
+        settings = Settings.load()
+        st.session_state[SETTINGS_KEY] = settings
+    path = config.secrets_path()
+    try:
+        stat = path.stat()
+        signature = (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    except OSError:
+        signature = (str(path), None)
+    if st.session_state.get(SECRETS_SIG_KEY) != signature:
+        settings = dataclasses.replace(settings, secrets=config.load_secrets(path))
+        st.session_state[SETTINGS_KEY] = settings
+        st.session_state[SECRETS_SIG_KEY] = signature
+    return settings
 
 
 def get_settings() -> Settings:
@@ -99,6 +173,23 @@ def human_bytes(n: int | float | None) -> str:
             return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TB"
+
+
+def plural(n: int, word: str, plural_form: str | None = None) -> str:
+    """``1 backup``, ``2 backups``."""
+    return f"{n} {word if n == 1 else (plural_form or word + 's')}"
+
+
+def document_title(doc: Any) -> str:
+    """A short title for a document: its _id and, when it has one, a name-like field."""
+    from webui.restore_flow import document_label
+
+    key = doc.get("_id") if isinstance(doc, dict) else None
+    if isinstance(key, dict) and len(key) == 1:
+        key = next(iter(key.values()))
+    label = document_label(doc)
+    text = str(key) if key is not None else "(no _id)"
+    return f"{text} — {label}" if label else text
 
 
 def _as_datetime(dt: Any) -> datetime | None:
@@ -182,38 +273,25 @@ def backup_picker(store, key_prefix: str, label: str = "Backup"):
     return by_id.get(chosen)
 
 
-def _backup_root_signature(root) -> tuple:
-    """Cheap change detector: creating, renaming or deleting a backup folder changes its day folder's mtime."""
-    import os
-
-    from backup_core.store import WEEKDAYS
-
-    sig = []
-    for day in WEEKDAYS:
-        try:
-            sig.append(os.stat(os.path.join(root, day)).st_mtime_ns)
-        except OSError:
-            sig.append(None)
-    return tuple(sig)
-
-
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _cached_listing(root: str, signature: tuple):
-    from backup_core.store import Store
-
+def _cached_listing(_store, url: str, token: object, bucket: int):
     errors: list[str] = []
-    return Store(root).list_backups(errors=errors), errors
+    return _store.list_backups(errors=errors), errors
 
 
 def list_backups_cached(store) -> tuple[list, list[str]]:
-    """``store.list_backups()`` (newest first) plus unreadable-folder messages, cached until the root changes.
+    """``store.list_backups()`` (newest first) plus unreadable-backup messages, cached until the store changes.
 
     Parsing and hash-checking 500 manifests takes a noticeable fraction of a
-    second; every rerun of a page would pay it again without this cache.
+    second; every rerun of a page would pay it again without this cache. A
+    store that cannot tell cheaply when it changed is listed again every 10 s.
     The returned objects are shared: do not modify them.
     """
-    root = str(store.root)
-    return _cached_listing(root, _backup_root_signature(root))
+    import time
+
+    token = store.change_token()
+    bucket = int(time.time() // 10) if token is None else 0
+    return _cached_listing(store, store.url, token, bucket)
 
 
 def database_overview(settings) -> dict:
