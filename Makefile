@@ -19,11 +19,12 @@ $(PY):
 	echo "creating $(VENV) with $$base"; \
 	"$$base" -m venv $(VENV) && $(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): requirements.txt $(PY)
+$(STAMP): requirements.txt pyproject.toml $(PY)
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 13) else 1)' || \
 	  { echo "error: $(VENV) uses Python < 3.13; remove $(VENV) and run make setup again" >&2; exit 1; }
 	@echo "installing requirements.txt into $(VENV)"
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 run: setup
@@ -34,7 +35,7 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
-	@$(PY) bench/run.py $(BENCH_ARGS)
+	@$(PY) -m bench.run $(BENCH_ARGS)
 
 server: setup
 	$(PY) -m backup_core server

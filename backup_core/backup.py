@@ -1,37 +1,30 @@
 """Creating a backup: stream each collection to a CSV file, manifest last, atomic commit.
 
-Each collection is read once with a cursor (``sort _id``, raw BSON). The
-first pass spills the raw documents to a temporary ``.bson`` file while it
-learns the columns and their types; the second pass reads the spill file and
-writes the CSV. Memory stays bounded by one batch, never one collection, and
-the CSV reflects exactly the documents that were read.
+Each collection is read once with a cursor (``sort _id``, raw BSON) and
+written by ``store.csvfile.write_csv`` (spill file, then rows); memory stays
+bounded by one batch. The store's staging area holds the files until the
+manifest is written, last, which makes the backup visible at once
+(docs/FORMAT.md). ``create_backup`` runs inside an audited, locked
+operation (``operation.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import gzip
-import io
-import struct
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable, Iterator
 
 from pymongo.database import Database
 
-from . import audit, codec
-from .errors import BackupError, StorageError, UsageError
-from .locks import root_lock
-from .mongoutil import index_specs, json_dialect, raw_collection, snapshot_session, translate_errors, user_collections
-from .store import FORMAT_VERSION, HashingWriter, Store, day_for, file_name_for
+from .errors import StorageError, UsageError
+from .mongoutil import (index_specs, json_dialect, raw_collection, snapshot_session, translate_errors,
+                        user_collections)
+from .operation import operation
+from .store import FORMAT_VERSION, BackupWriter, Store, day_for, file_name_for, write_csv
+from .timeutil import iso, utc_now
 
 Progress = Callable[[str, int, int], None]
 """progress(collection, documents_done, documents_expected)"""
-
-_LEN = struct.Struct("<i")
 
 
 @dataclass
@@ -44,6 +37,9 @@ class BackupOptions:
     lock_timeout: float = 10.0
     # names recorded as not existing (safety backups: what the restore is about to create)
     absent: list[str] = field(default_factory=list)
+
+    def audit_details(self) -> dict:
+        return {"trigger": self.trigger, "collections": self.collections, "compress": self.compress or None}
 
 
 @dataclass
@@ -86,82 +82,27 @@ class BackupResult:
             lines.append(f"  {n}: {c.count} documents, {c.bytes} bytes, sha256 {c.sha256}")
         return "\n".join(lines)
 
-
-def _iter_spill(path: Path) -> Iterator[bytes]:
-    with path.open("rb", buffering=1 << 20) as fh:
-        while head := fh.read(4):
-            n = _LEN.unpack(head)[0]
-            yield head + fh.read(n - 4)
-
-
-def write_collection(docs: Iterator[bytes], out_path: Path, spill_path: Path, *, compress: bool,
-                     progress: Callable[[int], None] | None = None) -> tuple[int, codec.Schema, HashingWriter]:
-    """Encode raw BSON documents into one CSV file; returns (count, schema, hasher).
-
-    ``progress(steps)`` counts one step per document read and one per row written.
-    """
-    builder = codec.SchemaBuilder()
-    count = 0
-    with spill_path.open("wb", buffering=1 << 20) as spill:
-        for raw in docs:
-            builder.add(raw)
-            spill.write(raw)
-            count += 1
-            if progress and count % 500 == 0:
-                progress(count)
-    schema = builder.build()
-    encoder = codec.RowEncoder(schema)
-    with out_path.open("wb") as fh:
-        hasher = HashingWriter(fh)
-        buffered = io.BufferedWriter(hasher, 1 << 20)
-        gz = gzip.GzipFile(filename="", mode="wb", fileobj=buffered, mtime=0) if compress else None
-        text = io.TextIOWrapper(gz or buffered, encoding="utf-8", newline="")
-        try:
-            writer = csv.writer(text)
-            writer.writerow(schema.header())
-            for done, raw in enumerate(_iter_spill(spill_path), 1):
-                writer.writerow(encoder.encode(raw))
-                if progress and done % 500 == 0:
-                    progress(count + done)
-            text.flush()
-        except BaseException:
-            # close the wrappers now (their final flush fails too, e.g. disk full) so that the
-            # garbage collector does not try to flush them into the closed file later
-            for layer in (text, gz, buffered):
-                if layer is not None:
-                    with contextlib.suppress(Exception):
-                        layer.close()
-            raise
-        text.detach()
-        if gz is not None:
-            gz.close()  # writes the gzip trailer; leaves ``buffered`` open
-        buffered.flush()
-        buffered.detach()
-    spill_path.unlink()
-    return count, schema, hasher
+    def audit_details(self) -> dict:
+        return {"backup_id": self.backup_id, "counts": {n: c.count for n, c in self.collections.items()},
+                "bytes": self.total_bytes}
 
 
 def create_backup(db: Database, store: Store, options: BackupOptions,
                   progress: Progress | None = None) -> BackupResult:
-    """Back up the database (or ``options.collections``) into a new snapshot folder."""
-    started = time.monotonic()
-    with root_lock(store.root, "backup", options.lock_timeout):
-        store.sweep_temporaries()
-        try:
-            result = _create(db, store, options, progress, started)
-        except BackupError as exc:
-            audit.record(store.root, user=options.user, action="backup", outcome="error",
-                         trigger=options.trigger, database=db.name, error=str(exc))
-            raise
-        audit.record(store.root, user=options.user, action="backup", trigger=options.trigger,
-                     database=db.name, backup_id=result.backup_id, duration_s=round(result.duration_s, 3),
-                     counts={n: c.count for n, c in result.collections.items()}, bytes=result.total_bytes)
+    """Back up the database (or ``options.collections``) into a new backup of ``store``."""
+    with operation(store, "backup", user=options.user, lock_timeout=options.lock_timeout,
+                   details={"database": db.name, **options.audit_details()}) as op:
+        op.prepare_db(db)
+        result = _create(db, store, options, progress, time.monotonic())
+        op.note(**result.audit_details())
         return result
 
 
 def _create(db: Database, store: Store, options: BackupOptions, progress: Progress | None,
             started: float) -> BackupResult:
-    available = user_collections(db)
+    from .operation import meta_db_name
+
+    available = user_collections(db, meta_db_name())
     names = list(available)
     if options.collections is not None:
         if not options.collections and not options.absent:
@@ -171,21 +112,20 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
             raise UsageError(f"no collection named {', '.join(map(repr, unknown))} in database {db.name}; "
                              f"it has {', '.join(available) or 'no collections'}")
         names = list(dict.fromkeys(options.collections))
-    now = datetime.now(timezone.utc)
+    now = utc_now()
     backup_id = store.new_backup_id(now)
     day = day_for(now)
-    writer = store.writer(backup_id, day)
+    writer = store.begin(backup_id, day)
     try:
         entries: dict[str, dict] = {}
-        summaries: dict[str, CollectionSummary] = {}
         with snapshot_session(db) as session:
             for name in names:
-                entries[name], summaries[name] = _backup_collection(
-                    db, name, available[name], writer, options.compress, progress, session)
-        manifest = {
+                entries[name] = _backup_collection(db, name, available[name], writer, options.compress,
+                                                   progress, session)
+        body = {
             "format_version": FORMAT_VERSION,
             "backup_id": backup_id,
-            "created_at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "created_at": iso(now),
             "database": db.name,
             "trigger": options.trigger,
             "user": options.user,
@@ -198,20 +138,21 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
         }
         absent = sorted(set(options.absent) - set(available))
         if absent:
-            manifest["absent_collections"] = absent
-        path = writer.commit(manifest)
+            body["absent_collections"] = absent
+        manifest = writer.commit(body)
     except OSError as exc:
         writer.abort()
-        raise StorageError(f"cannot write backup to {store.root}: {exc.strerror or exc}") from None
+        raise StorageError(f"cannot write backup to {store.url}: {exc.strerror or exc}") from None
     except BaseException:
         writer.abort()
         raise
-    return BackupResult(backup_id, str(path), day, manifest["created_at"], options.trigger, db.name,
-                        time.monotonic() - started, summaries)
+    summaries = {n: CollectionSummary(e.count, e.bytes, e.sha256, e.file) for n, e in manifest.collections.items()}
+    return BackupResult(backup_id, store.location(day, backup_id), day, manifest.created_at, options.trigger,
+                        db.name, time.monotonic() - started, summaries)
 
 
-def _backup_collection(db: Database, name: str, coll_options: dict, writer, compress: bool,
-                       progress: Progress | None, session) -> tuple[dict, CollectionSummary]:
+def _backup_collection(db: Database, name: str, coll_options: dict, writer: BackupWriter, compress: bool,
+                       progress: Progress | None, session) -> dict:
     coll = raw_collection(db, name)
     with translate_errors(f"reading collection {name}"):
         expected = coll.estimated_document_count()
@@ -228,20 +169,17 @@ def _backup_collection(db: Database, name: str, coll_options: dict, writer, comp
 
     if progress:
         progress(name, 0, 2 * expected)
-    count, schema, hasher = write_collection(
-        docs(), writer.path_for(file_name), writer.path_for(f".{file_name}.spill"),
-        compress=compress, progress=report)
+    with writer.open(file_name) as out:
+        written = write_csv(docs(), out, writer.scratch(f"{file_name}.spill"), compress=compress, progress=report)
     if progress:
-        progress(name, 2 * count, 2 * count)
-    sha = hasher.sha256.hexdigest()
-    entry = {
+        progress(name, 2 * written.count, 2 * written.count)
+    return {
         "file": file_name,
-        "count": count,
-        "bytes": hasher.bytes,
-        "sha256": sha,
+        "count": written.count,
+        "bytes": written.bytes,
+        "sha256": written.sha256,
         "compressed": compress,
-        "schema": schema.to_json(),
+        "schema": written.schema.to_json(),
         "indexes": index_specs(coll),
         "options": json_dialect(coll_options),
     }
-    return entry, CollectionSummary(count, hasher.bytes, sha, file_name)

@@ -1,4 +1,4 @@
-"""Reading a backup's documents for display: substring search and pagination.
+"""Reading a backup for display and download; deleting one.
 
 The dashboard's document viewer calls :func:`find_documents`. Documents are
 streamed from the backup file one at a time (``Store.iter_documents``) and
@@ -11,6 +11,7 @@ lossless dialect), so it looks across every field, nested ones included.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Iterator
 
 from . import codec
 from .errors import UsageError
+from .operation import operation
 from .store import BackupInfo, Store
 
 MAX_PAGE_SIZE = 500
@@ -80,20 +82,19 @@ def table_rows(items: list[dict]) -> list[dict]:
     return [{k: display_value(v) for k, v in doc.items()} for doc in items]
 
 
-def delete_backup(store: Store, backup_id: str, *, user: str) -> BackupInfo:
-    """Delete one backup and record it in the audit log (action ``delete``); returns what was deleted."""
-    from . import audit
-    from .errors import BackupError
-    from .locks import root_lock
+def csv_download(store: Store, info: BackupInfo, collection: str) -> tuple[str, bytes]:
+    """(file name, plain CSV bytes) of one collection; a compressed file is served uncompressed."""
+    entry = info.collection(collection)
+    with store.open_file(info, collection) as fh:
+        data = fh.read()
+    if entry.compressed:
+        data = gzip.decompress(data)
+    return entry.file.removesuffix(".gz"), data
 
-    try:
-        info = store.get(backup_id)
-        with root_lock(store.root, "delete", 10.0):
-            store.delete(backup_id)
-    except BackupError as exc:
-        audit.record(store.root, user=user, action="delete", outcome="error", backup_id=backup_id,
-                     error=str(exc))
-        raise
-    audit.record(store.root, user=user, action="delete", backup_id=backup_id, day=info.day,
-                 trigger=info.trigger, documents=info.total_documents, bytes=info.total_bytes)
-    return info
+
+def delete_backup(store: Store, backup_id: str, *, user: str) -> BackupInfo:
+    """Delete one backup (an audited, locked operation ``delete``); returns what was deleted."""
+    with operation(store, "delete", user=user, details={"backup_id": backup_id}) as op:
+        info = store.delete(backup_id)
+        op.note(day=info.day, trigger=info.trigger, documents=info.total_documents, bytes=info.total_bytes)
+        return info

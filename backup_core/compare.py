@@ -1,20 +1,22 @@
 """Comparing a backup with the live database, document by document and field by field.
 
 Documents are paired by a key (``_id`` by default, or any unique field such
-as ``asset_id``) whose values are compared by their exact BSON encoding
-(type byte + value bytes), so ``1`` (int32) and ``1`` (int64) are different
-keys. A pair is ``identical`` only when the two raw BSON documents are equal
-byte for byte: a field reorder or an int32 -> int64 change is a change.
+as ``asset_id``), by MongoDB's notion of equal keys (``keys.key_identity``:
+int32 ``1`` and int64 ``1`` are one key). A pair is ``identical`` only when the
+two raw BSON documents are equal byte for byte: a field reorder or an
+int32 -> int64 change is a change.
 
-Memory: only the backup side is indexed, as ``{key bytes -> document number}``
-plus compact arrays of offsets, lengths and 16-byte digests (about 160 bytes
-a document for an ObjectId key); the backup documents themselves are spilled to a temporary file
-of raw BSON (the backup may be a gzipped CSV, which cannot be seeked), and the
-live collection is streamed once with a cursor. Both sides are never held
-whole in memory.
+Memory: only the backup side is indexed, as ``{key identity -> document
+number}`` plus compact arrays of offsets, lengths and 16-byte digests; the
+backup documents themselves are spilled to an anonymous temporary file of raw
+BSON (the backup may be a gzipped CSV, which cannot be seeked), and the live
+collection is streamed once with a cursor.
 
-``pair_documents`` is the engine restore uses (raw bytes); ``compare_backup``
-and ``iter_differences`` are the views the CLI and the dashboard use.
+Besides documents, a comparison reports how the backup's indexes and
+collection options differ from live ones (what a replace-restore would add,
+remove or change) and what those options would destroy (``mongospec``).
+``BackupIndex.pairs`` is the engine restore uses; ``compare_backup`` and
+``iter_differences`` are the views the CLI and the dashboard use.
 """
 
 from __future__ import annotations
@@ -32,20 +34,19 @@ from pymongo.database import Database
 
 from . import codec
 from .errors import IntegrityError, UsageError
-from .mongoutil import raw_collection, translate_errors
+from .keys import (MISSING, TYPE_NAMES, check_key, id_matcher, key_bytes, key_identity, key_json, key_text,
+                   type_name)
+from .mongospec import DataCheck
+from .mongoutil import index_specs, json_dialect, raw_collection, translate_errors
 from .store import BackupInfo, Store
 
 STATUSES = ("only_in_backup", "only_in_live", "changed", "identical")
-MISSING = b""  # key bytes of a document that lacks the key field
 _I32 = struct.Struct("<i")
+_check_key = check_key  # kept for callers of the old name
 
-# MongoDB's own $type aliases, so the names mean something to an admin
-TYPE_NAMES = {
-    1: "double", 2: "string", 3: "object", 4: "array", 5: "binData", 6: "undefined", 7: "objectId",
-    8: "bool", 9: "date", 10: "null", 11: "regex", 12: "dbPointer", 13: "javascript", 14: "symbol",
-    15: "javascriptWithScope", 16: "int", 17: "timestamp", 18: "long", 19: "decimal", 255: "minKey",
-    127: "maxKey",
-}
+__all__ = ["STATUSES", "MISSING", "TYPE_NAMES", "BackupIndex", "NotUnique", "Pair", "CompareResult",
+           "CollectionCompare", "DocDiff", "FieldDiff", "compare_backup", "iter_differences", "field_diffs",
+           "schema_differences", "key_bytes", "key_text", "key_json", "id_matcher"]
 
 
 @dataclass
@@ -76,6 +77,10 @@ class DocDiff:
                 "backup_doc": self.backup_doc, "live_doc": self.live_doc}
 
 
+def _empty_diff() -> dict:
+    return {"added": [], "removed": [], "changed": []}
+
+
 @dataclass
 class CollectionCompare:
     name: str
@@ -84,14 +89,23 @@ class CollectionCompare:
     only_in_live: int = 0
     changed: int = 0
     identical: int = 0
+    # index names and option keys a replace-restore would add, remove or change
+    indexes: dict = field(default_factory=_empty_diff)
+    options: dict = field(default_factory=_empty_diff)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
         return self.only_in_backup + self.only_in_live + self.changed + self.identical
 
+    @property
+    def schema_differs(self) -> bool:
+        return any(self.indexes.values()) or any(self.options.values())
+
     def to_json(self) -> dict:
         return {"only_in_backup": self.only_in_backup, "only_in_live": self.only_in_live,
-                "changed": self.changed, "identical": self.identical}
+                "changed": self.changed, "identical": self.identical, "indexes": self.indexes,
+                "options": self.options, "warnings": self.warnings}
 
 
 @dataclass
@@ -104,7 +118,8 @@ class CompareResult:
 
     @property
     def differs(self) -> bool:
-        return any(c.only_in_backup or c.only_in_live or c.changed for c in self.collections.values())
+        return any(c.only_in_backup or c.only_in_live or c.changed or c.schema_differs
+                   for c in self.collections.values())
 
     def to_json(self) -> dict:
         out = {"backup_id": self.backup_id, "key": self.key,
@@ -118,6 +133,7 @@ class CompareResult:
         for n, c in self.collections.items():
             lines.append(f"  {n}: {c.only_in_backup} only in backup, {c.only_in_live} only in live, "
                          f"{c.changed} changed, {c.identical} identical")
+            lines += schema_lines(c, "    ")
             for d in self.samples.get(n, []):
                 lines.append(f"    {d.status} {_short(d.key)}")
                 for f in d.fields:
@@ -126,84 +142,20 @@ class CompareResult:
         return "\n".join(lines)
 
 
+def schema_lines(c: CollectionCompare, indent: str) -> list[str]:
+    """Index/option differences and warnings of one collection, as text lines."""
+    lines = []
+    for what, diff in (("indexes", c.indexes), ("options", c.options)):
+        parts = [f"{verb} {', '.join(diff[verb])}" for verb in ("added", "removed", "changed") if diff[verb]]
+        if parts:
+            lines.append(f"{indent}{what}: {'; '.join(parts)}")
+    lines += [f"{indent}WARNING: {w}" for w in c.warnings]
+    return lines
+
+
 def _short(value: Any, limit: int = 80) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-# --------------------------------------------------------------------------
-# Keys
-
-
-def key_bytes(raw: bytes, key: str) -> bytes:
-    """The exact BSON encoding (type byte + value) of ``key`` (dotted path) in ``raw``."""
-    start = 0
-    parts = key.split(".")
-    for depth, part in enumerate(parts):
-        for t, name, vs, ve in codec.iter_elements(raw, start):
-            if name == part:
-                if depth == len(parts) - 1:
-                    return bytes((t,)) + raw[vs:ve]
-                if t != codec.T_DOC:
-                    return MISSING
-                start = vs
-                break
-        else:
-            return MISSING
-    return MISSING
-
-
-def key_json(kb: bytes) -> Any:
-    """Key bytes as a JSON-dialect object (None for a missing key)."""
-    if kb == MISSING:
-        return None
-    return json.loads(codec.value_to_json_text(kb[0], kb, 1, len(kb)))
-
-
-def key_text(kb: bytes) -> str:
-    """How a user types a key: strings as-is, ObjectIds as hex, numbers as digits."""
-    obj = key_json(kb)
-    if isinstance(obj, str):
-        return obj
-    if isinstance(obj, bool) or obj is None:
-        return json.dumps(obj)
-    if isinstance(obj, (int, float)):
-        return repr(obj)
-    if isinstance(obj, dict) and len(obj) == 1:
-        (tag, v), = obj.items()
-        if tag in ("$oid", "$numberLong", "$numberDecimal") and isinstance(v, str):
-            return v
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def key_filter(key: str, kb: bytes) -> "Any":
-    """A query ``{key: value}`` built from raw bytes, so the value keeps its exact type."""
-    from bson.raw_bson import RawBSONDocument
-
-    body = kb[:1] + key.encode("utf-8") + b"\x00" + kb[1:]
-    return RawBSONDocument(_I32.pack(len(body) + 5) + body + b"\x00")
-
-
-def id_matcher(ids: Iterable[Any] | None):
-    """A predicate on key bytes for a list of key values (JSON-dialect objects or typed text)."""
-    if ids is None:
-        return None
-    objs, texts = [], set()
-    for v in ids:
-        if isinstance(v, str):
-            texts.add(v)
-        else:
-            objs.append(json.dumps(v, sort_keys=True))
-    objs_set = set(objs)
-
-    def match(kb: bytes) -> bool:
-        if kb == MISSING:
-            return False
-        if texts and key_text(kb) in texts:
-            return True
-        return bool(objs_set) and json.dumps(key_json(kb), sort_keys=True) in objs_set
-
-    return match
 
 
 # --------------------------------------------------------------------------
@@ -211,26 +163,62 @@ def id_matcher(ids: Iterable[Any] | None):
 
 
 class NotUnique(UsageError):
-    """The chosen key does not identify documents uniquely."""
+    """The chosen key does not identify documents uniquely (``side``: "backup" or "live")."""
+
+    def __init__(self, message: str, *, hint: str, side: str, key: str) -> None:
+        super().__init__(message, hint=hint)
+        self.side, self.key = side, key
+
+
+def _missing_key(side: str, where: str, key: str, missing: int, total: int) -> NotUnique:
+    if missing == total:
+        message = f"no document in {where} has a field {key!r}"
+        hint = "check the spelling of the key field, or match by _id"
+    else:
+        message = f"key {key!r} cannot pair documents: {missing} of the {total} documents in {where} lack it"
+        hint = "choose a key field every document has, or use _id"
+    return NotUnique(message, hint=hint, side=side, key=key)
+
+
+def _not_unique(side: str, where: str, key: str, first: bytes | None, kb: bytes) -> NotUnique:
+    if kb == MISSING:
+        what = "lack the key field"
+    elif first is not None and first[:1] != kb[:1]:
+        what = (f"share the key value {key_text(kb)} (as {type_name(first[0])} and {type_name(kb[0])}, "
+                "which MongoDB treats as the same value)")
+    else:
+        what = f"share the key value {key_text(kb)}"
+    hint = ("MongoDB cannot hold two documents with the same _id: the backup is damaged or was edited "
+            "(run `verify` on it); restore another backup" if key == "_id" and side == "backup"
+            else "choose a key field that is unique, or use _id")
+    return NotUnique(f"key {key!r} is not unique in {where}: several documents {what}", hint=hint,
+                     side=side, key=key)
 
 
 @dataclass
 class Pair:
     status: str
-    key: bytes
+    key: bytes  # key identity
     backup: bytes | None
     live: bytes | None
+
+    def key_value(self, key: str) -> bytes:
+        """The exact key bytes (the live document's when there is one)."""
+        return key_bytes(self.live if self.live is not None else self.backup, key)  # type: ignore[arg-type]
 
 
 class BackupIndex:
     """One collection of a backup, spilled to a temporary file, indexed by key.
 
-    Use as a context manager; the spill file is removed on exit.
+    Use as a context manager; the spill file is removed on exit. ``check``
+    (a ``mongospec.DataCheck``) sees every backup document while the index is built.
     """
 
-    def __init__(self, store: Store, info: BackupInfo, collection: str, key: str) -> None:
+    def __init__(self, store: Store, info: BackupInfo, collection: str, key: str,
+                 check: DataCheck | None = None) -> None:
         self.store, self.info, self.collection, self.key = store, info, collection, key
-        # key bytes -> document number; per document, in compact arrays: where it sits in the spill
+        self.check = check
+        # key identity -> document number; per document, in compact arrays: where it sits in the spill
         # file, its length, a 16-byte digest and whether live data had it (~150 B a document in all)
         self.entries: dict[bytes, int] = {}
         self._offsets = array("q")
@@ -238,6 +226,7 @@ class BackupIndex:
         self._digests = bytearray()
         self._seen = bytearray()
         self.count = 0
+        self.missing_key = 0
         self._fh = None
 
     def __enter__(self) -> "BackupIndex":
@@ -252,17 +241,20 @@ class BackupIndex:
         return self
 
     def _build(self) -> None:
-        entries, fh, offset = self.entries, self._fh, 0
+        entries, fh, offset, key = self.entries, self._fh, 0, self.key
         if self.collection in self.info.absent_collections:
             return  # the collection did not exist when the backup was taken: an empty side
         for raw in self.store.iter_documents(self.info, self.collection):
-            kb = key_bytes(raw, self.key)
-            if kb in entries:
-                what = "lack the key field" if kb == MISSING else f"share the key value {key_text(kb)}"
-                raise NotUnique(f"key {self.key!r} is not unique in the backup of {self.collection}: "
-                                f"several documents {what}",
-                                hint="choose a key field that is unique, or use _id")
-            entries[kb] = self.count
+            kb = key_bytes(raw, key)
+            ident = key_identity(kb)
+            if kb == MISSING:
+                self.missing_key += 1
+            elif ident in entries:
+                first = key_bytes(self.read(entries[ident]), key)
+                raise _not_unique("backup", f"the backup of {self.collection}", key, first, kb)
+            if self.check is not None:
+                self.check.add(raw)
+            entries[ident] = self.count
             self._offsets.append(offset)
             self._lengths.append(len(raw))
             self._digests += hashlib.blake2b(raw, digest_size=16).digest()
@@ -270,10 +262,12 @@ class BackupIndex:
             fh.write(raw)
             offset += len(raw)
             self.count += 1
-        expected = self.info.collection(self.collection)["count"]
+        expected = self.info.collection(self.collection).count
         if self.count != expected:
             raise IntegrityError(f"backup {self.info.backup_id}, {self.collection}: the file holds "
                                  f"{self.count} documents but the manifest says {expected}")
+        if self.missing_key > 1:
+            raise _missing_key("backup", f"the backup of {self.collection}", key, self.missing_key, self.count)
 
     def iter_documents(self) -> Iterator[bytes]:
         """The backup's documents in backup order (from the spill file, already decoded once)."""
@@ -288,9 +282,9 @@ class BackupIndex:
         self._fh.seek(self._offsets[number])
         return self._fh.read(self._lengths[number])
 
-    def read_key(self, kb: bytes) -> bytes:
-        """The raw BSON of the backup document with key bytes ``kb``."""
-        return self.read(self.entries[kb])
+    def read_key(self, ident: bytes) -> bytes:
+        """The raw BSON of the backup document with key identity ``ident``."""
+        return self.read(self.entries[ident])
 
     def close(self) -> None:
         if self._fh is not None:
@@ -308,38 +302,45 @@ class BackupIndex:
         """
         entries, key = self.entries, self.key
         seen, lengths, digests = self._seen, self._lengths, self._digests
-        live_only_keys: set[bytes] | None = None if key == "_id" else set()
+        live_only: dict[bytes, bytes] | None = None if key == "_id" else {}
+        live_missing = live_total = 0
         coll = raw_collection(db, self.collection)
         with translate_errors(f"reading collection {self.collection}"):
             for doc in coll.find({}, sort=[("_id", 1)], batch_size=1000):
                 raw = bytes(doc.raw)  # may be a memoryview into the batch
                 kb = key_bytes(raw, key)
+                live_total += 1
+                if kb == MISSING:
+                    live_missing += 1
+                    if live_missing > 1:
+                        continue  # reported once the whole collection was seen
                 if matcher is not None and not matcher(kb):
                     continue  # outside the chosen documents
-                number = entries.get(kb)
+                ident = key_identity(kb)
+                number = entries.get(ident)
                 if number is None:
-                    if live_only_keys is not None:
-                        if kb in live_only_keys:
-                            raise self._live_dup(kb)
-                        live_only_keys.add(kb)
-                    yield Pair("only_in_live", kb, None, raw)
+                    if live_only is not None:
+                        if ident in live_only:
+                            raise _not_unique("live", f"live collection {self.collection}", key,
+                                              live_only[ident], kb)
+                        live_only[ident] = kb[:1]
+                    yield Pair("only_in_live", ident, None, raw)
                     continue
                 if seen[number]:
-                    raise self._live_dup(kb)
+                    raise _not_unique("live", f"live collection {self.collection}", key, None, kb)
                 seen[number] = 1
                 if len(raw) == lengths[number] and \
                         hashlib.blake2b(raw, digest_size=16).digest() == digests[16 * number:16 * number + 16]:
-                    yield Pair("identical", kb, None, raw)  # backup bytes equal live bytes
+                    yield Pair("identical", ident, None, raw)  # backup bytes equal live bytes
                 else:
-                    yield Pair("changed", kb, self.read(number), raw)
-        for kb, number in entries.items():
-            if not seen[number] and (matcher is None or matcher(kb)):
-                yield Pair("only_in_backup", kb, self.read(number), None)
-
-    def _live_dup(self, kb: bytes) -> NotUnique:
-        what = "lack the key field" if kb == MISSING else f"share the key value {key_text(kb)}"
-        return NotUnique(f"key {self.key!r} is not unique in live collection {self.collection}: "
-                         f"several documents {what}", hint="choose a key field that is unique, or use _id")
+                    yield Pair("changed", ident, self.read(number), raw)
+        if live_missing > 1:
+            raise _missing_key("live", f"live collection {self.collection}", key, live_missing, live_total)
+        for ident, number in entries.items():
+            if not seen[number]:
+                raw = self.read(number)
+                if matcher is None or matcher(key_bytes(raw, key)):
+                    yield Pair("only_in_backup", ident, raw, None)
 
 
 def _backup_and_collections(store: Store, backup_id: str, collections: list[str] | None) -> tuple[BackupInfo, list[str]]:
@@ -354,19 +355,64 @@ def _backup_and_collections(store: Store, backup_id: str, collections: list[str]
     return info, names
 
 
-def _check_key(key: str) -> str:
-    if not isinstance(key, str) or not key or key.startswith("$") or "\x00" in key or ".." in key \
-            or key.startswith(".") or key.endswith("."):
-        raise UsageError(f"invalid key field {key!r}")
-    return key
+# --------------------------------------------------------------------------
+# Indexes and collection options
+
+
+def _norm(value: Any) -> Any:
+    """A comparable form of a decoded spec value: every number as a float, sub-documents as pair lists."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return [[k, _norm(v)] for k, v in value.items()]
+    if isinstance(value, (list, tuple)):
+        return [_norm(v) for v in value]
+    try:
+        return float(value.to_decimal()) if hasattr(value, "to_decimal") else float(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+_IGNORED_INDEX_KEYS = ("v", "ns", "background")
+
+
+def _index_map(specs: list[dict]) -> dict[str, Any]:
+    return {s["name"]: _norm({k: v for k, v in s.items() if k not in _IGNORED_INDEX_KEYS}) for s in specs}
+
+
+def _diff(backup: dict[str, Any], live: dict[str, Any]) -> dict:
+    return {"added": [n for n in backup if n not in live],
+            "removed": [n for n in live if n not in backup],
+            "changed": [n for n in backup if n in live and backup[n] != live[n]]}
+
+
+def schema_differences(db: Database, info: BackupInfo, name: str, live_options: dict | None) -> tuple[dict, dict]:
+    """(indexes, options) differences of collection ``name``: backup vs live (``live_options`` None: absent)."""
+    from .mongoutil import from_json_dialect
+
+    if name in info.absent_collections:
+        backup_idx, backup_opts = {}, {}
+    else:
+        entry = info.collection(name)
+        backup_idx, backup_opts = _index_map(entry.decoded_indexes()), entry.decoded_options()
+    if live_options is None:
+        live_idx, live_opts = {}, {}
+    else:
+        live_idx = _index_map([from_json_dialect(s) for s in index_specs(raw_collection(db, name))])
+        live_opts = from_json_dialect(json_dialect(live_options))
+    options = _diff({k: _norm(v) for k, v in backup_opts.items()}, {k: _norm(v) for k, v in live_opts.items()})
+    return _diff(backup_idx, live_idx), options
+
+
+def data_check(info: BackupInfo, name: str) -> DataCheck | None:
+    if name in info.absent_collections:
+        return None
+    entry = info.collection(name)
+    return DataCheck(entry.decoded_indexes(), entry.decoded_options())
 
 
 # --------------------------------------------------------------------------
 # Field-level differences
-
-
-def _fields(raw: bytes, start: int) -> list[tuple[int, str, int, int]]:
-    return list(codec.iter_elements(raw, start))
 
 
 def _value(t: int, buf: bytes, vs: int, ve: int) -> Any:
@@ -380,13 +426,9 @@ def field_diffs(backup: bytes, live: bytes) -> list[FieldDiff]:
     return out
 
 
-def _type_name(t: int) -> str:
-    return TYPE_NAMES.get(t, f"0x{t:02x}")
-
-
 def _diff_docs(b: bytes, bs: int, be: int, l: bytes, ls: int, le: int, prefix: str,
                out: list[FieldDiff]) -> None:
-    bf, lf = _fields(b, bs), _fields(l, ls)
+    bf, lf = list(codec.iter_elements(b, bs)), list(codec.iter_elements(l, ls))
     bnames, lnames = [f[1] for f in bf], [f[1] for f in lf]
     if len(set(bnames)) != len(bnames) or len(set(lnames)) != len(lnames):
         # repeated field names cannot be paired by name: show the whole value
@@ -402,8 +444,7 @@ def _diff_docs(b: bytes, bs: int, be: int, l: bytes, ls: int, le: int, prefix: s
             out.append(FieldDiff(path,
                                  _value(bt[0], b, bt[2], bt[3]) if bt else None,
                                  _value(lt[0], l, lt[2], lt[3]) if lt else None,
-                                 _type_name(bt[0]) if bt else "missing",
-                                 _type_name(lt[0]) if lt else "missing"))
+                                 type_name(bt[0] if bt else None), type_name(lt[0] if lt else None)))
             continue
         t1, _, v1s, v1e = bt
         t2, _, v2s, v2e = lt
@@ -414,7 +455,7 @@ def _diff_docs(b: bytes, bs: int, be: int, l: bytes, ls: int, le: int, prefix: s
             _diff_docs(b, v1s, v1e, l, v2s, v2e, path + ".", out)
             continue
         out.append(FieldDiff(path, _value(t1, b, v1s, v1e), _value(t2, l, v2s, v2e),
-                             _type_name(t1), _type_name(t2)))
+                             type_name(t1), type_name(t2)))
     common_b = [n for n in bnames if n in lmap]
     common_l = [n for n in lnames if n in bmap]
     if common_b != common_l:
@@ -427,45 +468,51 @@ def _diff_docs(b: bytes, bs: int, be: int, l: bytes, ls: int, le: int, prefix: s
 
 def compare_backup(db: Database, store: Store, backup_id: str, collections: list[str] | None = None,
                    key: str = "_id", *, show: int = 0) -> CompareResult:
-    """Counts of only-in-backup, only-in-live, changed and identical documents per collection.
+    """Counts of only-in-backup, only-in-live, changed and identical documents per collection,
+    plus index and option differences and warnings.
 
     ``show`` > 0 also keeps that many differing documents per collection (with
     their field differences) in ``result.samples``.
     """
-    _check_key(key)
+    from .mongoutil import user_collections
+
+    check_key(key)
     info, names = _backup_and_collections(store, backup_id, collections)
+    live = user_collections(db)
     result = CompareResult(info.backup_id, key)
     for name in names:
         cc = CollectionCompare(name, key)
         samples: list[DocDiff] = []
-        with BackupIndex(store, info, name, key) as index:
+        check = data_check(info, name)
+        with BackupIndex(store, info, name, key, check) as index:
             for pair in index.pairs(db):
                 setattr(cc, pair.status, getattr(cc, pair.status) + 1)
                 if pair.status != "identical" and len(samples) < show:
-                    samples.append(_doc_diff(pair))
+                    samples.append(doc_diff(pair, key))
+        cc.indexes, cc.options = schema_differences(db, info, name, live.get(name))
+        cc.warnings = check.findings() if check is not None else []
         result.collections[name] = cc
         if show:
             result.samples[name] = samples
     return result
 
 
-def _doc_diff(pair: Pair) -> DocDiff:
+def doc_diff(pair: Pair, key: str = "_id") -> DocDiff:
     b = json.loads(codec.to_json_text(pair.backup)) if pair.backup is not None else None
     if pair.status == "identical":
         b = json.loads(codec.to_json_text(pair.live))
     lv = json.loads(codec.to_json_text(pair.live)) if pair.live is not None else None
     fields = field_diffs(pair.backup, pair.live) if pair.status == "changed" else []
-    return DocDiff(key_json(pair.key), pair.status, fields, b, lv)
+    return DocDiff(key_json(pair.key_value(key)), pair.status, fields, b, lv)
 
 
 def iter_differences(db: Database, store: Store, backup_id: str, collection: str, key: str = "_id",
                      statuses: Iterable[str] | None = None) -> Iterator[DocDiff]:
     """Every paired document of one collection with the given statuses (default: all but identical).
 
-    A generator: the dashboard pages through it with ``itertools.islice``.
     Order: live documents in ``_id`` order, then documents only in the backup.
     """
-    _check_key(key)
+    check_key(key)
     wanted = set(statuses) if statuses is not None else {"only_in_backup", "only_in_live", "changed"}
     unknown = wanted - set(STATUSES)
     if unknown:
@@ -474,4 +521,4 @@ def iter_differences(db: Database, store: Store, backup_id: str, collection: str
     with BackupIndex(store, info, collection, key) as index:
         for pair in index.pairs(db):
             if pair.status in wanted:
-                yield _doc_diff(pair)
+                yield doc_diff(pair, key)

@@ -20,12 +20,18 @@ from .errors import ConfigError
 DEFAULT_DB = "equipment_db"
 DEFAULT_ROOT = "./restore_data_to_db"
 DEFAULT_DATA_DIR = "./.data"
+DEFAULT_IMPORT_MB = 100
 SECRETS_FILE = Path(".streamlit") / "secrets.toml"
+
+
+def secrets_path() -> Path:
+    """``.streamlit/secrets.toml``, or the file ``BACKUP_SECRETS_FILE`` names."""
+    return Path(os.environ.get("BACKUP_SECRETS_FILE", SECRETS_FILE))
 
 
 def load_secrets(path: Path | None = None) -> dict[str, Any]:
     """Read ``.streamlit/secrets.toml`` if present; a malformed file is a clear error."""
-    path = path or Path(os.environ.get("BACKUP_SECRETS_FILE", SECRETS_FILE))
+    path = path or secrets_path()
     if not path.is_file():
         return {}
     try:
@@ -51,9 +57,30 @@ def mask_uri(uri: str | None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def _flag(value: Any, default: bool) -> bool:
+    if value in (None, ""):
+        return default
+    return str(value).strip().lower() not in ("0", "off", "false", "no")
+
+
+def _import_limit(raw: Any) -> int:
+    if raw in (None, ""):
+        return DEFAULT_IMPORT_MB * 1024 * 1024
+    try:
+        mb = float(raw)
+    except (TypeError, ValueError):
+        mb = -1
+    if not mb > 0 or mb != mb:
+        raise ConfigError(f"invalid BACKUP_IMPORT_MAX_MB {raw!r}: give a positive number of megabytes")
+    return int(mb * 1024 * 1024)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything an entry point needs to open the database and the backup root."""
+    """Everything an entry point needs: where the data and the backups are, and how to behave.
+
+    The only place the environment is read (``Settings.load``).
+    """
 
     uri: str | None = None
     db_name: str = DEFAULT_DB
@@ -61,10 +88,24 @@ class Settings:
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     user: str = field(default_factory=lambda: _os_user())
     secrets: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    meta_db_override: str | None = None          # BACKUP_META_DB
+    import_max_bytes: int = DEFAULT_IMPORT_MB * 1024 * 1024  # BACKUP_IMPORT_MAX_MB
+    scheduler_enabled: bool = True               # BACKUP_SCHEDULER=off disables every scheduler
+    dashboard_scheduler: bool = True             # BACKUP_DASHBOARD_SCHEDULER=0: the dashboard hosts none
+    demo_admin_password: str | None = field(default=None, repr=False)  # BACKUP_DEMO_ADMIN_PASSWORD
+    admin_user: str | None = None                # BACKUP_ADMIN_USER
+    admin_password_hash: str | None = field(default=None, repr=False)  # BACKUP_ADMIN_PASSWORD_HASH
+    debug: bool = False                          # BACKUP_DEBUG: tracebacks for internal errors
+    test_pause: tuple[str, float] | None = None  # BACKUP_CORE_TEST_PAUSE(_SECONDS): fault-test hook
 
     @property
     def embedded(self) -> bool:
         return not self.uri
+
+    @property
+    def meta_db(self) -> str:
+        """The metadata database (staging registry, ...): never backed up or restored."""
+        return self.meta_db_override or f"{self.db_name}_backup_meta"
 
     @property
     def uri_display(self) -> str:
@@ -95,13 +136,37 @@ class Settings:
 
         db_name = str(pick(db, "MONGODB_DB", DEFAULT_DB))
         _check_db_name(db_name)
+        meta = pick(None, "BACKUP_META_DB", None)
+        if meta is not None:
+            _check_db_name(str(meta))
+            if str(meta) == db_name:
+                raise ConfigError("BACKUP_META_DB must not be the backed-up database itself")
+        pause = env.get("BACKUP_CORE_TEST_PAUSE")
+        try:
+            pause_s = float(env.get("BACKUP_CORE_TEST_PAUSE_SECONDS") or 30)
+        except ValueError:
+            pause_s = 30.0
         return cls(
             uri=pick(uri, "MONGODB_URI", None),
             db_name=db_name,
             backup_root=Path(pick(root, "BACKUP_ROOT", DEFAULT_ROOT)),
             data_dir=Path(pick(data_dir, "EMBEDDED_DATA_DIR", DEFAULT_DATA_DIR)),
             secrets=dict(secrets),
+            meta_db_override=str(meta) if meta is not None else None,
+            import_max_bytes=_import_limit(pick(None, "BACKUP_IMPORT_MAX_MB", None)),
+            scheduler_enabled=_flag(env.get("BACKUP_SCHEDULER"), True),
+            dashboard_scheduler=_flag(env.get("BACKUP_DASHBOARD_SCHEDULER"), True),
+            demo_admin_password=env.get("BACKUP_DEMO_ADMIN_PASSWORD") or None,
+            admin_user=pick(None, "BACKUP_ADMIN_USER", None),
+            admin_password_hash=pick(None, "BACKUP_ADMIN_PASSWORD_HASH", None),
+            debug=_flag(env.get("BACKUP_DEBUG"), False),
+            test_pause=(pause, pause_s) if pause else None,
         )
+
+
+def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """``BACKUP_DEBUG``: show tracebacks of internal errors (read before any other setting can fail)."""
+    return _flag((os.environ if env is None else env).get("BACKUP_DEBUG"), False)
 
 
 def _check_db_name(name: str) -> None:

@@ -1,44 +1,79 @@
-"""Open resources in one place: every entry point gets its database and store here.
+"""Open resources in one place: every entry point gets its store, database and operation here.
 
-``open_context(settings)`` yields a ``Context`` with the pymongo database,
-the backup store and the settings; the dashboard, the CLI and the scheduler
-all use it, so connection, error translation and clean-up happen once.
+``open_context(settings)`` yields a ``Context`` with the backup store and the
+settings; the database is connected on first use of ``ctx.db``, so an entry
+point that opens an operation first (``open_operation``) has a connection
+failure recorded in the audit log like any other failure. The dashboard, the
+CLI and the scheduler all use it, so connection, error translation, locking,
+auditing and clean-up happen the same way everywhere.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 from pymongo.database import Database
 
 from .config import Settings
-from .store import Store
+from .operation import Operation, operation
+from .store import Store, open_store as _open_store
 
 
 @dataclass
 class Context:
     settings: Settings
-    db: Database
     store: Store
-    embedded: bool
+    op: Operation | None = None
+    _conn: object = field(default=None, repr=False)
 
     @property
     def user(self) -> str:
         return self.settings.user
 
+    def connect(self):
+        if self._conn is None:
+            from .db import connect  # late: store-only commands need no driver set-up
+
+            self._conn = connect(self.settings)
+        return self._conn
+
+    @property
+    def db(self) -> Database:
+        """The configured database, connected now if it was not yet (DatabaseUnavailable if down)."""
+        return self.connect().db  # type: ignore[attr-defined]
+
+    @property
+    def embedded(self) -> bool:
+        return self.settings.embedded
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # type: ignore[attr-defined]
+            self._conn = None
+
 
 def open_store(settings: Settings) -> Store:
-    return Store(settings.backup_root)
+    return _open_store(settings.backup_root)
 
 
 @contextlib.contextmanager
 def open_context(settings: Settings) -> Iterator[Context]:
-    from .db import connect  # imported late: store-only commands need no driver set-up
-
-    conn = connect(settings)
+    ctx = Context(settings, open_store(settings))
     try:
-        yield Context(settings, conn.db, open_store(settings), conn.embedded)
+        yield ctx
     finally:
-        conn.close()
+        ctx.close()
+
+
+@contextlib.contextmanager
+def open_operation(settings: Settings, action: str, *, details: dict | None = None,
+                   lock: bool = True, lock_timeout: float | None = None) -> Iterator[Context]:
+    """``open_context`` plus an audited ``operation`` around everything, the connection included."""
+    with open_context(settings) as ctx:
+        kw = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
+        with operation(ctx.store, action, user=settings.user, details=details, lock=lock,
+                       meta_db=settings.meta_db, **kw) as op:
+            ctx.op = op
+            yield ctx

@@ -81,20 +81,52 @@ def connect(settings: Settings, *, timeout_ms: int = 5000) -> Connection:
                                   hint="check the user name, password and authSource") from None
     except PyMongoError as exc:
         client.close()
-        raise DatabaseUnavailable(f"cannot reach MongoDB at {shown}: {_scrub(exc, uri)}",
-                                  hint="is the server running and reachable?") from None
+        raise _unreachable(exc, uri, shown) from None
     return Connection(client=client, db=client[settings.db_name], settings=settings,
                       embedded=embedded, uri=uri)
 
 
+# what the driver says when the other side answers, but not in the MongoDB wire protocol
+_NOT_MONGO = ("Got response id", "ProtocolError", "message length", "Message length", "unexpected message",
+              "invalid message size", "opcode")
+
+
+def _unreachable(exc: BaseException, uri: str, shown: str) -> DatabaseUnavailable:
+    text = str(exc)
+    hosts = _hosts(uri)
+    if any(marker in text for marker in _NOT_MONGO):
+        return DatabaseUnavailable(f"the server at {hosts} answered, but not as a MongoDB server",
+                                   hint="check that MONGODB_URI names the MongoDB host and port "
+                                        "(27017 by default), not another service")
+    if "connection closed" in text or "SSL" in text or "EOF occurred" in text:
+        return DatabaseUnavailable(f"the server at {hosts} closed the connection: it may not be a MongoDB "
+                                   "server, or it expects TLS",
+                                   hint="check the host and port in MONGODB_URI; add tls=true if the server "
+                                        "requires TLS")
+    return DatabaseUnavailable(f"cannot reach MongoDB at {shown}: {_scrub(exc, uri)}",
+                               hint="is the server running and reachable?")
+
+
+def _hosts(uri: str) -> str:
+    try:
+        netloc = urlsplit(uri).netloc
+    except ValueError:
+        return "<unparseable URI>"
+    return netloc.rpartition("@")[2] or mask_uri(uri)
+
+
 def database_info(conn: Connection) -> dict[str, Any]:
     """Name, masked URI, embedded flag and per-collection document counts."""
-    names = sorted(n for n in conn.db.list_collection_names() if not n.startswith("system."))
+    from .mongoutil import translate_errors, user_collections
+
+    names = list(user_collections(conn.db, conn.settings.meta_db))
+    with translate_errors("counting documents"):
+        counts = {name: {"count": conn.db[name].count_documents({})} for name in names}
     return {
         "database": conn.db.name,
         "uri": mask_uri(conn.uri) if conn.uri else conn.settings.uri_display,
         "embedded": conn.embedded,
-        "collections": {name: {"count": conn.db[name].count_documents({})} for name in names},
+        "collections": counts,
     }
 
 

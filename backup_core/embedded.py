@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import errno
-import fcntl
 import json
 import os
 import random
@@ -39,8 +38,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from filelock import FileLock, Timeout
+
 from .errors import BackupError, DatabaseUnavailable, UsageError
-from .locks import pid_alive
+from .fsutil import atomic_write
+from .locks import process_alive
+from .timeutil import now_iso
 
 SQLITE_FILE = "mongoeco.sqlite"
 SERVER_FILE = "server.json"
@@ -86,12 +89,12 @@ def serve(
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BackupError(f"cannot create embedded data dir {data_dir}: {exc.strerror}") from None
-    lock_fd = _acquire_server_lock(data_dir)
+    lock = _acquire_server_lock(data_dir)
     try:
         asyncio.run(_serve_async(data_dir, port, False, seed_db, on_ready, stop_event))
     finally:
         _remove_own_server_file(data_dir)
-        os.close(lock_fd)  # releases the flock
+        lock.release()
 
 
 async def _serve_async(
@@ -174,24 +177,19 @@ def _seed_first_start(uri: str, db_name: str) -> dict[str, int]:
         client.close()
 
 
-def _acquire_server_lock(data_dir: Path) -> int:
+def _acquire_server_lock(data_dir: Path) -> FileLock:
     """Take the lifetime lock of a data dir, or explain who holds it."""
-    path = data_dir / PID_LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = FileLock(str(data_dir / PID_LOCK_FILE), thread_local=False)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+        lock.acquire(timeout=0)
+    except Timeout:
         info = read_server_file(data_dir) or {}
         who = f" (pid {info['pid']}, {info.get('uri')})" if "pid" in info else ""
         raise BackupError(
             f"another embedded server is already running on data dir {data_dir}{who}",
             hint="connect to it, or stop it first",
         ) from None
-    # The pid inside is for humans; the flock is what counts.
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
+    return lock
 
 
 def _server_lock_held(data_dir: Path) -> bool:
@@ -199,13 +197,12 @@ def _server_lock_held(data_dir: Path) -> bool:
     path = data_dir / PID_LOCK_FILE
     if not path.exists():
         return False
-    fd = os.open(path, os.O_RDWR)
+    probe = FileLock(str(path), thread_local=False)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        probe.acquire(timeout=0)
+    except Timeout:
         return True
-    finally:
-        os.close(fd)  # also drops the probe lock if we got it
+    probe.release()
     return False
 
 
@@ -240,8 +237,6 @@ def ensure_server(data_dir: Path, timeout: float = 30, *, db_name: str | None = 
     server seeds on the data dir's first start (default: the server's
     ``MONGODB_DB`` or ``equipment_db``).
     """
-    from filelock import FileLock, Timeout
-
     data_dir = Path(data_dir).absolute()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -268,7 +263,7 @@ def _live_uri(data_dir: Path) -> str | None:
     if not info or not isinstance(info.get("pid"), int) or not isinstance(info.get("uri"), str):
         return None
     # A dead pid means the port may now belong to someone else: never ping it.
-    if not pid_alive(info["pid"]) or not ping(info["uri"], timeout_ms=1500):
+    if not process_alive(info["pid"]) or not ping(info["uri"], timeout_ms=1500):
         return None
     return info["uri"]
 
@@ -314,13 +309,8 @@ def _spawn_server(data_dir: Path, db_name: str | None) -> subprocess.Popen:
     if db_name:
         cmd += ["--db", db_name]
     cmd += ["server", "--data", str(data_dir), "--port", "0"]
-    env = dict(os.environ)
-    # The child must import this very package even when the caller's cwd is
-    # elsewhere (scheduler, tests); its cwd stays the caller's so relative
-    # settings such as .streamlit/secrets.toml mean the same thing.
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-    env.pop("MONGODB_URI", None)
+    # its cwd stays the caller's, so relative settings such as .streamlit/secrets.toml mean the same
+    env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
     with open(data_dir / LOG_FILE, "ab") as log:
         log.write(f"--- {_utc_now_iso()} starting: {' '.join(cmd)}\n".encode())
         log.flush()
@@ -384,16 +374,11 @@ def _file_size(path: Path) -> int:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def _utc_now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return now_iso()
 
 
 def _log(message: str, stream: TextIO | None = None) -> None:

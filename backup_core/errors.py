@@ -13,6 +13,9 @@ class BackupError(Exception):
 
     exit_code = 1
     hint = ""
+    # how the audit log records an operation that ended with this error: "error", or
+    # "refused" when nothing was attempted (bad input, unconfirmed, busy, unsafe backup)
+    audit_outcome = "error"
 
     def __init__(self, message: str, *, hint: str | None = None, payload: dict | None = None) -> None:
         super().__init__(message)
@@ -30,6 +33,7 @@ class UsageError(BackupError):
     """Bad arguments or bad input from the user."""
 
     exit_code = 2
+    audit_outcome = "refused"
 
 
 class ConfigError(UsageError):
@@ -50,6 +54,7 @@ class IntegrityError(BackupError):
     """A backup does not verify: hash mismatch, missing or extra file, bad manifest."""
 
     exit_code = 5
+    audit_outcome = "refused"
 
 
 class FormatError(IntegrityError):
@@ -64,6 +69,7 @@ class LockBusy(BackupError):
     """Another backup, restore or clean-up holds the lock of this backup root."""
 
     exit_code = 6
+    audit_outcome = "refused"
 
 
 class StorageError(BackupError):
@@ -76,7 +82,9 @@ class RestoreRefused(BackupError):
     """A restore was refused before any write (unconfirmed, unsafe input, ...)."""
 
     exit_code = 8
+    audit_outcome = "refused"
 
 
 class AuthError(BackupError):
     exit_code = 9
+    audit_outcome = "refused"

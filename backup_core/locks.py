@@ -1,70 +1,84 @@
-"""One exclusive lock per backup root for backup, restore and clean-up.
+"""Local locks and process liveness.
 
-The lock is an OS file lock (``flock``) on ``<root>/.lock``: the kernel drops
-it when its holder dies, so a lock left by a killed process is never stale.
-``<root>/.lock.json`` names the current holder for the "busy" message.
-Within one process the lock is re-entrant for the thread that holds it (a
-restore takes its safety backup while holding the lock); other threads wait
-like other processes do.
+``root_lock`` is the exclusive lock of a local backup root: one backup,
+restore, clean-up, delete or import at a time. It is ``filelock``'s
+``FileLock`` on ``<root>/.lock`` (an OS ``flock``: the kernel drops it when
+its holder dies, so a lock left by a killed process is never stale). Within
+one thread it is re-entrant (a restore takes its safety backup while holding
+it); other threads of the same process wait like other processes do.
+``<root>/.lock.json`` names the holder for the "busy" message only.
+
+``process_alive`` answers "is the process that wrote this record still
+running?" with ``psutil``, comparing the start time too, so a recycled pid
+does not count as the old process.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
+import socket
 import threading
-import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+import psutil
+from filelock import FileLock, Timeout
+
 from .errors import LockBusy, StorageError
+from .fsutil import atomic_write
+from .timeutil import now_iso
 
 DEFAULT_TIMEOUT = 10.0
+LOCK_FILE = ".lock"
+HOLDER_FILE = ".lock.json"
+HOST = socket.gethostname()
+
+_depth = threading.local()
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host and is not a zombie."""
+def process_start_time(pid: int | None = None) -> float | None:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OSError:
-        return False
-    # an exited but unreaped child still "exists"; it serves nobody
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
+        return psutil.Process(pid or os.getpid()).create_time()
+    except (psutil.Error, OSError):
+        return None
+
+
+def process_alive(pid: object, started: object = None, host: object = None) -> bool:
+    """Whether process ``pid`` (started at ``started``, on ``host``) still runs.
+
+    A record from another host is assumed alive (only its own expiry can tell);
+    a zombie counts as dead; so does a live process with another start time.
+    """
+    if host not in (None, HOST):
         return True
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if isinstance(started, (int, float)) and abs(proc.create_time() - started) > 1.0:
+            return False
+        return True
+    except psutil.NoSuchProcess:
+        return False
+    except (psutil.Error, OSError):
+        return True  # exists but cannot be inspected (another user's)
 
 
-class _PathLock:
-    def __init__(self) -> None:
-        self.thread_lock = threading.RLock()
-        self.depth = 0
-        self.fd: int | None = None
-
-
-_registry: dict[str, _PathLock] = {}
-_registry_guard = threading.Lock()
-
-
-def _path_lock(path: Path) -> _PathLock:
-    key = str(path.resolve())
-    with _registry_guard:
-        return _registry.setdefault(key, _PathLock())
+def owner_record() -> dict:
+    """Who this process is, for lock holders, leases and staging entries."""
+    return {"host": HOST, "pid": os.getpid(), "pid_started": process_start_time()}
 
 
 def lock_holder(root: Path) -> dict | None:
     try:
-        return json.loads((Path(root) / ".lock.json").read_text())
+        data = json.loads((Path(root) / HOLDER_FILE).read_text())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _busy(root: Path, operation: str, timeout: float) -> LockBusy:
@@ -77,55 +91,42 @@ def _busy(root: Path, operation: str, timeout: float) -> LockBusy:
 
 @contextmanager
 def root_lock(root: Path, operation: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
-    """Hold the exclusive lock of ``root`` for ``operation`` (waits up to ``timeout`` s)."""
+    """Hold the exclusive lock of ``root`` for ``operation`` (waits up to ``timeout`` seconds)."""
     root = Path(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(f"cannot create backup root {root}: {exc.strerror}") from None
-    lock_file = root / ".lock"
-    pl = _path_lock(lock_file)
-    if not pl.thread_lock.acquire(timeout=timeout):
-        raise _busy(root, operation, timeout)
+    # one FileLock object per path (is_singleton): its per-thread counter makes it re-entrant
+    lock = FileLock(str(root.resolve() / LOCK_FILE), is_singleton=True, thread_local=True)
+    key = str(root.resolve())
+    depths: dict = getattr(_depth, "map", None) or {}
+    _depth.map = depths
     try:
-        if pl.depth == 0:
-            pl.fd = _acquire_file(lock_file, root, operation, timeout)
-        pl.depth += 1
-        try:
-            yield
-        finally:
-            pl.depth -= 1
-            if pl.depth == 0 and pl.fd is not None:
-                fd, pl.fd = pl.fd, None
-                try:
-                    (root / ".lock.json").unlink(missing_ok=True)
-                except OSError:
-                    pass
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-    finally:
-        pl.thread_lock.release()
-
-
-def _acquire_file(lock_file: Path, root: Path, operation: str, timeout: float) -> int:
-    try:
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise _busy(root, operation, timeout) from None
     except OSError as exc:
-        raise StorageError(f"cannot open lock file {lock_file}: {exc.strerror}") from None
-    deadline = time.monotonic() + timeout
-    while True:
+        raise StorageError(f"cannot open lock file {root / LOCK_FILE}: {exc.strerror}") from None
+    depths[key] = depths.get(key, 0) + 1
+    if depths[key] == 1:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise _busy(root, operation, timeout) from None
-            time.sleep(0.05)
-    info = {"pid": os.getpid(), "operation": operation,
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            atomic_write(root / HOLDER_FILE, json.dumps({**owner_record(), "operation": operation,
+                                                         "since": now_iso()}), durable=False)
+        except OSError:
+            pass  # informational only
     try:
-        (root / ".lock.json").write_text(json.dumps(info))
-    except OSError:
-        pass  # informational only
-    return fd
+        yield
+    finally:
+        depths[key] -= 1
+        if depths[key] == 0:
+            try:
+                (root / HOLDER_FILE).unlink(missing_ok=True)
+            except OSError:
+                pass
+        lock.release()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (compatibility helper)."""
+    return process_alive(pid)

@@ -8,6 +8,7 @@ the portable way rather than the caller special-casing servers.
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Iterator
 
 import bson
@@ -24,14 +25,21 @@ from .errors import DatabaseUnavailable
 RAW = CodecOptions(document_class=RawBSONDocument)
 
 
+def driver_message(exc: BaseException) -> str:
+    """The first line of a driver error, without the "full error" dump or a password."""
+    text = str(exc)
+    msg = text.split(", full error:")[0].splitlines()[0] if text else type(exc).__name__
+    return mask_uri(msg)
+
+
 @contextlib.contextmanager
-def translate_errors(what: str) -> Iterator[None]:
+def translate_errors(what: str, hint: str | None = None) -> Iterator[None]:
     """Turn driver errors into a one-line DatabaseUnavailable."""
     try:
         yield
     except PyMongoError as exc:
-        msg = str(exc).split(", full error:")[0].splitlines()[0] if str(exc) else type(exc).__name__
-        raise DatabaseUnavailable(f"{what} failed: {mask_uri(msg)}", hint=error_hint(msg)) from None
+        msg = driver_message(exc)
+        raise DatabaseUnavailable(f"{what} failed: {msg}", hint=hint or error_hint(msg)) from None
 
 
 def error_hint(msg: str) -> str | None:
@@ -46,17 +54,20 @@ def raw_collection(db: Database, name: str) -> Collection:
     return db.get_collection(name, codec_options=RAW)
 
 
-#: Prefix of the staging collections a replace-restore creates; never user data.
-RESTORE_TEMP_PREFIX = "__restore_tmp_"
+def user_collections(db: Database, meta_db: str | None = None) -> dict[str, dict]:
+    """The user's collections with their options, by name.
 
+    Not views, not ``system.*``, and not the staging collections of restores
+    (known from the staging registry, never from their names).
+    """
+    from .staging import StagingRegistry
 
-def user_collections(db: Database) -> dict[str, dict]:
-    """Collections (not views, not system.*, not restore staging) with their options, by name."""
+    staging = StagingRegistry.of(db, meta_db).names()
     out = {}
     with translate_errors("listing collections"):
         for info in db.list_collections():
             name = info["name"]
-            if (name.startswith(("system.", RESTORE_TEMP_PREFIX))
+            if (name.startswith("system.") or name in staging
                     or info.get("type", "collection") != "collection"):
                 continue
             out[name] = dict(info.get("options") or {})
@@ -75,14 +86,10 @@ def index_specs(coll: Collection) -> list[dict]:
 
 def json_dialect(doc: dict) -> dict:
     """A BSON-able dict as a JSON-able object, losslessly (the codec's dialect)."""
-    import json
-
     return json.loads(codec.to_json_text(bson.encode(doc)))
 
 
 def from_json_dialect(obj: dict) -> dict:
-    import json
-
     return bson.decode(codec.from_json_text(json.dumps(obj)))
 
 
@@ -120,3 +127,8 @@ def snapshot_session(db: Database) -> Iterator[object | None]:
         return
     with session:
         yield session
+
+
+__all__ = ["RAW", "translate_errors", "error_hint", "raw_collection", "user_collections", "index_specs",
+           "json_dialect", "from_json_dialect", "rename_collection", "snapshot_session", "driver_message",
+           "mask_uri"]

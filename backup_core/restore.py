@@ -1,24 +1,30 @@
 """Restoring a backup: replace or merge, dry run, safety backup first, audited.
 
-Order of a restore (each step only if the previous one succeeded):
+Order of a restore (each step only if the previous one succeeded), inside one
+audited, locked operation (``operation.py``):
 
 1. validate everything without writing: options, confirmation, the backup's
    manifest and hashes (``Store.require_verified``), the source database name,
    then a full decode of every chosen collection while pairing it with live
    data (``compare.BackupIndex``): row counts against the manifest, key
-   uniqueness on both sides. Any problem is a refusal before any write;
-2. take the backup root's lock, drop temporaries left by a killed restore;
+   uniqueness on both sides as MongoDB sees it (int32 ``1`` and int64 ``1`` are
+   one key), and what the backup's indexes and options would destroy
+   (``mongospec.DataCheck``: a TTL index already expired for the restored
+   documents, a capped collection too small). Any problem is a refusal before
+   any write;
+2. sweep staging collections that killed restores left behind;
 3. write a safety backup (``trigger: safety``) of the touched collections,
    recording those that do not exist yet as ``absent_collections``; restoring
    it (replace) undoes this restore, removing the collections it created;
-4. ``replace``: stage every collection in ``__restore_tmp_<id>_<coll>`` (the
-   backup's options, indexes and documents, as raw BSON), and only when all
-   are staged swap each in with ``renameCollection(dropTarget=True)``. A
-   failure before the swap drops the temporaries and leaves live data
-   untouched; a kill leaves each collection wholly old or wholly new.
-   ``merge`` (and replace limited to ``ids``): ordered bulk writes per key.
-   A replace of a backup that records a collection as absent removes it;
-5. record the outcome in the audit log.
+4. ``replace``: stage every collection under a name registered in the staging
+   registry (``staging.py``), with the backup's options, indexes and documents
+   as raw BSON; check each staged collection holds every document; only then
+   swap each in with ``renameCollection(dropTarget=True)``. A failure before
+   the swap drops the staging collections and leaves live data untouched; a
+   kill leaves each collection wholly old or wholly new. ``merge`` (and
+   replace limited to ``ids``): ordered bulk writes per key, rolled back from
+   the safety backup if the server refuses one. A replace of a backup that
+   records a collection as absent removes it.
 
 The counts come from the same pairing the dry run uses, so a dry run reports
 exactly what the real run then does (DESIGN.md section 7).
@@ -27,9 +33,6 @@ exactly what the real run then does (DESIGN.md section 7).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-import struct
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -40,13 +43,14 @@ from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from . import audit
 from .backup import BackupOptions, create_backup
-from .compare import MISSING, BackupIndex, NotUnique, _check_key, id_matcher, key_bytes, key_text
+from .compare import BackupIndex, NotUnique, data_check, schema_differences
 from .errors import BackupError, DatabaseUnavailable, IntegrityError, RestoreRefused, UsageError
-from .locks import root_lock
-from .mongoutil import (RESTORE_TEMP_PREFIX, error_hint, from_json_dialect, mask_uri, raw_collection,
-                        rename_collection, translate_errors, user_collections)
+from .keys import MISSING, check_key, id_matcher, in_filter, key_bytes, key_filter, key_text
+from .mongoutil import (driver_message, error_hint, from_json_dialect, raw_collection, rename_collection,
+                        translate_errors, user_collections)
+from .operation import Operation, operation
+from .staging import HEARTBEAT_S, StagingRegistry
 from .store import BackupInfo, Store
 
 Progress = Callable[[str, int, int], None]
@@ -54,10 +58,7 @@ Progress = Callable[[str, int, int], None]
 
 MODES = ("replace", "merge")
 STRATEGIES = ("backup-wins", "live-wins")
-TEMP_PREFIX = RESTORE_TEMP_PREFIX
-PAUSE_ENV = "BACKUP_CORE_TEST_PAUSE"
 BATCH = 500
-_I32 = struct.Struct("<i")
 
 
 @dataclass
@@ -70,10 +71,22 @@ class RestoreOptions:
     key: str = "_id"
     ids: list | None = None  # key values: JSON-dialect objects (from a comparison) or typed text
     allow_other_db: bool = False
+    # restore even though the backup's indexes/options would destroy some of the restored data
+    allow_destructive_options: bool = False
     user: str = "unknown"
     lock_timeout: float = 10.0
     # test hook: called with "staging" after each staged collection and "swap" after each rename
     on_phase: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+
+    def audit_details(self) -> dict:
+        return {"mode": self.mode, "strategy": self.strategy if self.mode == "merge" else None,
+                "key": self.key, "collections": self.collections, "dry_run": self.dry_run,
+                "ids": len(self.ids) if self.ids is not None else None,
+                "allow_destructive_options": self.allow_destructive_options or None}
+
+
+def _no_diff() -> dict:
+    return {"added": [], "removed": [], "changed": []}
 
 
 @dataclass
@@ -84,14 +97,21 @@ class CollectionRestore:
     unchanged: int = 0
     skipped: int = 0
     kept: int = 0  # merge: live documents absent from the backup, left alone (not "considered")
+    # what a replace does to indexes and collection options (merge leaves them as they are)
+    indexes: dict = field(default_factory=_no_diff)
+    options: dict = field(default_factory=_no_diff)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def considered(self) -> int:
         return self.inserted + self.updated + self.deleted + self.unchanged + self.skipped
 
-    def to_json(self) -> dict:
+    def counts(self) -> dict:
         return {"inserted": self.inserted, "updated": self.updated, "deleted": self.deleted,
                 "unchanged": self.unchanged, "skipped": self.skipped, "kept": self.kept}
+
+    def to_json(self) -> dict:
+        return {**self.counts(), "indexes": self.indexes, "options": self.options, "warnings": self.warnings}
 
 
 @dataclass
@@ -123,12 +143,21 @@ class RestoreResult:
             if self.mode == "merge":
                 parts += [f"{c.skipped} skipped", f"{c.kept} live-only kept"]
             lines.append(f"  {n}: " + ", ".join(parts))
+            for what_, diff in (("indexes", c.indexes), ("options", c.options)):
+                verbs = [f"{v} {', '.join(diff[v])}" for v in ("added", "removed", "changed") if diff[v]]
+                if verbs:
+                    lines.append(f"    {what_}: {'; '.join(verbs)}")
+            lines += [f"    WARNING: {w}" for w in c.warnings]
         if self.safety_backup_id:
             lines.append(f"safety backup {self.safety_backup_id} holds the previous data; "
                          f"restore it (--mode replace) to undo")
         elif self.dry_run:
             lines.append("nothing was changed; add --yes instead of --dry-run to restore")
         return "\n".join(lines)
+
+    def audit_details(self) -> dict:
+        return {"safety_backup_id": self.safety_backup_id,
+                "counts": {n: c.counts() for n, c in self.collections.items()}}
 
 
 @dataclass
@@ -138,7 +167,7 @@ class _Plan:
     name: str
     index: BackupIndex
     counts: CollectionRestore
-    staged: bool  # True: whole-collection replace via a temporary collection
+    staged: bool  # True: whole-collection replace via a staging collection
     # ("insert", backup key) | ("replace", backup key, live _id) | ("delete", live _id)
     ops: list[tuple] = field(default_factory=list)
 
@@ -155,67 +184,49 @@ def plan_restore(db: Database, store: Store, backup_id: str, options: RestoreOpt
 def restore_backup(db: Database, store: Store, backup_id: str, options: RestoreOptions,
                    progress: Progress | None = None) -> RestoreResult:
     """Restore ``backup_id`` into ``db`` (see the module docstring for the order of steps)."""
-    started = time.monotonic()
-    state: dict = {"safety": None}
     # a preview is on the record too, under its own name so it never reads as a restore
     action = "restore_dry_run" if options.dry_run else "restore"
-    base = {"backup_id": backup_id, "mode": options.mode, "strategy": options.strategy,
-            "dry_run": options.dry_run, "database": db.name, "key": options.key,
-            "collections": options.collections, "ids": len(options.ids) if options.ids is not None else None}
+    with operation(store, action, user=options.user, lock_timeout=options.lock_timeout,
+                   details={"backup_id": backup_id, "database": db.name, **options.audit_details()}) as op:
+        result = _restore(db, store, backup_id, options, progress, op)
+        op.note(**result.audit_details())
+        return result
+
+
+def _restore(db: Database, store: Store, backup_id: str, o: RestoreOptions, progress: Progress | None,
+             op: Operation) -> RestoreResult:
+    started = time.monotonic()
+    _check_options(o)
+    if not o.dry_run and not o.confirmed:
+        raise RestoreRefused("restore not confirmed: nothing was changed",
+                             hint="add --dry-run to preview or --yes to proceed")
+    info, names, drops = _validate(db, store, backup_id, o)
+    if not o.dry_run:
+        op.prepare_db(db)
+    safety = None
     try:
-        _check_options(options)
-        if not options.dry_run and not options.confirmed:
-            raise RestoreRefused("restore not confirmed: nothing was changed",
-                                 hint="add --dry-run to preview or --yes to proceed")
-        info, names, drops = _validate(db, store, backup_id, options)
-        with root_lock(store.root, "restore", options.lock_timeout):
-            if not options.dry_run:
-                drop_stale_temporaries(db)
-            with contextlib.ExitStack() as stack:
-                plans = {n: _plan(db, store, info, n, options, stack) for n in names}
-                removals = _plan_removals(db, drops)
-                counts = {n: p.counts for n, p in plans.items()} | removals
-                result = RestoreResult(info.backup_id, options.mode, options.strategy, options.dry_run, None,
-                                       counts, key=options.key, database=db.name)
-                if not options.dry_run:
-                    state["safety"] = _safety_backup(db, store, names + drops, options)
-                    result.safety_backup_id = state["safety"]
-                    _execute(db, store, info, plans, options, progress, state["safety"])
-                    _remove_collections(db, list(removals), options)
+        with contextlib.ExitStack() as stack:
+            live = user_collections(db, op.meta_db)
+            plans = {n: _plan(db, store, info, n, o, stack, live) for n in names}
+            removals = _plan_removals(db, drops, live)
+            for n, c in removals.items():
+                c.indexes, c.options = schema_differences(db, info, n, live.get(n))
+            _refuse_destruction(plans, o)
+            counts = {n: p.counts for n, p in plans.items()} | removals
+            result = RestoreResult(info.backup_id, o.mode, o.strategy, o.dry_run, None, counts, key=o.key,
+                                   database=db.name)
+            if not o.dry_run:
+                safety = result.safety_backup_id = _safety_backup(db, store, names + drops, o)
+                op.note(safety_backup_id=safety)
+                _execute(db, store, info, plans, o, progress, safety, op)
+                _remove_collections(db, list(removals), o)
     except BackupError as exc:
-        refused = isinstance(exc, (RestoreRefused, IntegrityError, UsageError))
-        audit.record(store.root, user=options.user, action=action,
-                     outcome="refused" if refused else "error", **base,
-                     safety_backup_id=state["safety"], error=str(exc))
-        if state["safety"] and not isinstance(exc, RestoreRefused) and "safety backup" not in str(exc):
+        if safety and not isinstance(exc, RestoreRefused) and "safety backup" not in str(exc):
             exc.hint = (exc.hint + "; " if exc.hint else "") + \
-                f"the safety backup {state['safety']} holds the data as it was before"
-        raise
-    except Exception as exc:  # a bug, not a user error: still on the record
-        audit.record(store.root, user=options.user, action=action, outcome="error", **base,
-                     safety_backup_id=state["safety"], error=f"{type(exc).__name__}: {exc}")
+                f"the safety backup {safety} holds the data as it was before"
         raise
     result.duration_s = time.monotonic() - started
-    audit.record(store.root, user=options.user, action=action, outcome="ok", **base,
-                 safety_backup_id=result.safety_backup_id, duration_s=round(result.duration_s, 3),
-                 counts={n: c.to_json() for n, c in result.collections.items()})
     return result
-
-
-def drop_stale_temporaries(db: Database) -> list[str]:
-    """Drop ``__restore_tmp_*`` collections left by a restore that was killed (call under the lock)."""
-    with translate_errors("listing collections"):
-        stale = [n for n in db.list_collection_names() if n.startswith(TEMP_PREFIX)]
-        for n in stale:
-            db.drop_collection(n)
-    return stale
-
-
-def temp_name(backup_id: str, collection: str) -> str:
-    # namespaces are limited (255 bytes on MongoDB): long names get a short, unique stand-in
-    if len(collection.encode("utf-8")) > 100:
-        collection = "h" + hashlib.sha256(collection.encode("utf-8")).hexdigest()[:24]
-    return f"{TEMP_PREFIX}{backup_id}_{collection}"
 
 
 # --------------------------------------------------------------------------
@@ -227,12 +238,12 @@ def _check_options(o: RestoreOptions) -> None:
         raise UsageError(f"unknown restore mode {o.mode!r}; use {' or '.join(MODES)}")
     if o.strategy not in STRATEGIES:
         raise UsageError(f"unknown merge strategy {o.strategy!r}; use {' or '.join(STRATEGIES)}")
-    _check_key(o.key)
+    check_key(o.key)
     if o.ids is not None and not isinstance(o.ids, (list, tuple)):
         raise UsageError("ids must be a list of key values")
 
 
-def _validate(db: Database, store: Store, backup_id: str, o: RestoreOptions) -> tuple[BackupInfo, list[str]]:
+def _validate(db: Database, store: Store, backup_id: str, o: RestoreOptions) -> tuple[BackupInfo, list[str], list[str]]:
     info = store.get(backup_id)  # a manifest of an unknown format version is refused here
     if info.database != db.name and not o.allow_other_db:
         raise RestoreRefused(f"backup {info.backup_id} was taken from database {info.database!r}, "
@@ -254,7 +265,7 @@ def _validate(db: Database, store: Store, backup_id: str, o: RestoreOptions) -> 
     if not names and not drops:
         raise RestoreRefused(f"backup {info.backup_id} holds no collections: nothing to restore")
     for n in names + drops:
-        if n.startswith(TEMP_PREFIX) or n.startswith("system."):
+        if n.startswith("system."):
             raise RestoreRefused(f"backup {info.backup_id} contains collection {n!r}, which cannot be restored")
     if names:
         store.require_verified(info.backup_id, names)
@@ -262,14 +273,18 @@ def _validate(db: Database, store: Store, backup_id: str, o: RestoreOptions) -> 
 
 
 def _plan(db: Database, store: Store, info: BackupInfo, name: str, o: RestoreOptions,
-          stack: contextlib.ExitStack) -> _Plan:
+          stack: contextlib.ExitStack, live: dict[str, dict]) -> _Plan:
+    exists = name in live
+    # a merge into a collection that does not exist creates it like a replace: with its options and indexes
+    staged = o.ids is None and (o.mode == "replace" or not exists)
     try:
-        index = stack.enter_context(BackupIndex(store, info, name, o.key))
-        if o.mode == "merge" and MISSING in index.entries:
-            raise RestoreRefused(f"cannot merge {name} by {o.key!r}: a document of the backup lacks that field",
-                                 hint="merge by _id or by a field every document has")
+        index = stack.enter_context(BackupIndex(store, info, name, o.key, data_check(info, name)))
+        if o.mode == "merge" and index.missing_key:
+            raise RestoreRefused(f"cannot merge {name} by {o.key!r}: {index.missing_key} document(s) of the "
+                                 "backup lack that field",
+                                 hint="merge by _id" if o.key != "_id"
+                                 else "use --mode replace (the server gives those documents a new _id)")
         matcher = id_matcher(o.ids)
-        staged = o.mode == "replace" and o.ids is None
         plan = _Plan(name, index, CollectionRestore(), staged)
         c = plan.counts
         for pair in index.pairs(db, matcher):
@@ -296,27 +311,32 @@ def _plan(db: Database, store: Store, info: BackupInfo, name: str, o: RestoreOpt
                         plan.ops.append(("delete", key_bytes(pair.live, "_id")))
         if plan.ops:
             _check_id_collisions(db, plan, o)
+        if staged:
+            c.indexes, c.options = schema_differences(db, info, name, live.get(name))
+            c.warnings = index.check.findings() if index.check is not None else []
         return plan
     except NotUnique as exc:
+        if exc.side == "backup" and exc.key == "_id":
+            raise IntegrityError(f"backup {info.backup_id} cannot be restored: {exc}; nothing was changed",
+                                 hint=exc.hint) from None
         raise RestoreRefused(f"{exc}: nothing was changed", hint=exc.hint) from None
 
 
-def _in_filter(values: list[bytes]) -> RawBSONDocument:
-    """``{_id: {$in: [...]}}`` from exact key bytes (types preserved)."""
-    items = b"".join(kb[:1] + str(i).encode() + b"\x00" + kb[1:] for i, kb in enumerate(values))
-    arr = _I32.pack(len(items) + 5) + items + b"\x00"
-    inner_body = b"\x04$in\x00" + arr
-    inner = _I32.pack(len(inner_body) + 5) + inner_body + b"\x00"
-    body = b"\x03_id\x00" + inner
-    return RawBSONDocument(_I32.pack(len(body) + 5) + body + b"\x00")
+def _refuse_destruction(plans: dict[str, _Plan], o: RestoreOptions) -> None:
+    """Refuse when the backup's indexes or options would destroy restored data, unless confirmed."""
+    findings = [f"{n}: {w}" for n, p in plans.items() for w in p.counts.warnings]
+    if findings and not o.allow_destructive_options:
+        raise RestoreRefused("the backup's indexes or collection options would destroy restored data: "
+                             + "; ".join(findings) + "; nothing was changed",
+                             hint="compare the backup first; if this is really wanted, pass "
+                                  "--allow-destructive-options (or confirm it in the dashboard)")
 
 
 def _check_id_collisions(db: Database, plan: _Plan, o: RestoreOptions) -> None:
     """Refuse per-key writes that would insert an ``_id`` another live document already has.
 
     Happens when documents are paired by another key (the backup's _id now
-    belongs to a different live document), or when live holds a numerically
-    equal _id of another type (int32 1 vs int64 1: one _id to MongoDB).
+    belongs to a different live document).
     """
     inserted: list[bytes] = []
     freed: set[bytes] = set()
@@ -325,6 +345,8 @@ def _check_id_collisions(db: Database, plan: _Plan, o: RestoreOptions) -> None:
             freed.add(op[1])
             continue
         backup_id = key_bytes(plan.index.read_key(op[1]), "_id")
+        if backup_id == MISSING:
+            continue  # the server gives such a document a new _id: it cannot collide
         if op[0] == "insert":
             inserted.append(backup_id)
         elif backup_id != op[2]:
@@ -334,18 +356,17 @@ def _check_id_collisions(db: Database, plan: _Plan, o: RestoreOptions) -> None:
     for start in range(0, len(inserted), BATCH):
         with translate_errors(f"reading collection {plan.name}"):
             hits = [key_bytes(bytes(d.raw), "_id")
-                    for d in coll.find(_in_filter(inserted[start:start + BATCH]), projection={"_id": 1})]
+                    for d in coll.find(in_filter("_id", inserted[start:start + BATCH]), projection={"_id": 1})]
         clash = [h for h in hits if h not in freed]
         if clash:
             raise RestoreRefused(
                 f"cannot restore {plan.name} by {o.key!r}: backup documents would reuse the _id of other live "
                 f"documents (e.g. _id {key_text(clash[0])}); nothing was changed",
-                hint="use --mode replace, or merge by _id")
+                hint="use --mode replace, or merge by _id" if o.key != "_id" else "use --mode replace")
 
 
-def _plan_removals(db: Database, drops: list[str]) -> dict[str, CollectionRestore]:
+def _plan_removals(db: Database, drops: list[str], live: dict[str, dict]) -> dict[str, CollectionRestore]:
     """Collections the backup records as absent that exist live: each is removed, all its documents deleted."""
-    live = user_collections(db)
     out = {}
     for name in drops:
         if name in live:
@@ -366,7 +387,9 @@ def _safety_backup(db: Database, store: Store, names: list[str], o: RestoreOptio
 
     Restoring it (replace) undoes the restore, including removing collections the restore created.
     """
-    live = user_collections(db)
+    from .operation import meta_db_name
+
+    live = user_collections(db, meta_db_name())
     existing = [n for n in names if n in live]
     absent = [n for n in names if n not in live]
     res = create_backup(db, store, BackupOptions(collections=existing, absent=absent, trigger="safety",
@@ -379,20 +402,27 @@ def _safety_backup(db: Database, store: Store, names: list[str], o: RestoreOptio
 
 
 def _pause(phase: str, o: RestoreOptions) -> None:
-    """Test hook: lets a test kill the process at a known point of a restore."""
+    """Test hook: lets a test stop (or kill) the process at a known point of a restore."""
     if o.on_phase is not None:
         o.on_phase(phase)
-    if os.environ.get(PAUSE_ENV) == phase:
-        print(f"{PAUSE_ENV}: paused at {phase}", file=sys.stderr, flush=True)
-        time.sleep(float(os.environ.get(PAUSE_ENV + "_SECONDS", "30")))
+
+
+def pause_hook(phase: str, seconds: float) -> Callable[[str], None]:
+    """An ``on_phase`` that sleeps at ``phase`` after saying so on stderr (fault tests kill it there)."""
+    def hook(current: str) -> None:
+        if current == phase:
+            print(f"BACKUP_CORE_TEST_PAUSE: paused at {phase}", file=sys.stderr, flush=True)
+            time.sleep(seconds)
+    return hook
 
 
 def _execute(db: Database, store: Store, info: BackupInfo, plans: dict[str, _Plan], o: RestoreOptions,
-             progress: Progress | None, safety_id: str) -> None:
+             progress: Progress | None, safety_id: str, op: Operation) -> None:
     staged = [p for p in plans.values() if p.staged]
     direct = [p for p in plans.values() if not p.staged]
+    registry = StagingRegistry.of(db, op.meta_db)
     if staged:
-        _replace_collections(db, info, staged, o, progress)
+        _replace_collections(db, info, staged, o, progress, registry, op.id)
     written: list[str] = []
     try:
         for p in direct:
@@ -401,7 +431,7 @@ def _execute(db: Database, store: Store, info: BackupInfo, plans: dict[str, _Pla
     except BackupError as exc:
         # per-key writes are not atomic: put the touched collections back as they were
         try:
-            _roll_back(db, store, safety_id, written)
+            _roll_back(db, store, safety_id, written, registry, op.id)
         except BackupError as again:
             raise DatabaseUnavailable(f"{exc}; rolling back failed too ({again})",
                                       hint=f"restore the safety backup {safety_id} (--mode replace) "
@@ -410,14 +440,15 @@ def _execute(db: Database, store: Store, info: BackupInfo, plans: dict[str, _Pla
                                   f"{safety_id}, live data is as before", hint=exc.hint) from None
 
 
-def _roll_back(db: Database, store: Store, safety_id: str, names: list[str]) -> None:
+def _roll_back(db: Database, store: Store, safety_id: str, names: list[str], registry: StagingRegistry,
+               op_id: str) -> None:
     """Make ``names`` exactly what the safety backup holds (staged and swapped, like a replace)."""
     info = store.get(safety_id)
     with contextlib.ExitStack() as stack:
         plans = [_Plan(n, stack.enter_context(BackupIndex(store, info, n, "_id")), CollectionRestore(), True)
                  for n in names if n in info.collections]
         if plans:
-            _replace_collections(db, info, plans, RestoreOptions(), None)
+            _replace_collections(db, info, plans, RestoreOptions(), None, registry, op_id)
     for n in names:
         if n in info.absent_collections:
             with translate_errors(f"removing collection {n}"):
@@ -425,18 +456,18 @@ def _roll_back(db: Database, store: Store, safety_id: str, names: list[str]) -> 
 
 
 def _replace_collections(db: Database, info: BackupInfo, plans: list[_Plan], o: RestoreOptions,
-                         progress: Progress | None) -> None:
+                         progress: Progress | None, registry: StagingRegistry, op_id: str) -> None:
     temps: dict[str, str] = {}
     try:
         for p in plans:
-            temps[p.name] = temp_name(info.backup_id, p.name)
-            _stage(db, info, p, temps[p.name], progress)
+            temps[p.name] = registry.create(p.name, op_id)
+            _stage(db, info, p, temps[p.name], progress, registry, o)
             _pause("staging", o)
     except BaseException:
-        # live data was not touched yet: only the temporaries go
-        with contextlib.suppress(Exception):
-            for t in temps.values():
-                db.drop_collection(t)
+        # live data was not touched yet: only the staging collections go
+        for t in temps.values():
+            with contextlib.suppress(Exception):
+                registry.discard(t)
         raise
     swapped: list[str] = []
     try:
@@ -444,26 +475,26 @@ def _replace_collections(db: Database, info: BackupInfo, plans: list[_Plan], o: 
             with translate_errors(f"swapping in restored collection {p.name}"):
                 rename_collection(db, temps[p.name], p.name, drop_target=True)
             swapped.append(p.name)
+            with contextlib.suppress(BackupError):
+                registry.finished(temps[p.name])
             _pause("swap", o)
     except BackupError as exc:
-        with contextlib.suppress(Exception):
-            for n, t in temps.items():
-                if n not in swapped:
-                    db.drop_collection(t)
+        for n, t in temps.items():
+            if n not in swapped:
+                with contextlib.suppress(Exception):
+                    registry.discard(t)
         raise DatabaseUnavailable(f"{exc}; collections already restored: {', '.join(swapped) or 'none'}, "
                                   f"the others are unchanged") from None
 
 
-def _stage(db: Database, info: BackupInfo, p: _Plan, temp: str, progress: Progress | None) -> None:
+def _stage(db: Database, info: BackupInfo, p: _Plan, temp: str, progress: Progress | None,
+           registry: StagingRegistry, o: RestoreOptions) -> None:
     entry = info.collection(p.name)
     total = p.index.count
     with translate_errors(f"staging collection {p.name}"):
-        db.drop_collection(temp)
-        opts = from_json_dialect(entry.get("options") or {})
-        db.create_collection(temp, **opts)
+        db.create_collection(temp, **from_json_dialect(entry.options or {}))
         specs = []
-        for spec in entry.get("indexes") or []:
-            spec = from_json_dialect(spec)
+        for spec in entry.decoded_indexes():
             if spec.get("name") == "_id_":
                 continue  # created with the collection
             spec.pop("v", None)
@@ -473,7 +504,7 @@ def _stage(db: Database, info: BackupInfo, p: _Plan, temp: str, progress: Progre
             db.command("createIndexes", temp, indexes=specs)
         coll = raw_collection(db, temp)
         batch: list[RawBSONDocument] = []
-        done = 0
+        done, beat = 0, time.monotonic()
         if progress:
             progress(p.name, 0, total)
         for raw in p.index.iter_documents():
@@ -484,16 +515,24 @@ def _stage(db: Database, info: BackupInfo, p: _Plan, temp: str, progress: Progre
                 batch = []
                 if progress:
                     progress(p.name, done, total)
+                if time.monotonic() - beat > HEARTBEAT_S:
+                    registry.heartbeat(temp)
+                    beat = time.monotonic()
         if batch:
             coll.insert_many(batch, ordered=True)
             done += len(batch)
         if progress:
             progress(p.name, done, total)
+        staged = coll.count_documents({})
+    # a loss the admin accepted (destructive options confirmed) is expected; any other is refused
+    if staged != total and not o.allow_destructive_options:
+        raise RestoreRefused(f"the staged copy of {p.name} holds {staged} of the backup's {total} documents: "
+                             "its collection options or indexes discarded some (capped size, TTL, validator); "
+                             "live data was not changed", hint="compare the backup to see its options")
 
 
 def _id_filter(id_bytes: bytes) -> RawBSONDocument:
-    body = id_bytes[:1] + b"_id\x00" + id_bytes[1:]
-    return RawBSONDocument(_I32.pack(len(body) + 5) + body + b"\x00")
+    return key_filter("_id", id_bytes)
 
 
 def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | None) -> None:
@@ -508,10 +547,9 @@ def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | N
                 coll.bulk_write(requests, ordered=True)
             except PyMongoError as exc:
                 errors = (getattr(exc, "details", None) or {}).get("writeErrors") or []
-                msg = errors[0].get("errmsg", "") if errors else ""
-                msg = msg or (str(exc).split(", full error:")[0].splitlines()[0] if str(exc) else type(exc).__name__)
+                msg = (errors[0].get("errmsg", "") if errors else "") or driver_message(exc)
                 raise DatabaseUnavailable(f"writing restored documents to {p.name} failed after {applied} of "
-                                          f"{total} changes: {mask_uri(msg)}", hint=error_hint(msg)) from None
+                                          f"{total} changes: {msg}", hint=error_hint(msg)) from None
             applied = done
             requests = []
 
@@ -531,7 +569,8 @@ def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | N
                 if key_bytes(raw, "_id") == live_id:
                     requests.append(ReplaceOne(_id_filter(live_id), doc))
                 else:
-                    # matched by another key with a different _id: _id is immutable, so swap the document
+                    # paired with a live document whose _id differs (another key, or another numeric
+                    # type of the same value): _id is immutable, so swap the document
                     requests.append(DeleteOne(_id_filter(live_id)))
                     requests.append(InsertOne(doc))
         done += 1
@@ -545,4 +584,4 @@ def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | N
 
 
 __all__ = ["RestoreOptions", "CollectionRestore", "RestoreResult", "plan_restore", "restore_backup",
-           "drop_stale_temporaries", "temp_name", "key_text"]
+           "pause_hook", "key_text", "MODES", "STRATEGIES", "MISSING"]

@@ -19,11 +19,15 @@ Import treats the archive as hostile until proven otherwise:
 3. content: the manifest must parse and match its own hash, every file its
    size and sha256, and ``Store.verify`` (deep: every row decoded) must pass
    on the extracted copy;
-4. commit: the copy is extracted into ``<root>/<day>/.tmp-<id>-<pid>/``
-   (the store's sweeper removes it if this process dies) and renamed to
-   ``<root>/<day>/<id>`` under the root lock, so a backup appears complete
-   or not at all. An existing backup with that id is never replaced; a
-   byte-identical one is reported as already present.
+4. commit: each file is extracted to a private temporary folder, checked
+   (size, sha256, every row decoded, keys unique as MongoDB sees them), then
+   copied into the store's staging area; the manifest is committed last with
+   its exact bytes, so the backup appears complete or not at all. An existing
+   backup with that id is never replaced; a byte-identical one is reported as
+   already present.
+
+Both run as audited operations (``operation.py``); the import holds the
+store's lock, the export only reads. Only the store knows where files live.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import stat
 import tempfile
 import threading
@@ -41,14 +44,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from . import audit
-from .errors import BackupError, FormatError, IntegrityError, StorageError, UsageError
-from .locks import root_lock
-from .store import ID_RE, MANIFEST, WEEKDAYS, Store, _fsync_dir, day_for, parse_manifest
+from .config import DEFAULT_IMPORT_MB
+from .errors import FormatError, IntegrityError, StorageError, UsageError
+from .operation import operation
+from .store import ID_RE, MANIFEST, WEEKDAYS, BackupInfo, Manifest, Store, check_collection, day_for
+from .store.csvfile import CountingWriter
+from .store.manifest import MAX_MANIFEST_BYTES
 
-DEFAULT_MAX_MB = 100
+DEFAULT_MAX_MB = DEFAULT_IMPORT_MB
 BOMB_FACTOR = 4
-MAX_MANIFEST_BYTES = 16 << 20
 # a real backup has one entry per collection; thousands only serve to slow us down
 MAX_ENTRIES = 10_000
 _CHUNK = 1 << 20
@@ -60,17 +64,10 @@ class ArchiveRefused(FormatError):
 
 
 def default_max_bytes() -> int:
-    """The import size limit: ``BACKUP_IMPORT_MAX_MB`` megabytes, else 100 MB."""
-    raw = os.environ.get("BACKUP_IMPORT_MAX_MB")
-    if raw in (None, ""):
-        return DEFAULT_MAX_MB * 1024 * 1024
-    try:
-        mb = float(raw)
-    except ValueError:
-        mb = -1
-    if not mb > 0:
-        raise UsageError(f"invalid BACKUP_IMPORT_MAX_MB {raw!r}: give a positive number of megabytes")
-    return int(mb * 1024 * 1024)
+    """The import size limit of the current settings (``BACKUP_IMPORT_MAX_MB``, default 100 MB)."""
+    from .config import Settings
+
+    return Settings.load().import_max_bytes
 
 
 def _mb(n: int) -> str:
@@ -94,26 +91,6 @@ class ExportResult:
         return f"backup {self.backup_id} exported to {where} ({self.bytes} bytes, {len(self.files)} files)"
 
 
-class _CountingWriter(io.RawIOBase):
-    """Counts the bytes zipfile writes to a caller's stream (which may not tell())."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self._fh = fh
-        self.bytes = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:  # type: ignore[override]
-        n = self._fh.write(b)
-        n = len(b) if n is None else n
-        self.bytes += n
-        return n
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-
 def _zip_time(created_at: str) -> tuple:
     # the backup's own time, so exporting the same backup twice gives the same bytes
     try:
@@ -129,14 +106,15 @@ def export_backup(store: Store, backup_id: str, out: Path | str | BinaryIO,
                   user: str = "unknown") -> ExportResult:
     """Write backup ``backup_id`` as one zip to ``out`` (a path, replaced atomically, or a stream)."""
     to_path = isinstance(out, (str, os.PathLike))
-    try:
+    with operation(store, "export", user=user, lock=False,
+                   details={"backup_id": backup_id, "out": str(out) if to_path else None}) as op:
         info = store.get(backup_id)
         if to_path:
             target = Path(out)
             tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
             try:
                 with tmp.open("wb") as fh:
-                    size, files = _write_zip(info, fh)
+                    size, files = _write_zip(store, info, fh)
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, target)
@@ -146,52 +124,40 @@ def export_backup(store: Store, backup_id: str, out: Path | str | BinaryIO,
                 tmp.unlink(missing_ok=True)
             result = ExportResult(info.backup_id, str(target), size, files)
         else:
-            counter = _CountingWriter(out)  # type: ignore[arg-type]
-            size, files = _write_zip(info, counter)
+            counter = CountingWriter(out)  # type: ignore[arg-type]
+            size, files = _write_zip(store, info, counter)
             result = ExportResult(info.backup_id, None, counter.bytes, files)
-    except BackupError as exc:
-        audit.record(store.root, user=user, action="export", outcome="error", backup_id=backup_id,
-                     out=str(out) if to_path else None, error=str(exc))
-        raise
-    audit.record(store.root, user=user, action="export", backup_id=result.backup_id,
-                 out=result.path, bytes=result.bytes)
-    return result
+        op.note(bytes=result.bytes)
+        return result
 
 
-def _write_zip(info, fh) -> tuple[int, list[str]]:
+def _write_zip(store: Store, info: BackupInfo, fh) -> tuple[int, list[str]]:
     bid = info.backup_id
     when = _zip_time(info.created_at)
     files: list[str] = []
+    # the bytes we ship must be the manifest we validated, not a later edit
+    manifest_bytes = store.manifest_bytes(info)
     try:
-        manifest_bytes = (info.path / MANIFEST).read_bytes()
-        # the bytes we ship must be the manifest we validated, not a later edit
-        if parse_manifest(manifest_bytes, folder_name=bid) != info.manifest:
-            raise IntegrityError(f"backup {bid} changed while being exported")
         with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
             zf.writestr(_member(f"{bid}/{MANIFEST}", when, zipfile.ZIP_DEFLATED), manifest_bytes)
             files.append(MANIFEST)
             for name, entry in info.collections.items():
-                file_name = entry["file"]
                 # gzip output does not shrink again; deflating it only costs time
-                method = zipfile.ZIP_STORED if file_name.endswith(".gz") else zipfile.ZIP_DEFLATED
-                src = info.path / file_name
-                if src.is_symlink():
-                    raise IntegrityError(f"backup {bid}: {file_name} is a link, not a file")
+                method = zipfile.ZIP_STORED if entry.compressed else zipfile.ZIP_DEFLATED
                 h = hashlib.sha256()
                 n = 0
-                with src.open("rb") as sf, zf.open(_member(f"{bid}/{file_name}", when, method),
-                                                    "w", force_zip64=entry["bytes"] > (1 << 31)) as zo:
+                with store.open_file(info, name) as sf, \
+                        zf.open(_member(f"{bid}/{entry.file}", when, method), "w",
+                                force_zip64=entry.bytes > (1 << 31)) as zo:
                     while chunk := sf.read(_CHUNK):
                         h.update(chunk)
                         n += len(chunk)
                         zo.write(chunk)
-                if n != entry["bytes"] or h.hexdigest() != entry["sha256"]:
+                if n != entry.bytes or h.hexdigest() != entry.sha256:
                     raise IntegrityError(f"backup {bid} does not verify: {name}: "
-                                         f"{file_name} differs from its manifest; not exported")
-                files.append(file_name)
+                                         f"{entry.file} differs from its manifest; not exported")
+                files.append(entry.file)
         size = fh.tell() if hasattr(fh, "seekable") and fh.seekable() else getattr(fh, "bytes", 0)
-    except FileNotFoundError as exc:
-        raise IntegrityError(f"backup {bid} does not verify: missing file {Path(exc.filename).name}") from None
     except OSError as exc:
         raise StorageError(f"cannot read backup {bid}: {exc.strerror or exc}") from None
     return size, files
@@ -239,16 +205,11 @@ def import_backup(store: Store, source: Path | str | BinaryIO, *, max_bytes: int
     if limit <= 0:
         raise UsageError("the import size limit must be positive")
     label = str(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "upload")
-    try:
+    with operation(store, "import", user=user, details={"source": str(label)}) as op:
         result = _import(store, source, limit)
-    except BackupError as exc:
-        audit.record(store.root, user=user, action="import", outcome="error", source=str(label),
-                     error=str(exc))
-        raise
-    audit.record(store.root, user=user, action="import", source=str(label), backup_id=result.backup_id,
-                 already_present=result.already_present or None, bytes=result.bytes,
-                 counts={n: c["count"] for n, c in result.collections.items()})
-    return result
+        op.note(backup_id=result.backup_id, already_present=result.already_present or None, bytes=result.bytes,
+                counts={n: c["count"] for n, c in result.collections.items()})
+        return result
 
 
 def _import(store: Store, source, limit: int) -> ImportResult:
@@ -259,27 +220,33 @@ def _import(store: Store, source, limit: int) -> ImportResult:
             raise ArchiveRefused("not a zip archive (export a backup with "
                                  "`python -m backup_core export ID --out FILE.zip`)") from None
         with zf:
-            bid, members, manifest_bytes, manifest = _check_archive(zf, limit)
+            bid, members, manifest = _check_archive(zf, limit)
             day = _day(manifest)
+            collections = {n: {"count": e.count, "sha256": e.sha256} for n, e in manifest.collections.items()}
             if store.exists(bid):
                 existing = store.get(bid)
-                if (existing.path / MANIFEST).read_bytes() != manifest_bytes:
+                same = existing.manifest.raw == manifest.raw and store.verify(bid, deep=False).ok
+                if not same:
                     raise ArchiveRefused(f"a different backup with id {bid} already exists in "
-                                         f"{existing.path}; it is not replaced")
-            staging = store.root / day / f".tmp-{bid}-{os.getpid()}"
-            try:
-                staging.parent.mkdir(parents=True, exist_ok=True)
-                staging.mkdir()
-            except FileExistsError:
-                raise UsageError(f"an import of backup {bid} is already running in this process") from None
-            except OSError as exc:
-                raise StorageError(f"cannot write to backup root {store.root}: {exc.strerror}") from None
-            try:
-                folder = _extract(zf, bid, members, manifest_bytes, manifest, staging, day, limit)
-                _verify_staged(staging, bid)
-                return _commit(store, bid, day, folder, manifest, manifest_bytes, size)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                                         f"{existing.location}; it is not replaced")
+                return ImportResult(bid, existing.location, collections, existing.day, True, size)
+            with tempfile.TemporaryDirectory(prefix="backup-import-") as tmp:
+                extracted = _extract(zf, members, manifest, Path(tmp), limit)
+                writer = store.begin(bid, day)
+                try:
+                    for entry in manifest.collections.values():
+                        with writer.open(entry.file) as out, extracted[entry.file].open("rb") as src:
+                            while chunk := src.read(_CHUNK):
+                                out.write(chunk)
+                    writer.commit_manifest(manifest)
+                except OSError as exc:
+                    writer.abort()
+                    raise StorageError(f"cannot write the imported backup to {store.url}: "
+                                       f"{exc.strerror or exc}") from None
+                except BaseException:
+                    writer.abort()
+                    raise
+            return ImportResult(bid, store.location(day, bid), collections, day, False, size)
 
 
 class _open_source:
@@ -358,7 +325,7 @@ def _entry_problem(name: str) -> str | None:
     return None
 
 
-def _check_archive(zf: zipfile.ZipFile, limit: int) -> tuple[str, dict, bytes, dict]:
+def _check_archive(zf: zipfile.ZipFile, limit: int) -> tuple[str, dict, Manifest]:
     """Everything that can be judged from the central directory and the manifest."""
     infos = zf.infolist()
     if not infos:
@@ -410,9 +377,8 @@ def _check_archive(zf: zipfile.ZipFile, limit: int) -> tuple[str, dict, bytes, d
         raise ArchiveRefused(f"the archive's folder {top!r} is not a backup id")
     if MANIFEST not in members:
         raise ArchiveRefused(f"the archive has no {top}/{MANIFEST}")
-    manifest_bytes = _read_member(zf, members[MANIFEST], MAX_MANIFEST_BYTES)
-    manifest = parse_manifest(manifest_bytes, folder_name=top)
-    expected = {entry["file"]: (name, entry) for name, entry in manifest["collections"].items()}
+    manifest = Manifest.parse(_read_member(zf, members[MANIFEST], MAX_MANIFEST_BYTES), backup_id=top)
+    expected = {entry.file: (name, entry) for name, entry in manifest.collections.items()}
     extra = sorted(set(members) - set(expected) - {MANIFEST})
     if extra:
         raise ArchiveRefused(f"the archive holds {', '.join(extra)}, which the manifest does not list")
@@ -420,10 +386,10 @@ def _check_archive(zf: zipfile.ZipFile, limit: int) -> tuple[str, dict, bytes, d
     if missing:
         raise ArchiveRefused(f"the archive lacks {', '.join(missing)}, which the manifest lists")
     for file_name, (coll, entry) in expected.items():
-        if members[file_name].file_size != entry["bytes"]:
+        if members[file_name].file_size != entry.bytes:
             raise IntegrityError(f"{file_name} is {members[file_name].file_size} bytes in the archive but "
-                                 f"{entry['bytes']} in the manifest (tampered or damaged)")
-    return top, members, manifest_bytes, manifest
+                                 f"{entry.bytes} in the manifest (tampered or damaged)")
+    return top, members, manifest
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
@@ -439,84 +405,48 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
     return bytes(buf)
 
 
-def _day(manifest: dict) -> str:
-    day = manifest.get("day_of_week")
+def _day(manifest: Manifest) -> str:
+    day = manifest.day_of_week
     if day in WEEKDAYS:
         return day
-    try:
-        return day_for(datetime.fromisoformat(str(manifest["created_at"]).replace("Z", "+00:00")))
-    except ValueError:
-        raise FormatError(f"manifest has an invalid created_at {manifest['created_at']!r}") from None
+    return day_for(manifest.created)
 
 
-def _extract(zf, bid: str, members: dict, manifest_bytes: bytes, manifest: dict, staging: Path,
-             day: str, limit: int) -> Path:
-    """Unpack into ``staging/<day>/<bid>`` (a one-backup store), counting every byte."""
-    folder = staging / day / bid
-    folder.mkdir(parents=True)
+def _extract(zf: zipfile.ZipFile, members: dict, manifest: Manifest, folder: Path,
+             limit: int) -> dict[str, Path]:
+    """Unpack every data file into ``folder``, counting every byte, and check each (see module doc)."""
     budget = BOMB_FACTOR * limit
     written = 0
-    for coll, entry in manifest["collections"].items():
-        info = members[entry["file"]]
+    out_paths: dict[str, Path] = {}
+    for coll, entry in manifest.collections.items():
+        info = members[entry.file]
         h = hashlib.sha256()
         n = 0
-        target = folder / entry["file"]
+        target = folder / entry.file
         try:
-            # O_EXCL|O_NOFOLLOW: never write through anything already there
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out, zf.open(info) as src:
                 while chunk := src.read(_CHUNK):
                     n += len(chunk)
                     written += len(chunk)
                     # the central directory can lie; the inflated bytes cannot
-                    if n > entry["bytes"] or written > budget:
+                    if n > entry.bytes or written > budget:
                         raise ArchiveRefused(f"entry {info.filename!r} inflates beyond its declared size: "
                                              "refused as a possible zip bomb")
                     h.update(chunk)
                     out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
         except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
             raise ArchiveRefused(f"entry {info.filename!r} is damaged: {exc}") from None
         except OSError as exc:
-            raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from None
-        if n != entry["bytes"] or h.hexdigest() != entry["sha256"]:
-            raise IntegrityError(f"{entry['file']} does not match its sha256 in the manifest "
+            raise StorageError(f"cannot unpack {entry.file}: {exc.strerror or exc}") from None
+        if n != entry.bytes or h.hexdigest() != entry.sha256:
+            raise IntegrityError(f"{entry.file} does not match its sha256 in the manifest "
                                  f"(collection {coll}: tampered or damaged); nothing imported")
-    # manifest last, as a backup is always written
-    with (folder / MANIFEST).open("xb") as out:
-        out.write(manifest_bytes)
-        out.flush()
-        os.fsync(out.fileno())
-    _fsync_dir(folder)
-    return folder
-
-
-def _verify_staged(staging: Path, bid: str) -> None:
-    # the staging folder is laid out as a one-backup store, so the store's own
-    # verification (hashes, sizes, extra files, every row decoded) runs unchanged
-    result = Store(staging).verify(bid, deep=True)
-    if not result.ok:
-        raise IntegrityError(f"backup {bid} in the archive does not verify: {'; '.join(result.problems)}; "
-                             "nothing imported", payload=result.to_json())
-
-
-def _commit(store: Store, bid: str, day: str, folder: Path, manifest: dict, manifest_bytes: bytes,
-            size: int) -> ImportResult:
-    collections = {n: {"count": e["count"], "sha256": e["sha256"]} for n, e in manifest["collections"].items()}
-    with root_lock(store.root, "import"):
-        if store.exists(bid):
-            existing = store.get(bid)
-            same = ((existing.path / MANIFEST).read_bytes() == manifest_bytes
-                    and store.verify(bid, deep=False).ok)
-            if not same:
-                raise ArchiveRefused(f"a different backup with id {bid} already exists in "
-                                     f"{existing.path}; it is not replaced")
-            return ImportResult(bid, str(existing.path), collections, existing.day, True, size)
-        final = store.root / day / bid
-        try:
-            os.rename(folder, final)
-        except OSError as exc:
-            raise StorageError(f"cannot move the imported backup into {final}: {exc.strerror}") from None
-        _fsync_dir(final.parent)
-    return ImportResult(bid, str(final), collections, day, False, size)
+        status, _warnings = check_collection(entry, lambda t=target: t.open("rb"), deep=True)
+        if status != "ok":
+            raise IntegrityError(f"backup {manifest.backup_id} in the archive does not verify: {coll}: {status}; "
+                                 "nothing imported",
+                                 payload={"backup_id": manifest.backup_id, "ok": False,
+                                          "problems": [f"{coll}: {status}"]})
+        out_paths[entry.file] = target
+    return out_paths

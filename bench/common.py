@@ -14,12 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import bson
+from bson import Decimal128, Int64, ObjectId
 
-import bson  # noqa: E402
-from bson import Decimal128, Int64, ObjectId  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def log(*parts: Any) -> None:

@@ -18,21 +18,21 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from backup_core.backup import BackupOptions, create_backup
-from backup_core.store import MANIFEST, Store, backup_id_for, day_for, manifest_hash
+from backup_core.store import MANIFEST, LocalStore, backup_id_for, day_for, manifest_hash
 
 from .common import ROOT, equipment_docs, insert_in_batches, log
 
 PAGES = {"restore": "pages/2_Restore.py", "browse": "pages/4_Browse_Backups.py"}
 
 
-def make_backups(store: Store, template_id: str, n: int) -> None:
-    template = store.get(template_id)
+def make_backups(store: LocalStore, template_id: str, n: int) -> None:
+    template = store.folder(template_id)
     now = datetime.now(timezone.utc).replace(microsecond=0)
     for k in range(1, n):
         when = now - timedelta(hours=k)
         bid = backup_id_for(when)
         dest = store.root / day_for(when) / bid
-        shutil.copytree(template.path, dest)
+        shutil.copytree(template, dest)
         manifest = json.loads((dest / MANIFEST).read_text())
         manifest.update(backup_id=bid, day_of_week=day_for(when),
                         created_at=when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -77,7 +77,7 @@ def run(client, n: int = 500, db_name: str = "bench_dashboard") -> dict:
         db = client[db_name]
         insert_in_batches(db["Equipment"], equipment_docs(100))
         db["Equipment_select_options"].insert_many([{"field": "status", "value": v} for v in ("a", "b", "c")])
-        store = Store(tmp / "root")
+        store = LocalStore(tmp / "root")
         first = create_backup(db, store, BackupOptions(user="bench"))
         t = time.perf_counter()
         make_backups(store, first.backup_id, n)

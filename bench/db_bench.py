@@ -26,7 +26,8 @@ from pymongo import ReplaceOne
 
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.mongoutil import RAW, from_json_dialect
-from backup_core.store import Store
+from backup_core.staging import meta_name
+from backup_core.store import LocalStore
 
 from .common import equipment_docs, insert_in_batches, log
 
@@ -56,10 +57,10 @@ def backup_floor(db, out: Path) -> float:
     return time.perf_counter() - t
 
 
-def _raw_docs(store: Store, backup_id: str) -> tuple[list[RawBSONDocument], list[dict]]:
+def _raw_docs(store: LocalStore, backup_id: str) -> tuple[list[RawBSONDocument], list[dict]]:
     info = store.get(backup_id)
     docs = [RawBSONDocument(raw) for raw in store.iter_documents(info, COLL)]
-    return docs, info.collection(COLL).get("indexes", [])
+    return docs, info.collection(COLL).indexes
 
 
 def replace_floor(db, docs: list[RawBSONDocument], indexes: list[dict]) -> float:
@@ -96,16 +97,14 @@ def merge_floor(db, docs: list[RawBSONDocument]) -> float:
     return elapsed
 
 
-def _restore(db, store: Store, backup_id: str, mode: str) -> tuple[float, dict]:
+def _restore(db, store: LocalStore, backup_id: str, mode: str) -> tuple[float, dict]:
     from backup_core.restore import RestoreOptions, restore_backup
 
     opts = RestoreOptions(mode=mode, collections=[COLL], confirmed=True, user="bench")
     t = time.perf_counter()
     result = restore_backup(db, store, backup_id, opts)
     elapsed = time.perf_counter() - t
-    counts = getattr(result, "collections", {}) or {}
-    c = counts.get(COLL)
-    return elapsed, {"counts": list(c) if isinstance(c, (tuple, list)) else (c.to_json() if hasattr(c, "to_json") else str(c))}
+    return elapsed, {"counts": result.collections[COLL].counts()}
 
 
 def run(client: pymongo.MongoClient, n: int = 1000, db_name: str = "bench_backup_restore") -> dict:
@@ -116,7 +115,7 @@ def run(client: pymongo.MongoClient, n: int = 1000, db_name: str = "bench_backup
     try:
         log(f"seeding {n} documents")
         _seed(db, n)
-        store = Store(root)
+        store = LocalStore(root)
         floor_file = root / "floor.bson"
         # side by side, alternating, best of 3
         ours, floors = [], []
@@ -155,4 +154,5 @@ def run(client: pymongo.MongoClient, n: int = 1000, db_name: str = "bench_backup
         return out
     finally:
         client.drop_database(db_name)
+        client.drop_database(meta_name(db_name))  # the restores' staging registry
         shutil.rmtree(root, ignore_errors=True)

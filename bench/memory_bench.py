@@ -1,6 +1,6 @@
 """Peak RSS of a backup and of a restore at two collection sizes (one 10x the other).
 
-Each run is a fresh subprocess (bench/memory_worker.py), so one run's garbage
+Each run is a fresh subprocess (``python -m bench.memory_worker``), so one run's garbage
 never inflates another's high-water mark. Streaming means the large run's peak
 stays close to the small run's: ``*_rss_growth`` = large peak / small peak.
 """
@@ -14,13 +14,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from backup_core.staging import meta_name
+
 from .common import ROOT, equipment_docs, insert_in_batches, log
 
-WORKER = Path(__file__).with_name("memory_worker.py")
+WORKER = "bench.memory_worker"
 
 
 def _worker(*args: str) -> dict:
-    proc = subprocess.run([sys.executable, str(WORKER), *args], cwd=ROOT, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", WORKER, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"memory worker {args[0]} failed: {proc.stderr.strip()[-1500:]}")
@@ -61,5 +63,6 @@ def run(client, uri: str, small: int = 300, factor: int = 10) -> dict:
     finally:
         for label in sizes:
             client.drop_database(f"bench_mem_{label}")
+            client.drop_database(meta_name(f"bench_mem_{label}"))  # the restore's staging registry
         for r in roots.values():
             shutil.rmtree(r, ignore_errors=True)

@@ -1,6 +1,6 @@
 """Run ONE backup or restore in this fresh process and print its peak RSS as JSON.
 
-Usage: python bench/memory_worker.py backup|restore URI DB ROOT [BACKUP_ID]
+Usage: python -m bench.memory_worker backup|restore URI DB ROOT [BACKUP_ID]
 
 Peak RSS is the kernel's high-water mark of this process's memory, read at the
 end: ``VmHWM`` from /proc/self/status on Linux. ``ru_maxrss`` (getrusage) is
@@ -16,22 +16,19 @@ from __future__ import annotations
 import json
 import resource
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import psutil
+import pymongo
 
-import psutil  # noqa: E402
-import pymongo  # noqa: E402
-
-from backup_core.backup import BackupOptions, create_backup  # noqa: E402
-from backup_core.store import Store  # noqa: E402
+from backup_core.backup import BackupOptions, create_backup
+from backup_core.store import LocalStore
 
 
 def main(argv: list[str]) -> None:
     op, uri, db_name, root = argv[:4]
     client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000)
     db = client[db_name]
-    store = Store(root)
+    store = LocalStore(root)
     if op == "restore":
         from backup_core.restore import RestoreOptions, restore_backup  # noqa: F401
     client.admin.command("ping")

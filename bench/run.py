@@ -1,6 +1,6 @@
 """Run the benchmarks; print ONE JSON document on stdout and write bench/results/latest.json.
 
-    python bench/run.py [--uri URI] [--only codec,backup_restore,memory,dashboard] [--quick]
+    python -m bench.run [--uri URI] [--only codec,backup_restore,memory,dashboard] [--quick]
 
 Without ``--uri`` a private embedded server (memory engine) is started and
 stopped. Progress goes to stderr. Targets are reported, not asserted
@@ -20,10 +20,8 @@ from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench import codec_bench, dashboard_bench, db_bench, memory_bench  # noqa: E402
-from bench.common import log, memory_server  # noqa: E402
+from bench import codec_bench, dashboard_bench, db_bench, memory_bench
+from bench.common import log, memory_server
 
 FIGURES = ("codec", "backup_restore", "memory", "dashboard")
 TARGETS = {  # key: (comparison, limit)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from backup_core.backup import BackupOptions, create_backup
-from backup_core.context import open_context
+from backup_core.context import open_operation
 from webui import common
 
 st.title("Create Backup")
@@ -42,11 +42,9 @@ def _run(names: list[str], compress: bool):
             frac = 1.0 if total <= 0 else min(1.0, done / total)
             bar.progress(frac, text=f"{collection}: {frac:.0%}")
 
-    with open_context(settings) as ctx:
-        return create_backup(ctx.db, ctx.store,
-                             BackupOptions(collections=names, compress=compress, trigger="manual",
-                                           user=settings.user),
-                             progress=progress)
+    options = BackupOptions(collections=names, compress=compress, trigger="manual", user=settings.user)
+    with open_operation(settings, "backup", details={"database": settings.db_name, **options.audit_details()}) as ctx:
+        return create_backup(ctx.db, ctx.store, options, progress=progress)
 
 
 if submitted:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 
 import pandas as pd
@@ -37,7 +36,7 @@ by_day: dict[str, list] = {}
 for b in backups:
     by_day.setdefault(b.day, []).append(b)
 days = [d for d in WEEKDAYS if d in by_day]
-st.caption(f"{len(backups)} backups in `{settings.backup_root}`, "
+st.caption(f"{common.plural(len(backups), 'backup')} in `{store.url}`, "
            f"{common.human_bytes(sum(b.total_bytes for b in backups))} of data files.")
 for tab, day in zip(st.tabs([f"{d.capitalize()} ({len(by_day[d])})" for d in days]), days):
     with tab:
@@ -59,17 +58,22 @@ c1.metric("Created", common.human_age(info.created), help=info.created_at)
 c2.metric("Trigger", info.trigger)
 c3.metric("Documents", info.total_documents)
 c4.metric("Size", common.human_bytes(info.total_bytes))
-st.caption(f"Database `{info.database}` · folder `{info.path}`")
+st.caption(f"Database `{info.database}` · stored at `{info.location}`")
 
 verified = st.session_state.get("browse_verified", {}).get(info.backup_id)
 rows = []
 for name, c in info.collections.items():
-    row = {"collection": name, "documents": c["count"], "file": c["file"],
-           "size": common.human_bytes(c["bytes"]), "sha256": c["sha256"][:16] + "…"}
+    row = {"collection": name, "documents": c.count, "file": c.file,
+           "size": common.human_bytes(c.bytes), "sha256": c.sha256[:16] + "…"}
     if verified is not None:
         row["verify"] = verified["collections"].get(name, {}).get("status", "not checked")
     rows.append(row)
-st.dataframe(pd.DataFrame(rows), hide_index=True, key="browse_collections")
+if rows:
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="browse_collections")
+else:
+    st.info("This backup holds no collections"
+            + (f" (it records {', '.join(info.absent_collections)} as not existing when it was taken)."
+               if info.absent_collections else "."))
 
 # verify on demand (reads every file, so not on every rerun)
 if st.button("Verify hashes and contents", key="browse_verify"):
@@ -90,17 +94,15 @@ names = list(info.collections)
 st.subheader("Downloads")
 d1, d2 = st.columns(2)
 with d1:
-    dl_coll = st.selectbox("Collection file", names, key="browse_download_collection")
-    entry = info.collections[dl_coll]
-    path = info.path / entry["file"]
-    csv_name = entry["file"].removesuffix(".gz")
+    if names:
+        dl_coll = st.selectbox("Collection file", names, key="browse_download_collection")
+        csv_name = info.collections[dl_coll].file.removesuffix(".gz")
 
-    def _csv() -> bytes:  # read when clicked; a compressed file is served as plain CSV
-        data = path.read_bytes()
-        return gzip.decompress(data) if entry.get("compressed") else data
+        def _csv() -> bytes:  # read when clicked; a compressed file is served as plain CSV
+            return browse.csv_download(store, info, dl_coll)[1]
 
-    st.download_button(f"Download {csv_name}", data=_csv, file_name=f"{info.backup_id}_{csv_name}",
-                       mime="text/csv", key="browse_download_csv", on_click="ignore")
+        st.download_button(f"Download {csv_name}", data=_csv, file_name=f"{info.backup_id}_{csv_name}",
+                           mime="text/csv", key="browse_download_csv", on_click="ignore")
 with d2:
     try:
         from backup_core import transfer
@@ -120,10 +122,12 @@ with d2:
 
 # ---- documents
 st.subheader("Documents")
+coll = None
 v1, v2 = st.columns([1, 2])
 with v1:
-    coll = st.selectbox("Collection", names, key="browse_doc_collection",
-                        format_func=lambda n: f"{n} ({info.collections[n]['count']})")
+    if names:
+        coll = st.selectbox("Collection", names, key="browse_doc_collection",
+                            format_func=lambda n: f"{n} ({info.collections[n].count})")
 with v2:
     query = st.text_input("Search (case-insensitive, any field)", key="browse_search",
                           placeholder="e.g. a serial number, a name, a date")
@@ -134,18 +138,19 @@ if st.session_state.get("browse_view") != view:
     st.session_state["browse_page"] = 0
 page_no = st.session_state.get("browse_page", 0)
 
-result = common.run_core(browse.find_documents, store, info, coll, query, page_no, PAGE_SIZE)
+result = common.run_core(browse.find_documents, store, info, coll, query, page_no, PAGE_SIZE) if coll else None
 if result is not None:
     if not result.items:
         st.info("No document matches." if query else "This collection is empty in this backup.")
     else:
         first = page_no * PAGE_SIZE + 1
         st.caption(f"Documents {first}–{first + len(result.items) - 1}"
-                   + (f" matching “{query}”" if query else f" of {info.collections[coll]['count']}"))
+                   + (f" matching “{query}”" if query else f" of {info.collections[coll].count}"))
         as_json = st.toggle("Show as JSON", key="browse_as_json")
         if as_json:
-            for doc in result.items:
-                st.json(doc, expanded=False)
+            for number, doc in enumerate(result.items, first):
+                with st.expander(f"{number}. {common.document_title(doc)}"):
+                    st.json(doc, expanded=True)
         else:
             st.dataframe(pd.DataFrame(browse.table_rows(result.items)).astype(str), hide_index=True,
                          key="browse_documents")

@@ -17,12 +17,12 @@ import pymongo
 import pytest
 from hypothesis import HealthCheck, settings as hyp_settings
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from backup_core import embedded
+from backup_core.config import Settings
+from backup_core.staging import meta_name
+from backup_core.store import LocalStore
 
-from backup_core import embedded  # noqa: E402
-from backup_core.config import Settings  # noqa: E402
-from backup_core.store import Store  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 hyp_settings.register_profile(
     "default", max_examples=500, deadline=None,
@@ -69,6 +69,7 @@ def db(client, db_name):
     database = client[db_name]
     yield database
     client.drop_database(db_name)
+    client.drop_database(meta_name(db_name))  # the staging registry of replace-restores
 
 
 @pytest.fixture
@@ -80,7 +81,7 @@ def root(tmp_path):
 
 @pytest.fixture
 def store(root):
-    return Store(root)
+    return LocalStore(root)
 
 
 @pytest.fixture

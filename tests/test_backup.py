@@ -16,7 +16,7 @@ from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import LockBusy, UsageError
 from backup_core.locks import root_lock
 from backup_core.mongoutil import from_json_dialect, raw_collection
-from backup_core.store import MANIFEST, Store
+from backup_core.store import MANIFEST, LocalStore
 
 from .strategies import documents
 
@@ -33,8 +33,10 @@ def test_backup_writes_manifest_and_files(db, store):
     progress = []
     result = create_backup(db, store, BackupOptions(user="alice"), progress=lambda *a: progress.append(a))
     info = store.get(result.backup_id)
-    assert info.day in info.path.parts and info.path.name == result.backup_id
-    m = info.manifest
+    folder = store.folder(result.backup_id)
+    assert info.day in folder.parts and folder.name == result.backup_id
+    assert result.path == info.location == str(folder)
+    m = info.manifest.data
     assert m["format_version"] == 1 and m["database"] == db.name and m["trigger"] == "manual"
     assert m["record_counts"] == {"Equipment": 20, "Options": 1}
     assert m["day_of_week"] == info.day
@@ -42,12 +44,15 @@ def test_backup_writes_manifest_and_files(db, store):
     assert {i["name"] for i in eq["indexes"]} == {"_id_", "name_1"}
     options = from_json_dialect(m["collections"]["Options"]["options"])
     assert options == {"validator": {"$jsonSchema": {"bsonType": "object"}}}
-    assert sorted(p.name for p in info.path.iterdir()) == ["Equipment.csv", "Options.csv", MANIFEST]
+    assert sorted(p.name for p in folder.iterdir()) == ["Equipment.csv", "Options.csv", MANIFEST]
     assert progress[-1][1] == progress[-1][2]
-    frame = pd.read_csv(info.path / "Equipment.csv")
+    frame = pd.read_csv(folder / "Equipment.csv")
     assert len(frame) == 20 and list(frame["n"]) == list(range(20))
-    entry = audit.read(store.root, limit=1)[0]
+    entry, started = audit.read(store.root, limit=2)
     assert entry["action"] == "backup" and entry["user"] == "alice" and entry["backup_id"] == result.backup_id
+    assert entry["outcome"] == "ok"
+    assert started["action"] == "backup" and started["user"] == "alice" and started["outcome"] == "started"
+    assert started["op"] == entry["op"]
 
 
 @hsettings(max_examples=40, deadline=None)
@@ -65,7 +70,7 @@ def test_backup_of_any_documents_restores_byte_identical(client, tmp_path_factor
             raw_collection(db, "c").insert_many([RawBSONDocument(bson.encode(d)) for d in docs])
         except Exception:  # the server refused this document (e.g. '$' field names): nothing to back up
             return
-        store = Store(tmp_path_factory.mktemp("b"))
+        store = LocalStore(tmp_path_factory.mktemp("b"))
         result = create_backup(db, store, BackupOptions(compress=len(docs) % 2 == 0))
         live = _raw_docs(db, "c")
         info = store.get(result.backup_id)
@@ -91,8 +96,8 @@ def test_selected_collections_and_compression(db, store):
     db.b.insert_one({"y": 2})
     result = create_backup(db, store, BackupOptions(collections=["b"], compress=True))
     info = store.get(result.backup_id)
-    assert list(info.collections) == ["b"] and info.collections["b"]["file"] == "b.csv.gz"
-    assert pd.read_csv(info.path / "b.csv.gz")["y"].tolist() == [2]
+    assert list(info.collections) == ["b"] and info.collections["b"].file == "b.csv.gz"
+    assert pd.read_csv(store.folder(result.backup_id) / "b.csv.gz")["y"].tolist() == [2]
 
 
 def test_two_backups_in_one_second_get_distinct_ids(db, store):
@@ -126,14 +131,14 @@ def test_lock_busy_is_a_clear_error(db, store):
 def test_incomplete_folders_are_never_listed(db, store):
     db.a.insert_one({"x": 1})
     result = create_backup(db, store, BackupOptions())
-    info = store.get(result.backup_id)
-    half = info.path.parent / "20200101T000000Z"
+    folder = store.folder(result.backup_id)
+    half = folder.parent / "20200101T000000Z"
     half.mkdir()
     (half / "a.csv").write_text("x\n1\n")
     errors = []
     assert [b.backup_id for b in store.list_backups(errors=errors)] == [result.backup_id]
     assert "no manifest" in errors[0]
-    tmp = info.path.parent / ".tmp-20200101T000001Z-999999"
+    tmp = folder.parent / ".tmp-20200101T000001Z-999999"
     tmp.mkdir()
     assert len(store.list_backups()) == 1
     create_backup(db, store, BackupOptions())
@@ -144,6 +149,6 @@ def test_manifest_field_order_is_kept_in_indexes(db, store):
     db.a.create_index([("b", 1), ("a", -1)], name="ba")
     db.a.insert_one({"a": 1, "b": 2})
     info = store.get(create_backup(db, store, BackupOptions()).backup_id)
-    spec = [i for i in info.collections["a"]["indexes"] if i["name"] == "ba"][0]
+    spec = [i for i in info.collections["a"].indexes if i["name"] == "ba"][0]
     assert list(spec["key"]) == ["b", "a"]
     assert json.dumps(spec["key"]) == '{"b": 1, "a": -1}'

@@ -56,9 +56,12 @@ def test_table_rows_are_readable():
 def test_delete_backup_audits(store, info):
     browse.delete_backup(store, info.backup_id, user="ann")
     assert not store.exists(info.backup_id)
-    entry = audit.read(store.root, 1)[0]
+    entry, started = audit.read(store.root, 2)
     assert (entry["action"], entry["user"], entry["backup_id"], entry["outcome"]) == ("delete", "ann", info.backup_id, "ok")
+    assert (started["action"], started["user"], started["backup_id"], started["outcome"], started["op"]) == \
+        ("delete", "ann", info.backup_id, "started", entry["op"])
     with pytest.raises(BackupNotFound):
         browse.delete_backup(store, info.backup_id, user="ann")
-    entry = audit.read(store.root, 1)[0]
+    entry, started = audit.read(store.root, 2)
     assert (entry["action"], entry["outcome"]) == ("delete", "error")
+    assert (started["action"], started["outcome"], started["op"]) == ("delete", "started", entry["op"])

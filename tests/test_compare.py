@@ -18,7 +18,7 @@ from backup_core.compare import (
     MISSING, NotUnique, compare_backup, field_diffs, id_matcher, iter_differences, key_bytes, key_text,
 )
 from backup_core.errors import UsageError
-from backup_core.store import Store
+from backup_core.store import LocalStore
 from tests.strategies import values
 
 # top-level field names MongoDB accepts everywhere (no '$' prefix, no dots, not _id)
@@ -87,12 +87,14 @@ def test_compare_reports_exactly_the_changes(db, data):
     try:
         db.drop_collection("c")
         db.c.insert_many(docs)
-        store = Store(tmp)
+        store = LocalStore(tmp)
         bid = _backup(db, store)
         expect = _mutate(db, "c", docs, actions, new)
         res = compare_backup(db, store, bid)
         cc = res.collections["c"]
-        assert cc.to_json() == {s: len(v) for s, v in expect.items()}
+        no_change = {"added": [], "removed": [], "changed": []}
+        assert cc.to_json() == {**{s: len(v) for s, v in expect.items()},
+                                "indexes": no_change, "options": no_change, "warnings": []}
         got = {s: set() for s in expect}
         for d in iter_differences(db, store, bid, "c", statuses=list(expect)):
             got[d.status].add(d.key)
@@ -165,6 +167,19 @@ def test_keys_compared_by_exact_bson(db, store):
     db.c.insert_one({"_id": 1, "v": 1})  # int 1 is not the string "1"
     cc = compare_backup(db, store, bid).collections["c"]
     assert (cc.only_in_backup, cc.only_in_live, cc.identical) == (1, 1, 1)
+
+
+def test_numerically_equal_keys_of_other_types_are_one_key(db, store):
+    # MongoDB takes int32 2, int64 2 and double 2.0 as one _id: they pair, as a change of type
+    db.c.insert_many([{"_id": 2, "v": 1}, {"_id": 3, "v": 1}])
+    bid = _backup(db, store)
+    db.c.delete_many({})
+    db.c.insert_many([{"_id": Int64(2), "v": 1}, {"_id": 3.0, "v": 1}])
+    cc = compare_backup(db, store, bid).collections["c"]
+    assert (cc.only_in_backup, cc.only_in_live, cc.changed, cc.identical) == (0, 0, 2, 0)
+    diffs = [(d.key, [(f.path, f.backup_type, f.live_type) for f in d.fields])
+             for d in iter_differences(db, store, bid, "c")]
+    assert diffs == [({"$numberLong": "2"}, [("_id", "int", "long")]), (3.0, [("_id", "int", "double")])]
 
 
 def test_key_helpers():

@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -19,8 +21,9 @@ from backup_core.backup import BackupOptions, create_backup
 from backup_core.compare import compare_backup
 from backup_core.errors import BackupNotFound, FormatError, IntegrityError, RestoreRefused
 from backup_core.mongoutil import index_specs, raw_collection
-from backup_core.restore import RestoreOptions, plan_restore, restore_backup, temp_name
-from backup_core.store import MANIFEST, Store, manifest_hash
+from backup_core.restore import RestoreOptions, plan_restore, restore_backup
+from backup_core.staging import StagingRegistry
+from backup_core.store import MANIFEST, LocalStore, manifest_hash
 from tests.test_compare import ACTIONS, _doc, _mutate, bodies
 
 
@@ -44,6 +47,12 @@ def yes(**kw) -> RestoreOptions:
     return RestoreOptions(confirmed=True, user="tester", **kw)
 
 
+def assert_no_staging_left(db, *expected) -> None:
+    """No staging collection of a restore is left: the registry knows none, only user data is there."""
+    assert StagingRegistry.of(db).leftovers() == []
+    assert sorted(db.list_collection_names()) == sorted(expected)
+
+
 # --------------------------------------------------------------------------
 # The main property: dry run == real run, and replace makes live equal the backup
 
@@ -64,7 +73,7 @@ def test_replace_restore_round_trip(db, data):
             db.c.insert_many(docs)
         db.c.create_index([("n", 1), ("_id", -1)], name="n_id")
         db.other.insert_one({"_id": 1})
-        store = Store(tmp)
+        store = LocalStore(tmp)
         bid = backup(db, store)
         expect = _mutate(db, "c", docs, actions, new)
         db.c.drop_index("n_id")
@@ -80,9 +89,9 @@ def test_replace_restore_round_trip(db, data):
         assert res.collections["c"] == cr
         assert cr.considered == len(set().union(*expect.values()))
         assert live(db, "c") == backed_up(store, bid, "c")  # byte for byte, in backup order
-        assert indexes(db, "c") == sorted(store.get(bid).collections["c"]["indexes"], key=lambda s: s["name"])
+        assert indexes(db, "c") == sorted(store.get(bid).collections["c"].indexes, key=lambda s: s["name"])
         assert res.safety_backup_id and backed_up(store, res.safety_backup_id, "c") == before
-        assert [n for n in db.list_collection_names() if n.startswith("__restore_tmp_")] == []
+        assert_no_staging_left(db, "c", "other")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -152,8 +161,9 @@ def test_unconfirmed_restore_is_refused_and_audited(db, store):
     with pytest.raises(RestoreRefused, match="not confirmed"):
         restore_backup(db, store, bid, RestoreOptions(user="alice"))
     assert len(live(db, "c")) == 2 and len(store.list_backups()) == 1
-    (entry,) = audit.read(store.root, 1, audit.AuditFilter(action="restore"))
+    entry, started = audit.read(store.root, 2, audit.AuditFilter(action="restore"))
     assert (entry["user"], entry["outcome"]) == ("alice", "refused")
+    assert (started["user"], started["outcome"], started["op"]) == ("alice", "started", entry["op"])
 
 
 def test_audit_records_counts_and_safety_id(db, store):
@@ -182,17 +192,30 @@ def test_failure_during_staging_leaves_live_untouched(db, store):
     with pytest.raises(Exception, match="simulated"):
         restore_backup(db, store, bid, yes(on_phase=boom))
     assert (live(db, "a"), live(db, "b")) == before
-    assert sorted(db.list_collection_names()) == ["a", "b"]
+    assert_no_staging_left(db, "a", "b")
     entry = audit.read(store.root, 1, audit.AuditFilter(action="restore"))[0]
     assert entry["outcome"] == "error" and entry["safety_backup_id"]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def test_stale_temporaries_are_dropped(db, store):
     db.c.insert_one({"_id": 1})
     bid = backup(db, store)
-    db[temp_name("20200101T000000Z", "c")].insert_one({"_id": 1})
+    # the staging collection of a restore that was killed: registered, owner gone
+    registry = StagingRegistry.of(db)
+    stale = registry.create("c", "killed-op")
+    registry.meta["staging"].update_one({"name": stale}, {"$set": {"pid": _dead_pid()}})
+    db[stale].insert_one({"_id": 1})
+    # a user collection that merely looks like an old-style temporary is user data, and stays
+    db["__restore_tmp_20200101T000000Z_c"].insert_one({"_id": 1})
     restore_backup(db, store, bid, yes())
-    assert db.list_collection_names() == ["c"]
+    assert stale not in db.list_collection_names()
+    assert_no_staging_left(db, "c", "__restore_tmp_20200101T000000Z_c")
 
 
 def test_restore_only_chosen_ids(db, store):
@@ -273,7 +296,7 @@ def test_merge_refuses_non_unique_keys(db, store):
 def test_merge_refuses_documents_lacking_the_key(db, store):
     db.c.insert_many([{"_id": 1, "k": 1}, {"_id": 2}])
     bid = backup(db, store)
-    with pytest.raises(RestoreRefused, match="lacks that field"):
+    with pytest.raises(RestoreRefused, match="1 document\\(s\\) of the backup lack that field"):
         restore_backup(db, store, bid, yes(mode="merge", key="k"))
 
 
@@ -281,18 +304,19 @@ def test_merge_refuses_documents_lacking_the_key(db, store):
 # Bad input: refused before any write
 
 
-def _rewrite_manifest(info, change) -> None:
-    path = info.path / MANIFEST
+def _rewrite_manifest(folder, change) -> None:
+    path = folder / MANIFEST
     m = json.loads(path.read_text())
     change(m)
     m["manifest_sha256"] = manifest_hash(m)
     path.write_text(json.dumps(m, indent=2))
 
 
-def _rewrite_csv(info, name, change) -> None:
+def _rewrite_csv(store, bid, name, change) -> None:
     """Rewrite a collection's CSV and fix its hash and size in the manifest (a consistent forgery)."""
-    entry = info.collections[name]
-    path = info.path / entry["file"]
+    entry = store.get(bid).collections[name]
+    folder = store.folder(bid)
+    path = folder / entry.file
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
     buf = io.StringIO(newline="")
     csv.writer(buf).writerows(change(rows))
@@ -302,7 +326,7 @@ def _rewrite_csv(info, name, change) -> None:
     def fix(m):
         m["collections"][name]["sha256"] = hashlib.sha256(data).hexdigest()
         m["collections"][name]["bytes"] = len(data)
-    _rewrite_manifest(info, fix)
+    _rewrite_manifest(folder, fix)
 
 
 @pytest.fixture
@@ -317,17 +341,20 @@ def tampered(db, store):
 
     def check(exc_type, match, **opts):
         before, n = live(db, "c"), folders()
-        for options in (yes(**opts), RestoreOptions(dry_run=True, **opts)):
+        for options, action in ((yes(**opts), "restore"), (RestoreOptions(dry_run=True, **opts), "restore_dry_run")):
             with pytest.raises(exc_type, match=match):
                 restore_backup(db, store, bid, options)
+            # both the restore and its preview are on the record, as failed
+            outcome, started = audit.read(store.root, 2)
+            assert outcome["action"] == action and outcome["outcome"] in ("refused", "error")
+            assert (started["action"], started["outcome"], started["op"]) == (action, "started", outcome["op"])
         assert live(db, "c") == before and folders() == n  # no safety backup either
-        assert audit.read(store.root, 1, audit.AuditFilter(action="restore"))[0]["outcome"] in ("refused", "error")
     return bid, check
 
 
 def test_refuses_backup_of_another_database(db, store, tampered):
     bid, check = tampered
-    _rewrite_manifest(store.get(bid), lambda m: m.update(database="elsewhere"))
+    _rewrite_manifest(store.folder(bid), lambda m: m.update(database="elsewhere"))
     check(RestoreRefused, "taken from database 'elsewhere'")
     res = restore_backup(db, store, bid, yes(allow_other_db=True))
     assert res.collections["c"].deleted == 1
@@ -335,13 +362,13 @@ def test_refuses_backup_of_another_database(db, store, tampered):
 
 def test_refuses_other_format_version(store, tampered):
     bid, check = tampered
-    _rewrite_manifest(store.get(bid), lambda m: m.update(format_version=99))
+    _rewrite_manifest(store.folder(bid), lambda m: m.update(format_version=99))
     check(FormatError, "format version 99")
 
 
 def test_refuses_edited_manifest(store, tampered):
     bid, check = tampered
-    path = store.get(bid).path / MANIFEST
+    path = store.folder(bid) / MANIFEST
     path.write_text(path.read_text().replace('"count": 4', '"count": 5'))
     check(IntegrityError, "manifest does not match its recorded hash")
 
@@ -349,33 +376,33 @@ def test_refuses_edited_manifest(store, tampered):
 def test_refuses_missing_file(store, tampered):
     bid, check = tampered
     info = store.get(bid)
-    (info.path / info.collections["c"]["file"]).unlink()
+    (store.folder(bid) / info.collections["c"].file).unlink()
     check(IntegrityError, "missing file")
 
 
 def test_refuses_changed_file(store, tampered):
     bid, check = tampered
     info = store.get(bid)
-    with (info.path / info.collections["c"]["file"]).open("a") as fh:
+    with (store.folder(bid) / info.collections["c"].file).open("a") as fh:
         fh.write("9,9,\r\n")
     check(IntegrityError, "does not verify")
 
 
 def test_refuses_columns_not_matching_manifest(store, tampered):
     bid, check = tampered
-    _rewrite_csv(store.get(bid), "c", lambda rows: [["_id", "renamed", rows[0][-1]]] + rows[1:])
+    _rewrite_csv(store, bid, "c", lambda rows: [["_id", "renamed", rows[0][-1]]] + rows[1:])
     check(FormatError, "header does not match")
 
 
 def test_refuses_row_count_not_matching_manifest(store, tampered):
     bid, check = tampered
-    _rewrite_csv(store.get(bid), "c", lambda rows: rows[:-1])
+    _rewrite_csv(store, bid, "c", lambda rows: rows[:-1])
     check(IntegrityError, "manifest says 4")
 
 
 def test_refuses_undecodable_row(store, tampered):
     bid, check = tampered
-    _rewrite_csv(store.get(bid), "c", lambda rows: rows[:1] + [["x", "notanint", ""]] + rows[2:])
+    _rewrite_csv(store, bid, "c", lambda rows: rows[:1] + [["x", "notanint", ""]] + rows[2:])
     check(FormatError, "row")
 
 
@@ -407,12 +434,22 @@ def test_merge_by_key_refuses_id_collisions(db, store):
     assert live(db, "c") == before
 
 
-def test_merge_by_id_refuses_numerically_equal_ids_of_another_type(db, store):
+def test_merge_by_id_pairs_numerically_equal_ids_of_another_type(db, store):
+    # int32 1 and int64 1 are one _id to MongoDB: merge pairs them (one changed document, never a
+    # second document with the "same" _id) and swaps in the backup's exact bytes
     db.c.insert_one({"_id": 1, "v": "backup"})
     bid = backup(db, store)
     db.c.delete_one({"_id": 1})
     db.c.insert_one({"_id": Int64(1), "v": "live"})
-    with pytest.raises(RestoreRefused, match="reuse the _id"):
-        restore_backup(db, store, bid, yes(mode="merge"))
-    res = restore_backup(db, store, bid, yes(mode="replace"))  # replace is fine: the collection is swapped
-    assert live(db, "c") == backed_up(store, bid, "c") and res.collections["c"].deleted == 1
+    plan = plan_restore(db, store, bid, yes(mode="merge")).collections["c"]
+    res = restore_backup(db, store, bid, yes(mode="merge"))
+    c = res.collections["c"]
+    assert c == plan
+    assert (c.inserted, c.updated, c.unchanged, c.skipped, c.deleted, c.kept) == (0, 1, 0, 0, 0, 0)
+    assert live(db, "c") == backed_up(store, bid, "c")
+    # and replace: the collection is swapped
+    db.c.delete_one({"_id": 1})
+    db.c.insert_one({"_id": Int64(1), "v": "live"})
+    res = restore_backup(db, store, bid, yes(mode="replace"))
+    assert live(db, "c") == backed_up(store, bid, "c")
+    assert (res.collections["c"].updated, res.collections["c"].deleted) == (1, 0)

@@ -1,5 +1,5 @@
 """A restore killed with SIGKILL leaves each collection wholly old or wholly new, and the
-safety backup listed; the next restore removes the killed one's temporary collections."""
+safety backup listed; the next restore removes the killed one's staging collections."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.mongoutil import raw_collection
-from backup_core.restore import PAUSE_ENV, TEMP_PREFIX, RestoreOptions, restore_backup
+from backup_core.restore import RestoreOptions, restore_backup
+from backup_core.staging import StagingRegistry
 from tests.conftest import ROOT
 
 
@@ -33,7 +34,7 @@ def _setup(db, store):
 
 
 def _restore_and_kill(cli_env, bid, phase):
-    env = dict(cli_env, **{PAUSE_ENV: phase, PAUSE_ENV + "_SECONDS": "60"})
+    env = dict(cli_env, BACKUP_CORE_TEST_PAUSE=phase, BACKUP_CORE_TEST_PAUSE_SECONDS="60")
     proc = subprocess.Popen([sys.executable, "-m", "backup_core", "restore", bid, "--mode", "replace", "--yes"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = []
@@ -69,10 +70,13 @@ def test_kill_during_restore(db, store, cli_env, phase):
         # killed after swapping "a" in: "a" is wholly new, "b" wholly old
         assert live(db, "a") == new["a"] and live(db, "b") == old["b"]
     safety_id = _safety(store, old)
-    leftovers = [n for n in db.list_collection_names() if n.startswith(TEMP_PREFIX)]
+    leftovers = StagingRegistry.of(db).leftovers()
     assert leftovers  # the killed restore could not clean up...
+    # (the registry knows every collection that is not user data)
+    assert {e["name"] for e in leftovers} == set(db.list_collection_names()) - {"a", "b"}
     # ...the next restore does, and the lock of the killed process is not in the way
     restore_backup(db, store, bid, RestoreOptions(confirmed=True, lock_timeout=5))
+    assert StagingRegistry.of(db).leftovers() == []
     assert sorted(db.list_collection_names()) == ["a", "b"]
     assert live(db, "a") == new["a"] and live(db, "b") == new["b"]
     # and the safety backup of the killed restore still undoes everything

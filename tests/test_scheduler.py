@@ -19,13 +19,14 @@ import pytest
 
 from backup_core import audit, scheduler
 from backup_core.backup import BackupOptions, create_backup
+from backup_core.config import Settings
 from backup_core.errors import UsageError
 from backup_core.locks import root_lock
 from backup_core.retention import cleanup
 from backup_core.scheduler import (ScheduleConfig, SchedulerService, auto_backup_check, ensure_scheduler,
                                    lease_holder, load_config, run_cleanup_now, run_history,
                                    run_scheduled_backup, save_config, scheduler_status)
-from backup_core.store import Store
+from backup_core.store import LocalStore
 
 from .conftest import ROOT
 
@@ -72,7 +73,7 @@ def spawn_scheduler(env, tmp_path, name, *args):
 
 
 def created_times(root) -> list[datetime]:
-    return sorted(b.created for b in Store(root).list_backups())
+    return sorted(b.created for b in LocalStore(root).list_backups())
 
 
 def min_gap(times: list[datetime]) -> float:
@@ -126,13 +127,13 @@ def test_auto_backup_check_skips_when_recent(settings, data, root):
                      "message": again["message"]}
     assert again["message"].startswith(f"backup not needed: last backup {first['backup_id']}")
     assert "newer than the interval" in again["message"]
-    assert len(Store(root).list_backups()) == 1
+    assert len(LocalStore(root).list_backups()) == 1
     assert run_history(root)[0]["trigger"] == "check"
 
 
 def test_failed_backup_is_recorded_and_visible(settings, data, root, monkeypatch):
     # a real failure: a restore holds the root lock longer than the scheduled backup waits
-    monkeypatch.setattr(scheduler, "BACKUP_LOCK_TIMEOUT", 0.3)
+    monkeypatch.setattr(scheduler.runs, "BACKUP_LOCK_TIMEOUT", 0.3)
     out = {}
     with root_lock(root, "restore"):
         t = threading.Thread(target=lambda: out.setdefault("entry", run_scheduled_backup(settings)))
@@ -143,7 +144,10 @@ def test_failed_backup_is_recorded_and_visible(settings, data, root, monkeypatch
     status = scheduler_status(root)
     assert status["last_result"]["outcome"] == "error" and "locked" in status["last_result"]["error"]
     assert status["last_run"]["trigger"] == "scheduled"
-    assert any(e["action"] == "backup" and e["outcome"] == "error" for e in audit.read(root))
+    # audited too: a busy root refuses the backup before anything is written
+    failed = [e for e in audit.read(root) if e["action"] == "backup" and e["outcome"] == "refused"]
+    assert len(failed) == 1 and "locked by restore" in failed[0]["error"]
+    assert any(e["op"] == failed[0]["op"] and e["outcome"] == "started" for e in audit.read(root))
 
     monkeypatch.undo()  # the next run retries and succeeds
     entry = run_scheduled_backup(settings)
@@ -151,7 +155,7 @@ def test_failed_backup_is_recorded_and_visible(settings, data, root, monkeypatch
     hist = run_history(root)
     assert [h["outcome"] for h in hist] == ["ok", "error"]
     assert set(hist[0]) >= {"started_at", "duration_s", "trigger", "outcome", "backup_id", "counts", "error"}
-    assert Store(root).get(entry["backup_id"]).trigger == "scheduled"
+    assert LocalStore(root).get(entry["backup_id"]).trigger == "scheduled"
 
 
 # ---------------------------------------------------------------------------- clean-up
@@ -182,7 +186,7 @@ def test_size_triggered_cleanup_after_backup_and_cleanup_now(settings, data, roo
     first = run_scheduled_backup(settings)["backup_id"]
     time.sleep(1.0)
     second = run_scheduled_backup(settings)["backup_id"]
-    assert [b.backup_id for b in Store(root).list_backups()] == [second]
+    assert [b.backup_id for b in LocalStore(root).list_backups()] == [second]
     size_run = run_history(root)[0]
     assert size_run["kind"] == "cleanup" and size_run["trigger"] == "size" and size_run["deleted"] == [first]
     assert run_cleanup_now(settings, user="alice").deleted == []  # never the newest
@@ -199,7 +203,7 @@ def test_service_backs_up_on_schedule_and_reports_state(settings, data, root, se
     status = scheduler_status(root)
     assert status["active"] and status["owner"]["pid"] == os.getpid()
     assert status["interval_hours"] == pytest.approx(1 / 3600)
-    assert wait_for(lambda: len(Store(root).list_backups()) >= 3, 6)
+    assert wait_for(lambda: len(LocalStore(root).list_backups()) >= 3, 6)
     times = created_times(root)
     assert min_gap(times) > 0.7  # one per interval, not bursts
     status = scheduler_status(root)
@@ -214,7 +218,7 @@ def test_service_backs_up_on_schedule_and_reports_state(settings, data, root, se
 def test_overlapping_run_is_not_started_twice(settings, data, root, services, monkeypatch):
     running, peak, calls = [0], [0], [0]
     guard = threading.Lock()
-    real = scheduler.create_backup
+    real = scheduler.runs.create_backup
 
     def slow_backup(*a, **kw):
         with guard:
@@ -227,7 +231,7 @@ def test_overlapping_run_is_not_started_twice(settings, data, root, services, mo
         finally:
             with guard:
                 running[0] -= 1
-    monkeypatch.setattr(scheduler, "create_backup", slow_backup)
+    monkeypatch.setattr(scheduler.runs, "create_backup", slow_backup)
     svc = SchedulerService(settings, interval=timedelta(seconds=1), lease_seconds=2)
     services.append(svc)
     svc.start()
@@ -237,7 +241,7 @@ def test_overlapping_run_is_not_started_twice(settings, data, root, services, mo
     assert calls[0] == 2
     outcomes = [h["outcome"] for h in run_history(root) if h["kind"] == "backup"]
     assert outcomes.count("ok") == 2 and "skipped" in outcomes
-    assert len(Store(root).list_backups()) == 2
+    assert len(LocalStore(root).list_backups()) == 2
 
 
 def test_ensure_scheduler_is_idempotent_and_a_standby_takes_over(settings, data, root, services):
@@ -263,11 +267,11 @@ def test_config_change_reschedules_the_active_scheduler(settings, data, root, se
     svc = SchedulerService(settings, lease_seconds=1.5)
     services.append(svc)
     svc.start()
-    assert wait_for(lambda: len(Store(root).list_backups()) == 1, 5)  # no backup yet: one at once
+    assert wait_for(lambda: len(LocalStore(root).list_backups()) == 1, 5)  # no backup yet: one at once
     assert wait_for(lambda: svc.next_run() and
                     svc.next_run() > datetime.now(timezone.utc) + timedelta(hours=1.9), 3)
     save_config(root, ScheduleConfig(interval_hours=0.5))
-    newest = Store(root).list_backups()[0].created
+    newest = LocalStore(root).list_backups()[0].created
     assert wait_for(lambda: abs((svc.next_run() - (newest + timedelta(hours=0.5))).total_seconds()) < 2, 3)
     status = scheduler_status(root)
     assert status["interval_hours"] == 0.5
@@ -285,7 +289,7 @@ def test_two_processes_one_backup_per_interval_and_sigkill_takeover(cli_env, dat
     procs += [a, b]
     holder = wait_for(lambda: lease_holder(root), 15)
     assert holder and holder["pid"] in (a.pid, b.pid)
-    assert wait_for(lambda: len(Store(root).list_backups()) >= 3, 12)
+    assert wait_for(lambda: len(LocalStore(root).list_backups()) >= 3, 12)
     times = created_times(root)
     assert min_gap(times) > 1.5, times  # not two per interval
     active = a if holder["pid"] == a.pid else b
@@ -294,14 +298,14 @@ def test_two_processes_one_backup_per_interval_and_sigkill_takeover(cli_env, dat
     err = (tmp_path / ("b.err" if standby is b else "a.err")).read_text()
     assert "standby" in err
 
-    before = len(Store(root).list_backups())
+    before = len(LocalStore(root).list_backups())
     active.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
     active.wait(5)
     new_holder = wait_for(lambda: (lease_holder(root) or {}).get("pid") == standby.pid, 4, step=0.05)
     assert new_holder, lease_holder(root)
     assert time.monotonic() - killed_at <= 2.5  # within one lease period (plus polling)
-    assert wait_for(lambda: len(Store(root).list_backups()) >= before + 2, 8)
+    assert wait_for(lambda: len(LocalStore(root).list_backups()) >= before + 2, 8)
     times = created_times(root)
     assert min_gap(times) > 1.5, times  # the take-over continued the cadence, no double backup
 
@@ -316,10 +320,10 @@ def test_two_processes_one_backup_per_interval_and_sigkill_takeover(cli_env, dat
 
 
 def test_history_is_trimmed_and_read_newest_first(root, monkeypatch):
-    monkeypatch.setattr(scheduler, "HISTORY_MAX_BYTES", 500)
-    monkeypatch.setattr(scheduler, "HISTORY_KEEP", 5)
+    monkeypatch.setattr(scheduler.history, "HISTORY_MAX_BYTES", 500)
+    monkeypatch.setattr(scheduler.history, "HISTORY_KEEP", 5)
     for i in range(40):
-        scheduler._append_history(root, {"n": i, "kind": "backup", "outcome": "ok"})
+        scheduler.append_history(root, {"n": i, "kind": "backup", "outcome": "ok"})
     ns = [h["n"] for h in run_history(root, limit=100)]
     assert ns[0] == 39 and ns == sorted(ns, reverse=True) and len(ns) < 40
     assert [h["n"] for h in run_history(root, limit=3)] == [39, 38, 37]
@@ -327,6 +331,10 @@ def test_history_is_trimmed_and_read_newest_first(root, monkeypatch):
 
 def test_ensure_scheduler_can_be_switched_off(settings, root, monkeypatch):
     monkeypatch.setenv("BACKUP_SCHEDULER", "off")
+    # the environment is read by Settings.load, as every entry point does
+    settings = Settings.load(uri=settings.uri, db=settings.db_name, root=root, data_dir=settings.data_dir,
+                             secrets={})
+    assert not settings.scheduler_enabled
     svc = ensure_scheduler(settings)
     assert ensure_scheduler(settings) is svc and not svc.running and not svc.is_active
     assert lease_holder(root) is None

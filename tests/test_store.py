@@ -20,8 +20,13 @@ def backup(db, store):
     return store.get(create_backup(db, store, BackupOptions(compress=False)).backup_id)
 
 
-def _all_files(info):
-    return sorted(p for p in info.path.iterdir())
+@pytest.fixture
+def folder(store, backup):
+    return store.folder(backup.backup_id)
+
+
+def _all_files(folder):
+    return sorted(p for p in folder.iterdir())
 
 
 def test_verify_ok(store, backup):
@@ -29,8 +34,8 @@ def test_verify_ok(store, backup):
     assert res.ok and res.collections["Equipment"]["status"] == "ok"
 
 
-def test_flipping_any_single_byte_of_any_file_fails_verify(store, backup):
-    for path in _all_files(backup):
+def test_flipping_any_single_byte_of_any_file_fails_verify(store, backup, folder):
+    for path in _all_files(folder):
         data = path.read_bytes()
         for pos in range(len(data)):
             flipped = bytearray(data)
@@ -46,32 +51,32 @@ def test_flipping_any_single_byte_of_any_file_fails_verify(store, backup):
     assert store.verify(backup.backup_id).ok
 
 
-def test_missing_and_extra_files_fail_verify(store, backup):
-    (backup.path / "extra.txt").write_text("x")
+def test_missing_and_extra_files_fail_verify(store, backup, folder):
+    (folder / "extra.txt").write_text("x")
     assert "unexpected file extra.txt" in store.verify(backup.backup_id).problems
-    (backup.path / "extra.txt").unlink()
-    (backup.path / "Options.csv").unlink()
+    (folder / "extra.txt").unlink()
+    (folder / "Options.csv").unlink()
     res = store.verify(backup.backup_id)
     assert not res.ok and "Options: missing file" in res.problems
 
 
-def test_row_count_mismatch_fails_verify_even_with_consistent_hashes(store, backup):
+def test_row_count_mismatch_fails_verify_even_with_consistent_hashes(store, backup, folder):
     import hashlib
 
-    path = backup.path / "Equipment.csv"
+    path = folder / "Equipment.csv"
     lines = path.read_bytes().split(b"\r\n")
     path.write_bytes(b"\r\n".join(lines[:-2] + [b""]))  # drop one row
-    m = json.loads((backup.path / MANIFEST).read_text())
+    m = json.loads((folder / MANIFEST).read_text())
     m["collections"]["Equipment"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     m["collections"]["Equipment"]["bytes"] = path.stat().st_size
     m["manifest_sha256"] = manifest_hash(m)
-    (backup.path / MANIFEST).write_text(json.dumps(m))
+    (folder / MANIFEST).write_text(json.dumps(m))
     res = store.verify(backup.backup_id)
     assert not res.ok and "4 documents, manifest says 5" in res.problems[0]
 
 
-def test_future_format_and_hostile_paths_are_refused(store, backup):
-    m = json.loads((backup.path / MANIFEST).read_text())
+def test_future_format_and_hostile_paths_are_refused(store, backup, folder):
+    m = json.loads((folder / MANIFEST).read_text())
     for change, message in [
         (lambda m: m.update(format_version=99), "format version 99"),
         (lambda m: m["collections"]["Options"].update(file="../Options.csv"), "expected 'Options.csv'"),
@@ -80,11 +85,11 @@ def test_future_format_and_hostile_paths_are_refused(store, backup):
         bad = json.loads(json.dumps(m))
         change(bad)
         bad["manifest_sha256"] = manifest_hash(bad)
-        (backup.path / MANIFEST).write_text(json.dumps(bad))
+        (folder / MANIFEST).write_text(json.dumps(bad))
         with pytest.raises(FormatError, match=message):
             store.get(backup.backup_id)
         assert store.list_backups() == []
-    (backup.path / MANIFEST).write_text(json.dumps(m))
+    (folder / MANIFEST).write_text(json.dumps(m))
     assert store.verify(backup.backup_id).ok
 
 

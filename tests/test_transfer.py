@@ -16,7 +16,7 @@ import pytest
 from backup_core import audit
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import BackupNotFound, FormatError, IntegrityError, UsageError
-from backup_core.store import MANIFEST, WEEKDAYS, Store, manifest_hash
+from backup_core.store import MANIFEST, WEEKDAYS, LocalStore, manifest_hash
 from backup_core.transfer import ArchiveRefused, default_max_bytes, export_backup, import_backup
 
 
@@ -29,7 +29,7 @@ def source(client, tmp_path_factory):
                                "tags": ["a", {"b": i}], "note": "=SUM(A1)" if i == 3 else None}
                               for i in range(25)])
     db.Equipment_select_options.insert_many([{"_id": i, "value": f"v{i}"} for i in range(5)])
-    store = Store(tmp_path_factory.mktemp("src") / "backups")
+    store = LocalStore(tmp_path_factory.mktemp("src") / "backups")
     plain = create_backup(db, store, BackupOptions(user="t"))
     packed = create_backup(db, store, BackupOptions(user="t", compress=True))
     client.drop_database(name)
@@ -40,7 +40,7 @@ def source(client, tmp_path_factory):
 
 @pytest.fixture
 def dest(tmp_path):
-    return Store(tmp_path / "other")
+    return LocalStore(tmp_path / "other")
 
 
 def _entries(data: bytes) -> list[tuple[zipfile.ZipInfo, bytes]]:
@@ -81,7 +81,7 @@ def _forge_manifest(data: bytes, change) -> bytes:
     return _edit(data, fn)
 
 
-def _assert_nothing_listed(store: Store) -> None:
+def _assert_nothing_listed(store: LocalStore) -> None:
     assert store.list_backups() == []
     leftovers = [p for d in WEEKDAYS if (store.root / d).is_dir() for p in (store.root / d).iterdir()]
     assert leftovers == []
@@ -112,11 +112,15 @@ def test_round_trip_into_a_second_root_is_byte_identical(source, dest, tmp_path)
     assert imp.to_json()["collections"]["Equipment"]["count"] == 25
     assert [b.backup_id for b in dest.list_backups()] == [source["id"]]
     assert dest.verify(source["id"]).ok
-    assert _tree(Path(imp.path)) == _tree(original.path)
-    exp_entry = audit.read(src.root, limit=1)[0]
+    assert imp.path == dest.location(original.day, source["id"])
+    assert _tree(Path(imp.path)) == _tree(src.folder(source["id"]))
+    exp_entry, exp_started = audit.read(src.root, limit=2)
     assert (exp_entry["action"], exp_entry["outcome"], exp_entry["user"]) == ("export", "ok", "alice")
-    imp_entry = audit.read(dest.root, limit=1)[0]
+    assert (exp_started["action"], exp_started["outcome"], exp_started["op"]) == ("export", "started", exp_entry["op"])
+    imp_entry, imp_started = audit.read(dest.root, limit=2)
     assert (imp_entry["action"], imp_entry["outcome"], imp_entry["backup_id"]) == ("import", "ok", source["id"])
+    assert (imp_started["action"], imp_started["outcome"], imp_started["user"], imp_started["op"]) == \
+        ("import", "started", "bob", imp_entry["op"])
 
 
 def test_compressed_backup_round_trip_from_a_stream(source, dest):
@@ -128,7 +132,7 @@ def test_compressed_backup_round_trip_from_a_stream(source, dest):
     buf.seek(0)
     imp = import_backup(dest, buf)
     assert dest.verify(imp.backup_id).ok
-    assert _tree(Path(imp.path)) == _tree(source["store"].get(source["gz_id"]).path)
+    assert _tree(Path(imp.path)) == _tree(source["store"].folder(source["gz_id"]))
 
 
 def test_export_is_deterministic(source, tmp_path):
@@ -167,15 +171,15 @@ def test_duplicate_import_reports_already_present(source, dest):
 
 def test_a_different_backup_with_the_same_id_is_refused(source, dest):
     import_backup(dest, io.BytesIO(source["zip"]))
-    before = _tree(Path(dest.get(source["id"]).path))
+    before = _tree(dest.folder(source["id"]))
     forged = _forge_manifest(source["zip"], lambda m: m.update(user="someone else"))
     with pytest.raises(ArchiveRefused, match="different backup with id .* already exists"):
         import_backup(dest, io.BytesIO(forged))
-    assert _tree(Path(dest.get(source["id"]).path)) == before
+    assert _tree(dest.folder(source["id"])) == before
 
 
 def test_export_refuses_a_damaged_backup_and_unknown_ids(source, tmp_path):
-    store = Store(tmp_path / "copy")
+    store = LocalStore(tmp_path / "copy")
     imp = import_backup(store, io.BytesIO(source["zip"]))
     csv_path = Path(imp.path) / "Equipment.csv"
     data = bytearray(csv_path.read_bytes())
@@ -185,7 +189,10 @@ def test_export_refuses_a_damaged_backup_and_unknown_ids(source, tmp_path):
     with pytest.raises(IntegrityError, match="differs from its manifest"):
         export_backup(store, imp.backup_id, out)
     assert not out.exists() and list(tmp_path.glob(".x.zip*")) == []
-    assert audit.read(store.root, limit=1)[0]["outcome"] == "error"
+    # a damaged backup is refused (nothing was shipped), and that is on the record
+    entry, started = audit.read(store.root, limit=2)
+    assert (entry["action"], entry["outcome"]) == ("export", "refused") and "differs from its manifest" in entry["error"]
+    assert (started["action"], started["outcome"], started["op"]) == ("export", "started", entry["op"])
     with pytest.raises(BackupNotFound):
         export_backup(store, "20200101T000000Z", out)
 
@@ -278,9 +285,12 @@ def test_hostile_archive_is_refused_and_nothing_listed(source, dest, tmp_path, c
         import_backup(dest, path, user="eve")
     assert "\n" not in str(info.value)
     _assert_nothing_listed(dest)
-    entry = audit.read(dest.root, limit=1)[0]
-    assert (entry["action"], entry["outcome"], entry["user"]) == ("import", "error", "eve")
+    # a hostile archive is refused before anything is written, and that is on the record
+    entry, started = audit.read(dest.root, limit=2)
+    assert (entry["action"], entry["outcome"], entry["user"]) == ("import", "refused", "eve")
     assert entry["error"] == str(info.value)
+    assert (started["action"], started["outcome"], started["user"], started["op"]) == \
+        ("import", "started", "eve", entry["op"])
 
 
 def test_consistent_forgery_with_undecodable_rows_fails_deep_verify(source, dest):

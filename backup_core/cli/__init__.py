@@ -17,12 +17,12 @@ import os
 import sys
 from typing import Any, Sequence
 
-from ..config import Settings, mask_uri
+from ..config import Settings, debug_enabled, mask_uri
 from ..errors import BackupError, UsageError
 
 COMMANDS = (
     "backup", "list", "verify", "compare", "restore", "cleanup", "scheduler",
-    "status", "audit", "set_password", "export", "import", "server",
+    "status", "audit", "set_password", "unlock", "export", "import", "server",
 )
 
 
@@ -80,9 +80,54 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                          data_dir=getattr(args, "data", None))
 
 
+# options whose value may look negative ("-3d"): argparse would take such a value for an option
+# and hide the real problem, so "--opt -3d" is passed on as "--opt=-3d" and the value's own check speaks
+VALUE_OPTIONS = frozenset({"--older-than", "--retention", "--every", "--set-interval", "--max-root-mb",
+                           "--limit", "--lease", "--show", "--max-mb", "--keep-last", "--keep-hourly",
+                           "--keep-daily", "--keep-weekly", "--keep-monthly", "--keep-within", "--port"})
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if arg in VALUE_OPTIONS and nxt is not None and len(nxt) > 1 and nxt[0] == "-" \
+                and (nxt[1].isdigit() or nxt[1] == "."):
+            out.append(f"{arg}={nxt}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def entry_point() -> None:
+    """The ``backup-core`` console script."""
+    sys.exit(main())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     want_json = "--json" in argv
+    try:
+        return _run(argv, want_json)
+    except BrokenPipeError:
+        # the reader went away (``... --json | head -c 5``): not an error of ours, and no traceback
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _run(argv: list[str], want_json: bool) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -102,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: still one line, and the details on request
-        if os.environ.get("BACKUP_DEBUG"):
+        if debug_enabled():
             raise
         print(f"internal error: {type(exc).__name__}: {mask_uri(str(exc)).splitlines()[0] if str(exc) else ''} "
               "(set BACKUP_DEBUG=1 for a traceback)", file=sys.stderr)
@@ -112,4 +157,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(to_jsonable(result), default=str, ensure_ascii=False))
         else:
             print(to_text(result))
+        sys.stdout.flush()  # a closed pipe is seen here, inside main's BrokenPipeError handler
     return 0

@@ -1,4 +1,7 @@
-"""``audit [--limit N] [--action A] [--user U] [--outcome O]``: the audit log, newest first."""
+"""``audit [--limit N] [--action A] [--user U] [--outcome O] [--verify]``: the audit log, newest first.
+
+``--verify`` checks the log's hash chain instead and exits 5 where it is broken.
+"""
 
 from __future__ import annotations
 
@@ -20,27 +23,33 @@ class AuditListing:
         if not self.entries:
             return "no audit entries"
         lines = []
-        skip = {"at", "user", "action", "outcome"}
+        skip = {"at", "user", "action", "outcome", "seq", "prev", "hash", "op", "host", "pid", "pid_started"}
         for e in self.entries:
+            outcome = "INTERRUPTED" if e.get("interrupted") else e.get("outcome")
             extra = ", ".join(f"{k}={v}" for k, v in e.items() if k not in skip and v not in (None, "", [], {}))
-            lines.append(f"{e.get('at')}  {e.get('user')}  {e.get('action')}  {e.get('outcome')}"
+            lines.append(f"{e.get('at')}  {e.get('user')}  {e.get('action')}  {outcome}"
                          + (f"  {extra}" if extra else ""))
         return "\n".join(lines)
 
 
 def register(sub):
-    p = sub.add_parser("audit", help="show the audit log, newest first")
+    p = sub.add_parser("audit", help="show the audit log, newest first (--verify: check its hash chain)")
     p.add_argument("--limit", type=int, default=100, metavar="N", help="at most N entries (default 100)")
     p.add_argument("--action", help="only this action (backup, restore, cleanup, login, ...)")
     p.add_argument("--user", help="only entries of this user")
-    p.add_argument("--outcome", choices=("ok", "error", "refused"), help="only this outcome")
+    p.add_argument("--outcome", choices=("started", "ok", "error", "refused", "interrupted"),
+                   help="only this outcome (interrupted: started, never finished, process gone)")
+    p.add_argument("--verify", action="store_true",
+                   help="check that no entry was edited, inserted or removed (exit 5 if the chain is broken)")
     p.set_defaults(handler=run)
     return p
 
 
 def run(args, settings):
+    log = open_store(settings).audit_log()
+    if args.verify:
+        return audit.require_intact(log)
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
-    store = open_store(settings)
     flt = audit.AuditFilter(action=args.action, user=args.user, outcome=args.outcome)
-    return AuditListing(audit.read(store.root, args.limit, flt))
+    return AuditListing(log.read(args.limit, flt))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backup import BackupOptions, create_backup
-from ..context import open_context
+from ..context import open_operation
 from .common import add_collections, collections_arg
 
 
@@ -18,5 +18,6 @@ def register(sub):
 def run(args, settings):
     options = BackupOptions(collections=collections_arg(args.collections), compress=args.compress,
                             trigger="manual", user=settings.user)
-    with open_context(settings) as ctx:
+    # the operation starts (and is audited) before the database is reached
+    with open_operation(settings, "backup", details={"database": settings.db_name, **options.audit_details()}) as ctx:
         return create_backup(ctx.db, ctx.store, options)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..context import open_store
-from ..retention import cleanup, parse_duration
+from ..retention import cleanup
+from ..timeutil import parse_duration
 
 
 def register(sub):

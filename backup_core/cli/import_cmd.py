@@ -29,4 +29,6 @@ def run(args, settings):
         if not args.max_mb > 0:
             raise UsageError(f"--max-mb must be a positive number, got {args.max_mb:g}")
         max_bytes = int(args.max_mb * 1024 * 1024)
+    if max_bytes is None:
+        max_bytes = settings.import_max_bytes
     return import_backup(open_store(settings), Path(args.file), max_bytes=max_bytes, user=settings.user)

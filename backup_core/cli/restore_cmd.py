@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 
-from .. import audit
-from ..context import open_context, open_store
+from ..context import open_operation
 from ..errors import RestoreRefused, UsageError
-from ..restore import MODES, STRATEGIES, RestoreOptions, restore_backup
+from ..restore import MODES, STRATEGIES, RestoreOptions, pause_hook, restore_backup
 from .common import add_collections, collections_arg
 
 
@@ -30,6 +29,9 @@ def register(sub):
     p.add_argument("--yes", action="store_true", help="confirm: really change the database")
     p.add_argument("--allow-other-db", action="store_true",
                    help="allow a backup taken from a database of another name")
+    p.add_argument("--allow-destructive-options", action="store_true",
+                   help="restore even when the backup's TTL indexes or capped size would delete restored "
+                        "documents (compare shows them)")
     p.set_defaults(handler=run)
     return p
 
@@ -55,15 +57,17 @@ def ids_arg(value: str | None) -> list | None:
 
 
 def run(args, settings):
-    if not args.yes and not args.dry_run:
-        # refused before connecting to anything; still on the record
-        audit.record(open_store(settings).root, user=settings.user, action="restore", outcome="refused",
-                     backup_id=args.backup_id, mode=args.mode, error="not confirmed (no --yes, no --dry-run)")
-        raise RestoreRefused("restore needs confirmation: nothing was changed",
-                             hint="add --dry-run to preview or --yes to proceed")
     options = RestoreOptions(mode=args.mode, collections=collections_arg(args.collections),
                              strategy=args.strategy, dry_run=args.dry_run, confirmed=args.yes,
                              key=args.key, ids=ids_arg(args.ids), allow_other_db=args.allow_other_db,
-                             user=settings.user)
-    with open_context(settings) as ctx:
+                             allow_destructive_options=args.allow_destructive_options, user=settings.user,
+                             on_phase=pause_hook(*settings.test_pause) if settings.test_pause else None)
+    action = "restore_dry_run" if args.dry_run else "restore"
+    details = {"backup_id": args.backup_id, "database": settings.db_name, **options.audit_details()}
+    if not args.yes and not args.dry_run:
+        # refused before connecting to anything or taking the lock; still on the record
+        with open_operation(settings, action, details=details, lock=False):
+            raise RestoreRefused("restore needs confirmation: nothing was changed",
+                                 hint="add --dry-run to preview or --yes to proceed")
+    with open_operation(settings, action, details=details) as ctx:
         return restore_backup(ctx.db, ctx.store, args.backup_id, options)

@@ -13,7 +13,7 @@ import logging
 import sys
 
 from ..errors import UsageError
-from ..retention import parse_duration
+from ..timeutil import parse_duration
 from ..scheduler import SchedulerService, auto_backup_check, load_config, save_config, scheduler_status
 
 

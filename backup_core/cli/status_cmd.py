@@ -1,14 +1,13 @@
-"""``status``: the database, its collections, the newest backup and the scheduler, at a glance."""
+"""``status``: the database, its collections, the newest backup, the scheduler and any leftovers, at a glance."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 
 from ..context import open_store
 from ..errors import BackupError
-from ..retention import format_duration
 from ..scheduler import scheduler_status
+from ..timeutil import format_duration, utc_now
 
 
 @dataclass
@@ -19,11 +18,12 @@ class StatusResult:
     collections: dict
     last_backup: dict | None
     scheduler: dict
+    leftovers: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"database": self.database, "embedded": self.embedded, "uri": self.uri,
                 "collections": self.collections, "last_backup": self.last_backup,
-                "scheduler": self.scheduler}
+                "scheduler": self.scheduler, "leftovers": self.leftovers}
 
     def to_text(self) -> str:
         lines = [f"database {self.database} ({self.uri})"]
@@ -44,36 +44,46 @@ class StatusResult:
             warn = "WARNING: " if result.get("outcome") == "error" else ""
             lines.append(f"{warn}last scheduled run {result.get('at')}: {result.get('outcome')}"
                          + (f" ({result['error']})" if result.get("error") else ""))
+        for t in self.leftovers.get("temporaries", []):
+            lines.append(f"leftover: {t} (removed by the next backup, restore or clean-up)")
+        for st in self.leftovers.get("staging", []):
+            lines.append(f"leftover: staging collection {st['name']} of a restore into {st['target']} "
+                         f"({st['documents']} documents, {st['state']}; removed by the next backup or restore)")
         return "\n".join(lines)
 
 
 def register(sub):
-    p = sub.add_parser("status", help="database, newest backup and scheduler status")
+    p = sub.add_parser("status", help="database, newest backup, scheduler status and leftovers")
     p.set_defaults(handler=run)
     return p
 
 
-def last_backup_info(settings) -> dict | None:
-    backups = open_store(settings).list_backups()
+def last_backup_info(store) -> dict | None:
+    backups = store.list_backups()
     if not backups:
         return None
     b = backups[0]
-    age = (datetime.now(timezone.utc) - b.created).total_seconds()
+    age = (utc_now() - b.created).total_seconds()
     return {"backup_id": b.backup_id, "created_at": b.created_at, "trigger": b.trigger, "day": b.day,
             "age": round(age, 1), "age_text": format_duration(age)}
 
 
 def run(args, settings):
     from ..db import connect, database_info  # late: the driver is only needed here
+    from ..staging import StagingRegistry
 
+    store = open_store(settings)
     sched = scheduler_status(settings.backup_root)
-    last = last_backup_info(settings)
+    last = last_backup_info(store)
+    leftovers = {"temporaries": store.leftovers(), "staging": []}
     try:
         with connect(settings) as conn:
             info = database_info(conn)
+            leftovers["staging"] = StagingRegistry.of(conn.db, settings.meta_db).leftovers()
     except BackupError as exc:
         # the backup side is still worth showing when the database is down
         exc.payload = {"database": settings.db_name, "embedded": settings.embedded,
-                       "last_backup": last, "scheduler": sched}
+                       "last_backup": last, "scheduler": sched, "leftovers": leftovers}
         raise
-    return StatusResult(info["database"], info["embedded"], info["uri"], info["collections"], last, sched)
+    return StatusResult(info["database"], info["embedded"], info["uri"], info["collections"], last, sched,
+                        leftovers)

@@ -224,7 +224,8 @@ def _scenario(page, url: str, data_dir: Path) -> None:
         _goto(page, "Restore")
         page.get_by_role("button", name="Compare with live data").click()
         page.get_by_text("Documents that differ").wait_for()
-        page.get_by_text("1 only in backup · 1 only in live · 1 changed").wait_for()
+        page.get_by_text("Compared at").wait_for()
+        page.get_by_text("Documents 1–3 (last page)").wait_for()  # one added, one deleted, one changed
         _wait_idle(page)
         _shot(page, "04_restore_compare")
 

@@ -8,6 +8,8 @@ import stat
 
 import pytest
 
+from backup_core import audit
+
 from ..conftest import run_cli
 from tests.cli import one_json as _json
 
@@ -62,7 +64,7 @@ def _err(proc, code=None):
     return proc.stderr
 
 
-def test_errors_are_one_line_without_traceback(cli, cli_env, seeded, tmp_path):
+def test_errors_are_one_line_without_traceback(cli, cli_env, seeded, root, tmp_path):
     assert "no backup with id" in _err(cli("verify", "20000101T000000Z"), 4)
     assert "invalid backup id" in _err(cli("verify", "../../etc"), 2)
     assert "no collection named" in _err(cli("backup", "--collections", "Nope"), 2)
@@ -72,6 +74,10 @@ def test_errors_are_one_line_without_traceback(cli, cli_env, seeded, tmp_path):
     env = dict(cli_env, MONGODB_URI="mongodb://admin:s3cret@127.0.0.1:1/?serverSelectionTimeoutMS=300")
     msg = _err(run_cli(env, "backup"), 3)
     assert "s3cret" not in msg and "***" in msg
+    # a failure before the database answers is on the record too, without the password
+    outcome, started = audit.read(root, 2)
+    assert (outcome["action"], outcome["outcome"], started["outcome"]) == ("backup", "error", "started")
+    assert outcome["op"] == started["op"] and "s3cret" not in (root / ".audit" / "audit.jsonl").read_text()
     env = dict(cli_env, MONGODB_URI="not-a-uri")
     assert "s3cret" not in _err(run_cli(env, "backup"))
 

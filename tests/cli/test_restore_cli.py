@@ -7,6 +7,7 @@ import json
 import pytest
 
 from backup_core.mongoutil import raw_collection
+from backup_core.staging import meta_name
 
 from ..conftest import run_cli
 from tests.cli import one_json as _json
@@ -30,8 +31,10 @@ def _live(db, name):
 
 def test_compare_json_and_text(cli, changed):
     out = _json(cli("compare", changed, "--json"))
+    no_change = {"added": [], "removed": [], "changed": []}
     assert out["collections"]["Equipment"] == {"only_in_backup": 1, "only_in_live": 1, "changed": 1,
-                                               "identical": 6}
+                                               "identical": 6, "indexes": no_change, "options": no_change,
+                                               "warnings": []}
     assert out["collections"]["Equipment_select_options"]["identical"] == 3
     by_key = _json(cli("compare", changed, "--collections", "Equipment", "--key", "asset_id", "--json"))
     assert list(by_key["collections"]) == ["Equipment"] and by_key["key"] == "asset_id"
@@ -101,6 +104,7 @@ def test_restore_from_another_database_needs_flag(cli, cli_env, db, client, chan
         assert ok["collections"]["Equipment"]["inserted"] == 8
     finally:
         client.drop_database(db.name + "_other")
+        client.drop_database(meta_name(db.name + "_other"))
 
 
 def test_audit_json_newest_first(cli, changed):
@@ -112,6 +116,8 @@ def test_audit_json_newest_first(cli, changed):
     assert all({"at", "user", "action", "outcome"} <= set(e) for e in entries)
     assert [e["at"] for e in entries] == sorted((e["at"] for e in entries), reverse=True)
     restores = _json(cli("audit", "--action", "restore", "--limit", "5", "--json"))["entries"]
-    assert [e["outcome"] for e in restores] == ["ok", "refused"]
+    # each restore is on the record twice: "started" before it does anything, then its outcome
+    assert [e["outcome"] for e in restores] == ["ok", "started", "refused", "started"]
+    assert restores[0]["op"] == restores[1]["op"] != restores[2]["op"] == restores[3]["op"]
     assert len(_json(cli("audit", "--limit", "1", "--json"))["entries"]) == 1
     assert cli("audit").returncode == 0

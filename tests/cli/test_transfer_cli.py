@@ -92,5 +92,8 @@ def test_import_refuses_unsafe_archives_with_one_line(cli, backup_id, tmp_path):
     _refused(cli("--root", other, "import", str(out), "--max-mb", "0"), "--max-mb must be a positive")
     _refused(cli("--root", other, "import", str(tmp_path / "missing.zip")), "no such file")
     assert _json(cli("--root", other, "list", "--json"))["backups"] == []
-    log = (tmp_path / "other" / ".audit" / "audit.jsonl").read_text().splitlines()
-    assert len(log) == len(cases) + 2 and all(json.loads(line)["action"] == "import" for line in log)
+    log = [json.loads(line) for line in (tmp_path / "other" / ".audit" / "audit.jsonl").read_text().splitlines()]
+    # every refused import is on the record: "started", then its outcome, linked by op
+    assert len(log) == 2 * (len(cases) + 2) and all(e["action"] == "import" for e in log)
+    for started, outcome in zip(log[::2], log[1::2]):
+        assert (started["outcome"], outcome["outcome"]) == ("started", "refused") and started["op"] == outcome["op"]

@@ -11,23 +11,20 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from backup_core import backup  # noqa: E402
-from backup_core.cli import main  # noqa: E402
+from backup_core import backup
+from backup_core.cli import main
 
 if os.environ.get("FAULT_PAUSE") == "after-first-collection":
-    _original = backup.write_collection
+    _original = backup.write_csv
 
-    def write_collection(*args, **kwargs):
+    def write_csv(*args, **kwargs):
         out = _original(*args, **kwargs)
         print("FAULT: paused", file=sys.stderr, flush=True)
         time.sleep(120)
         return out
 
-    backup.write_collection = write_collection
+    backup.write_csv = write_csv
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -62,7 +62,7 @@ def test_two_backup_processes_at_once(db, store, root, cli_env):
     assert len(ids) == 2
     assert sorted(b.backup_id for b in store.list_backups()) == sorted(ids)
     for bid in ids:
-        assert store.verify(bid).ok and store.get(bid).collections["Equipment"]["count"] == 250
+        assert store.verify(bid).ok and store.get(bid).collections["Equipment"].count == 250
     assert temporaries(root) == []
 
 

@@ -20,8 +20,9 @@ import pytest
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import BackupError, DatabaseUnavailable
 from backup_core.locks import root_lock
-from backup_core.restore import TEMP_PREFIX, RestoreOptions, restore_backup
-from backup_core.store import Store
+from backup_core.restore import RestoreOptions, restore_backup
+from backup_core.staging import StagingRegistry
+from backup_core.store import LocalStore
 
 from tests.conftest import start_memory_server
 from tests.faults.helpers import ROOT, seed, snapshot, temporaries
@@ -60,7 +61,7 @@ def _killer(proc: subprocess.Popen, when):
     return progress
 
 
-def _assert_store_clean(store: Store, root: Path, expected_ids: list[str]) -> None:
+def _assert_store_clean(store: LocalStore, root: Path, expected_ids: list[str]) -> None:
     assert sorted(b.backup_id for b in store.list_backups()) == sorted(expected_ids)
     assert temporaries(root) == []
     for bid in expected_ids:
@@ -76,7 +77,7 @@ def test_server_killed_between_collections_of_a_backup(tmp_path):
         client = _client(uri)
         seed(client[DB], 120)
         seed(client[DB], 40, coll="Zz_last", seed_value=5)
-        store = Store(tmp_path / "root")
+        store = LocalStore(tmp_path / "root")
         with pytest.raises(DatabaseUnavailable) as err:
             create_backup(client[DB], store, BackupOptions(user="t"),
                           progress=_killer(proc, lambda c, d, t: c == "Zz_last"))
@@ -92,7 +93,7 @@ def test_server_killed_while_a_cursor_is_open(tmp_path):
     try:
         client = _client(uri)
         seed(client[DB], 1100)  # more than one cursor batch (1000): a getMore must hit the dead server
-        store = Store(tmp_path / "root")
+        store = LocalStore(tmp_path / "root")
         with pytest.raises(DatabaseUnavailable):
             create_backup(client[DB], store, BackupOptions(user="t"),
                           progress=_killer(proc, lambda c, d, t: 0 < d < t // 2))
@@ -105,7 +106,7 @@ def test_server_killed_while_a_cursor_is_open(tmp_path):
 def test_server_killed_while_a_restore_stages_then_nothing_changed(tmp_path):
     data = tmp_path / "data"
     root = tmp_path / "root"
-    store = Store(root)
+    store = LocalStore(root)
     proc, uri = _start_sqlite_server(data)
     try:
         client = _client(uri)
@@ -130,7 +131,9 @@ def test_server_killed_while_a_restore_stages_then_nothing_changed(tmp_path):
         restore_backup(client[DB], store, backup.backup_id, RestoreOptions(mode="replace", confirmed=True))
         assert snapshot(client[DB], "Equipment") != live_before
         assert store.verify(backup.backup_id).ok
-        assert not [n for n in client[DB].list_collection_names() if n.startswith(TEMP_PREFIX)]
+        # no staging collection is left: the registry knows none, only the user's collection is there
+        assert StagingRegistry.of(client[DB]).leftovers() == []
+        assert client[DB].list_collection_names() == ["Equipment"]
         client.close()
     finally:
         _stop(proc)
@@ -142,7 +145,7 @@ def test_server_killed_during_a_merge_restore(tmp_path):
     try:
         client = _client(uri)
         seed(client[DB], 100)
-        store = Store(tmp_path / "root")
+        store = LocalStore(tmp_path / "root")
         backup = create_backup(client[DB], store, BackupOptions(user="t"))
         client[DB]["Equipment"].update_many({}, {"$set": {"status": "edited"}})
         with pytest.raises(DatabaseUnavailable):
@@ -159,7 +162,7 @@ def test_no_server_at_all_is_a_clear_error(tmp_path):
     proc, uri = start_memory_server()
     _stop(proc)
     client = _client(uri)
-    store = Store(tmp_path / "root")
+    store = LocalStore(tmp_path / "root")
     with pytest.raises(DatabaseUnavailable) as err:
         create_backup(client[DB], store, BackupOptions(user="t"))
     assert "\n" not in str(err.value)

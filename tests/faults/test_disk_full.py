@@ -1,6 +1,6 @@
 """The disk fills up while a backup is written.
 
-``HashingWriter.write`` (every byte of a CSV file goes through it) is patched
+``CountingWriter.write`` of the hashing layer (every byte of a CSV file goes through it) is patched
 to raise ``OSError(ENOSPC)`` once N bytes were written, as a full filesystem
 does. The backup must fail with a one-line ``StorageError``, leave no partial
 backup or temporary folder, and leave older backups intact and verifying.
@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from backup_core import store as store_mod
+from backup_core.store import csvfile, local
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import StorageError
 from backup_core.locks import root_lock
@@ -28,16 +28,18 @@ pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnraisableException
 
 
 def _fill_disk_after(monkeypatch, limit: int) -> None:
-    original = store_mod.HashingWriter.write
+    original = csvfile.CountingWriter.write
     written = {"n": 0}
 
     def write(self, b):
+        if self.sha256 is None:  # an outer counting layer: the bytes are counted by the hashing one
+            return original(self, b)
         if written["n"] + len(b) > limit:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         written["n"] += len(b)
         return original(self, b)
 
-    monkeypatch.setattr(store_mod.HashingWriter, "write", write)
+    monkeypatch.setattr(csvfile.CountingWriter, "write", write)
 
 
 def _check_older_intact(store, root, older_id: str, older_files: dict) -> None:
@@ -45,8 +47,7 @@ def _check_older_intact(store, root, older_id: str, older_files: dict) -> None:
     assert [b.backup_id for b in store.list_backups()] == [older_id]
     assert temporaries(root) == []
     assert store.verify(older_id).ok
-    info = store.get(older_id)
-    assert {p.name: p.read_bytes() for p in info.path.iterdir()} == older_files
+    assert {p.name: p.read_bytes() for p in store.folder(older_id).iterdir()} == older_files
     with root_lock(root, "test", timeout=0):
         pass
 
@@ -58,7 +59,7 @@ def test_disk_full_during_backup(limit, compress, db, store, root, monkeypatch):
     seed(db, 200)
     seed(db, 30, coll="Other", seed_value=8)
     older = create_backup(db, store, BackupOptions(user="t"))
-    older_files = {p.name: p.read_bytes() for p in store.get(older.backup_id).path.iterdir()}
+    older_files = {p.name: p.read_bytes() for p in store.folder(older.backup_id).iterdir()}
     _fill_disk_after(monkeypatch, limit)
     with pytest.raises(StorageError) as err:
         create_backup(db, store, BackupOptions(user="t", compress=compress))
@@ -75,7 +76,7 @@ def test_disk_full_while_writing_the_manifest(db, store, root, monkeypatch):
     """The manifest is the last write: failing there must not leave a listed backup either."""
     seed(db, 50)
     older = create_backup(db, store, BackupOptions(user="t"))
-    older_files = {p.name: p.read_bytes() for p in store.get(older.backup_id).path.iterdir()}
+    older_files = {p.name: p.read_bytes() for p in store.folder(older.backup_id).iterdir()}
     real_fsync = os.fsync
 
     def fsync(fd):  # the manifest's fsync is the commit point; a full disk reports ENOSPC there
@@ -84,7 +85,7 @@ def test_disk_full_while_writing_the_manifest(db, store, root, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_fsync(fd)
 
-    monkeypatch.setattr(store_mod.os, "fsync", fsync)
+    monkeypatch.setattr(local.os, "fsync", fsync)
     with pytest.raises(StorageError):
         create_backup(db, store, BackupOptions(user="t"))
     monkeypatch.undo()
@@ -96,7 +97,7 @@ def test_disk_full_during_the_safety_backup_refuses_the_restore(db, store, root,
     """A restore whose safety backup cannot be written must not touch live data."""
     seed(db, 100)
     older = create_backup(db, store, BackupOptions(user="t"))
-    older_files = {p.name: p.read_bytes() for p in store.get(older.backup_id).path.iterdir()}
+    older_files = {p.name: p.read_bytes() for p in store.folder(older.backup_id).iterdir()}
     db["Equipment"].update_many({}, {"$set": {"status": "edited"}})
     live = snapshot(db, "Equipment")
     _fill_disk_after(monkeypatch, 5000)

@@ -20,8 +20,9 @@ import pytest
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.embedded import seed_demo
 from backup_core.errors import BackupError, FormatError, IntegrityError
-from backup_core.restore import TEMP_PREFIX, RestoreOptions, restore_backup
-from backup_core.store import MANIFEST, Store, manifest_hash
+from backup_core.restore import RestoreOptions, restore_backup
+from backup_core.staging import StagingRegistry
+from backup_core.store import MANIFEST, LocalStore, manifest_hash
 
 from tests.faults.helpers import snapshot
 
@@ -40,12 +41,13 @@ def gz_backup(db, store):
     return create_backup(db, store, BackupOptions(user="t", compress=True))
 
 
-def _paths(store: Store, backup_id: str):
+def _paths(store: LocalStore, backup_id: str):
     info = store.get(backup_id)
-    return info.path / MANIFEST, info.path / info.collection(EQ)["file"]
+    folder = store.folder(backup_id)
+    return folder / MANIFEST, folder / info.collection(EQ).file
 
 
-def _edit_manifest(store: Store, backup_id: str, edit, *, rehash: bool) -> None:
+def _edit_manifest(store: LocalStore, backup_id: str, edit, *, rehash: bool) -> None:
     manifest_path, _ = _paths(store, backup_id)
     manifest = json.loads(manifest_path.read_text())
     edit(manifest)
@@ -54,7 +56,7 @@ def _edit_manifest(store: Store, backup_id: str, edit, *, rehash: bool) -> None:
     manifest_path.write_text(json.dumps(manifest, indent=2))
 
 
-def _replace_data(store: Store, backup_id: str, data: bytes, *, rehash: bool, count_delta: int = 0) -> None:
+def _replace_data(store: LocalStore, backup_id: str, data: bytes, *, rehash: bool, count_delta: int = 0) -> None:
     _, data_path = _paths(store, backup_id)
     data_path.write_bytes(data)
     if rehash:
@@ -67,12 +69,12 @@ def _replace_data(store: Store, backup_id: str, data: bytes, *, rehash: bool, co
         _edit_manifest(store, backup_id, fix, rehash=True)
 
 
-def _committed(store: Store) -> list[str]:
+def _committed(store: LocalStore) -> list[str]:
     """Backup folders with a manifest (what a restore could have added), without trusting listing."""
     return sorted(p.parent.name for p in store.root.glob(f"*/*/{MANIFEST}"))
 
 
-def _assert_refused(db, store: Store, backup_id: str, cli=None) -> str:
+def _assert_refused(db, store: LocalStore, backup_id: str, cli=None) -> str:
     """verify fails (or raises) and restore raises before any write; returns the reason."""
     before_ids = _committed(store)
     live = {n: snapshot(db, n) for n in db.list_collection_names()}
@@ -87,7 +89,7 @@ def _assert_refused(db, store: Store, backup_id: str, cli=None) -> str:
             restore_backup(db, store, backup_id, RestoreOptions(mode=mode, confirmed=True, lock_timeout=5))
         assert str(err.value) and "\n" not in str(err.value)
     assert {n: snapshot(db, n) for n in db.list_collection_names()} == live, "live data changed"
-    assert not [n for n in db.list_collection_names() if n.startswith(TEMP_PREFIX)]
+    assert StagingRegistry.of(db).leftovers() == []  # no staging collection left (names: checked above)
     after_ids = _committed(store)
     assert [i for i in after_ids if i not in before_ids] == [], "a safety backup was written: not refused early"
     if cli is not None:
@@ -273,10 +275,11 @@ def test_symlinked_or_missing_or_extra_file(db, store, root, backup, tmp_path):
     shutil.copy(data_path, outside)
     data_path.unlink()
     data_path.symlink_to(outside)  # same bytes, but a link could point anywhere
-    assert "missing" in _assert_refused(db, store, backup.backup_id)
+    assert f"{EQ}: is a link or not a plain file" in _assert_refused(db, store, backup.backup_id)
     data_path.unlink()
     assert "missing" in _assert_refused(db, store, backup.backup_id)
     shutil.copy(outside, data_path)
     assert store.verify(backup.backup_id).ok
     (data_path.parent / "stowaway.csv").write_text("x")
     assert "unexpected file" in _assert_refused(db, store, backup.backup_id)
+

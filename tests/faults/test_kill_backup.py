@@ -1,29 +1,29 @@
 """SIGKILL in the middle of a backup or a restore: nothing partial is ever listed or restored.
 
 A backup is written into ``<root>/<day>/.tmp-<id>-<pid>/`` and renamed into place
-only when complete; a restore stages into ``__restore_tmp_*`` collections and
-swaps them in with ``renameCollection``. These tests kill the process at the
+only when complete; a restore stages into collections registered in the staging
+registry (``backup_core.staging``) and swaps them in with ``renameCollection``. These tests kill the process at the
 worst moments and check what the next run sees.
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import BackupNotFound, FormatError
 from backup_core.locks import root_lock
-from backup_core.restore import PAUSE_ENV, TEMP_PREFIX, RestoreOptions, restore_backup
-from backup_core.store import Store
+from backup_core.restore import RestoreOptions, restore_backup
+from backup_core.staging import StagingRegistry
+from backup_core.store import LocalStore
 
 from tests.conftest import run_cli
 from tests.faults.helpers import seed, sigkill, snapshot, start_driver, temporaries, wait_for, wait_for_line
 
 
-def _assert_recovered(store: Store, root, cli, killed_tmp: list) -> dict:
+def _assert_recovered(store: LocalStore, root, cli, killed_tmp: list) -> dict:
     """After a kill: nothing listed, nothing gettable, lock free, next backup works and sweeps."""
     assert store.list_backups() == []
     for tmp in killed_tmp:
@@ -89,15 +89,16 @@ def test_a_killed_backup_cannot_be_restored(db, store, root, cli_env):
 
 
 # --------------------------------------------------------------------------
-# SIGKILL during a restore (the product's pause hook BACKUP_CORE_TEST_PAUSE)
+# SIGKILL during a restore (the product's pause hook, ``restore.pause_hook``)
 
 _RESTORE = """
 import sys, pymongo
-from backup_core.store import Store
-from backup_core.restore import RestoreOptions, restore_backup
-uri, db, root, bid = sys.argv[1:5]
+from backup_core.store import LocalStore
+from backup_core.restore import RestoreOptions, pause_hook, restore_backup
+uri, db, root, bid, phase = sys.argv[1:6]
 c = pymongo.MongoClient(uri)
-restore_backup(c[db], Store(root), bid, RestoreOptions(mode="replace", confirmed=True, user="killed"))
+restore_backup(c[db], LocalStore(root), bid, RestoreOptions(mode="replace", confirmed=True, user="killed",
+                                                            on_phase=pause_hook(phase, 120)))
 print("restore finished")
 """
 
@@ -119,9 +120,8 @@ def test_sigkill_mid_restore_then_a_second_restore_succeeds(phase, db, store, ro
     db["Other"].delete_many({})
     live_before = snapshot(db, "Equipment")
 
-    env = dict(os.environ, **{PAUSE_ENV: phase, PAUSE_ENV + "_SECONDS": "120"})
-    proc = subprocess.Popen([sys.executable, "-c", _RESTORE, mongo_uri, db.name, str(root), backup.backup_id],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _RESTORE, mongo_uri, db.name, str(root), backup.backup_id, phase],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_line(proc, f"paused at {phase}")
     sigkill(proc)
 
@@ -138,5 +138,7 @@ def test_sigkill_mid_restore_then_a_second_restore_succeeds(phase, db, store, ro
                             RestoreOptions(mode="replace", confirmed=True, lock_timeout=5))
     assert snapshot(db, "Equipment") == original
     assert snapshot(db, "Other") == other_original
-    assert not [n for n in db.list_collection_names() if n.startswith(TEMP_PREFIX)]
+    # no staging collection of the killed restore is left
+    assert StagingRegistry.of(db).leftovers() == []
+    assert sorted(db.list_collection_names()) == ["Equipment", "Other"]
     assert result.safety_backup_id and store.verify(result.safety_backup_id).ok

@@ -97,9 +97,9 @@ def texts(at: AppTest) -> str:
 
 def make_backup(db, root, collections=None, user="tester"):
     from backup_core.backup import BackupOptions, create_backup
-    from backup_core.store import Store
+    from backup_core.store import LocalStore
 
-    return create_backup(db, Store(root), BackupOptions(collections=collections, user=user))
+    return create_backup(db, LocalStore(root), BackupOptions(collections=collections, user=user))
 
 
 def frame_with(at: AppTest, column: str):

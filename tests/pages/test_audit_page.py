@@ -52,3 +52,33 @@ def test_empty_log(page_env, make_app):
     at = run_page(make_app("admin"), PAGE)
     assert not at.exception
     assert any("empty" in i.value for i in at.info)
+
+
+def test_shows_where_the_chain_breaks(page_env, make_app, root):
+    _seed(root)
+    path = audit.audit_path(root)
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b"wrong password", b"right password")
+    path.write_bytes(b"".join(lines))
+    at = run_page(make_app("viewer"), PAGE)
+    assert not at.exception
+    assert any("tampered" in e.value and "line 2" in e.value for e in at.error)
+    outcome = dict(zip(frame_with(at, "action")["action"], frame_with(at, "action")["outcome"]))
+    assert outcome["login"].endswith("(chain broken)") and outcome["backup"] == "ok"
+
+
+def test_show_at_most_is_honoured(page_env, make_app, root):
+    for i in range(30):
+        audit.record(root, user="ann", action="backup", n=i)
+    at = run_page(make_app("viewer"), PAGE)
+    at.number_input(key="audit_limit").set_value(12)
+    at.button(key="audit_submit").click().run()
+    assert len(frame_with(at, "action")) == 12
+    assert any("12 entries" in c.value for c in at.caption)
+
+
+def test_details_are_readable(page_env, make_app, root):
+    audit.record(root, user="ann", action="restore", counts={"Equipment": {"inserted": 3}}, mode="merge")
+    at = run_page(make_app("viewer"), PAGE)
+    details = frame_with(at, "details")["details"].tolist()[0]
+    assert "mode: merge" in details and "{" not in details.split("counts:")[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backup_core import scheduler
-from backup_core.store import Store
+from backup_core.store import LocalStore
 
 from tests.pages.conftest import values as texts
 
@@ -52,7 +52,7 @@ def test_run_now_then_check_says_not_needed(open_page, auto_env, root):
     at.button(key="auto_run_now").click().run()
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
-    backups = Store(root).list_backups()
+    backups = LocalStore(root).list_backups()
     assert len(backups) == 1
     assert backups[0].backup_id in texts(at, "success")
     history = at.dataframe[-1].value
@@ -61,14 +61,14 @@ def test_run_now_then_check_says_not_needed(open_page, auto_env, root):
     at.button(key="auto_check_now").click().run()
     assert not at.exception, at.exception
     assert "backup not needed" in texts(at, "info")
-    assert len(Store(root).list_backups()) == 1
+    assert len(LocalStore(root).list_backups()) == 1
 
 
 def test_check_backs_up_when_there_is_none(open_page, auto_env, root):
     at = open_page()
     at.button(key="auto_check_now").click().run()
     assert not at.exception, at.exception
-    assert len(Store(root).list_backups()) == 1
+    assert len(LocalStore(root).list_backups()) == 1
     assert "created" in texts(at, "success")
 
 

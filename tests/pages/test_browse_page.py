@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backup_core import audit
-from backup_core.store import Store
+from backup_core.store import LocalStore
 from tests.pages.conftest import frame_with, make_backup, run_page, texts
 
 PAGE = "pages/4_Browse_Backups.py"
@@ -16,7 +16,7 @@ def _open(make_app, role="admin"):
 
 
 def test_lists_backups_by_day_with_collections(seeded, make_app, root):
-    info = Store(root).get(make_backup(seeded, root).backup_id)
+    info = LocalStore(root).get(make_backup(seeded, root).backup_id)
     at = _open(make_app, "viewer")
     assert [t.label for t in at.tabs] == [f"{info.day.capitalize()} (1)"]
     assert frame_with(at, "backup")["backup"].tolist() == [info.backup_id]
@@ -32,13 +32,13 @@ def test_no_backups(seeded, make_app):
 
 
 def test_verify_ok_and_tampered(seeded, make_app, root):
-    info = Store(root).get(make_backup(seeded, root).backup_id)
+    info = LocalStore(root).get(make_backup(seeded, root).backup_id)
     at = _open(make_app, "viewer")
     at.button(key="browse_verify").click().run()
     assert not at.exception
     assert any("Verified" in s.value for s in at.success)
     assert set(frame_with(at, "verify")["verify"]) == {"ok"}
-    path = info.path / info.collections["Equipment"]["file"]
+    path = LocalStore(root).folder(info.backup_id) / info.collections["Equipment"].file
     path.write_bytes(path.read_bytes().replace(b"Pump 1", b"Pump 9", 1))
     at.button(key="browse_verify").click().run()
     assert not at.exception
@@ -84,11 +84,11 @@ def test_delete_needs_the_exact_id_and_is_audited(seeded, make_app, root):
     at.text_input(key="browse_delete_confirm").input("20990101T000000Z")
     at.button(key="browse_delete").click().run()
     assert any("does not match" in e.value for e in at.error)
-    assert Store(root).exists(backup_id)
+    assert LocalStore(root).exists(backup_id)
     at.text_input(key="browse_delete_confirm").input(backup_id)
     at.button(key="browse_delete").click().run()
     assert not at.exception
-    assert not Store(root).exists(backup_id)
+    assert not LocalStore(root).exists(backup_id)
     assert any(backup_id in s.value and "deleted" in s.value for s in at.success)
     entry = audit.read(root, 1, audit.AuditFilter(action="delete"))[0]
     assert entry["backup_id"] == backup_id and entry["user"] == "admin" and entry["outcome"] == "ok"
@@ -99,12 +99,33 @@ def test_viewer_cannot_delete(seeded, make_app, root):
     at = _open(make_app, "viewer")
     assert any("Deleting a backup needs the admin role" in e.value for e in at.error)
     assert not [b for b in at.button if b.key == "browse_delete"]
-    assert len(Store(root).list_backups()) == 1
+    assert len(LocalStore(root).list_backups()) == 1
 
 
 def test_unreadable_backup_folder_is_reported(seeded, make_app, root):
-    info = Store(root).get(make_backup(seeded, root).backup_id)
-    broken = info.path.parent / "20200101T000000Z"
+    info = LocalStore(root).get(make_backup(seeded, root).backup_id)
+    broken = LocalStore(root).folder(info.backup_id).parent / "20200101T000000Z"
     broken.mkdir()
     at = _open(make_app)
     assert "not readable backups" in texts(at)
+
+
+def test_a_backup_with_no_collections_is_shown_not_a_crash(seeded, make_app, root):
+    from backup_core.backup import BackupOptions, create_backup
+
+    # what a restore into a missing collection leaves: a safety backup that only records an absence
+    create_backup(seeded, LocalStore(root), BackupOptions(collections=[], absent=["Gone"], trigger="safety",
+                                                          user="t"))
+    at = _open(make_app, "admin")
+    assert not at.exception
+    assert any("holds no collections" in i.value and "Gone" in i.value for i in at.info)
+    assert "1 backup in" in texts(at)
+
+
+def test_json_view_labels_each_document(seeded, make_app, root):
+    make_backup(seeded, root)
+    at = _open(make_app)
+    at.toggle(key="browse_as_json").set_value(True).run()
+    assert not at.exception
+    labels = [e.label for e in at.expander if e.label[:1].isdigit()]
+    assert labels and labels[0].startswith("1. ") and "name: Pump" in labels[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backup_core import audit
-from backup_core.store import Store
+from backup_core.store import LocalStore
 from tests.pages.conftest import frame_with, run_page, texts
 
 PAGE = "pages/1_Create_Backup.py"
@@ -15,13 +15,13 @@ def test_create_backup_of_all_collections(seeded, make_app, root):
     assert at.multiselect(key="create_collections").value == ["Equipment", "Equipment_select_options"]
     at.button(key="create_submit").click().run()
     assert not at.exception, at.exception
-    backups = Store(root).list_backups()
+    backups = LocalStore(root).list_backups()
     assert len(backups) == 1
     info = backups[0]
-    assert {n: c["count"] for n, c in info.collections.items()} == {"Equipment": 60, "Equipment_select_options": 3}
+    assert {n: c.count for n, c in info.collections.items()} == {"Equipment": 60, "Equipment_select_options": 3}
     assert any(info.backup_id in s.value for s in at.success)
     table = frame_with(at, "sha256")
-    assert dict(zip(table["collection"], table["sha256"])) == {n: c["sha256"] for n, c in info.collections.items()}
+    assert dict(zip(table["collection"], table["sha256"])) == {n: c.sha256 for n, c in info.collections.items()}
     assert "Documents: 63" in texts(at)
     # progress bars reached the end, one per collection
     assert [p.value for p in at.get("progress")] == [100, 100]
@@ -35,9 +35,9 @@ def test_create_backup_of_one_compressed_collection(seeded, make_app, root):
     at.checkbox(key="create_compress").check()
     at.button(key="create_submit").click().run()
     assert not at.exception
-    info = Store(root).list_backups()[0]
+    info = LocalStore(root).list_backups()[0]
     assert list(info.collections) == ["Equipment_select_options"]
-    assert info.collections["Equipment_select_options"]["file"].endswith(".csv.gz")
+    assert info.collections["Equipment_select_options"].file.endswith(".csv.gz")
 
 
 def test_no_collection_chosen_is_an_error_not_a_backup(seeded, make_app, root):
@@ -46,7 +46,7 @@ def test_no_collection_chosen_is_an_error_not_a_backup(seeded, make_app, root):
     at.button(key="create_submit").click().run()
     assert not at.exception
     assert any("at least one collection" in e.value for e in at.error)
-    assert Store(root).list_backups() == []
+    assert LocalStore(root).list_backups() == []
 
 
 def test_viewer_is_refused(seeded, make_app, root):
@@ -54,7 +54,7 @@ def test_viewer_is_refused(seeded, make_app, root):
     assert not at.exception
     assert any("needs the admin role" in e.value for e in at.error)
     assert not at.button and not at.multiselect
-    assert Store(root).list_backups() == []
+    assert LocalStore(root).list_backups() == []
 
 
 def test_backup_error_is_shown_without_traceback(seeded, make_app, root):

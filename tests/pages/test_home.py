@@ -8,22 +8,22 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from backup_core import scheduler
-from backup_core.store import MANIFEST, Store, backup_id_for, day_for, manifest_hash
+from backup_core.store import MANIFEST, LocalStore, backup_id_for, day_for, manifest_hash
 from tests.pages.conftest import frame_with, make_backup, run_page, texts
 
 
-def _age_backup(store: Store, backup_id: str, hours: float) -> str:
+def _age_backup(store: LocalStore, backup_id: str, hours: float) -> str:
     """Rewrite a backup as if it had been made ``hours`` ago (new id, folder and manifest hash)."""
     info = store.get(backup_id)
     when = datetime.now(timezone.utc) - timedelta(hours=hours)
     new_id = backup_id_for(when)
-    manifest = dict(info.manifest)
+    manifest = dict(info.manifest.data)
     manifest.update(backup_id=new_id, created_at=when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                     day_of_week=day_for(when))
     manifest["manifest_sha256"] = manifest_hash(manifest)
     target = store.root / day_for(when) / new_id
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(info.path, target)
+    shutil.move(store.folder(backup_id), target)
     (target / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return new_id
 
@@ -53,9 +53,9 @@ def test_home_masks_the_uri_password(seeded, make_app, monkeypatch, mongo_uri):
 
 
 def test_home_warns_when_last_backup_is_old_and_last_run_failed(seeded, make_app, root):
-    store = Store(root)
+    store = LocalStore(root)
     old = _age_backup(store, make_backup(seeded, root).backup_id, hours=5)  # default interval 1 h
-    scheduler._append_history(root, scheduler._history_entry(
+    scheduler.append_history(root, scheduler.history_entry(
         "backup", "scheduled", datetime.now(timezone.utc), 0.1, "error", error="disk full"))
     at = run_page(make_app("admin"))
     assert not at.exception
@@ -81,15 +81,15 @@ def test_home_reports_an_unreachable_database_without_traceback(make_app, monkey
 
 
 def test_home_fast_with_500_backups(seeded, make_app, root):
-    store = Store(root)
+    store = LocalStore(root)
     first = store.get(make_backup(seeded, root).backup_id)
     start = datetime.now(timezone.utc) - timedelta(days=6)
     for i in range(499):
         when = start + timedelta(minutes=17 * i)
         new_id = backup_id_for(when)
         target = root / day_for(when) / new_id
-        shutil.copytree(first.path, target)
-        manifest = dict(first.manifest)
+        shutil.copytree(store.folder(first.backup_id), target)
+        manifest = dict(first.manifest.data)
         manifest.update(backup_id=new_id, created_at=when.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
         manifest["manifest_sha256"] = manifest_hash(manifest)
         (target / MANIFEST).write_text(json.dumps(manifest))

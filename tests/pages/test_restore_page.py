@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backup_core.backup import BackupOptions, create_backup
-from backup_core.store import Store
+from backup_core.store import LocalStore
 
 from tests.pages.conftest import values as texts
 
@@ -23,7 +23,7 @@ def backed_up(db, root):
     db["Equipment"].insert_many([{"_id": i, "name": f"item {i}", "qty": i * 10, "spec": {"w": i}}
                                  for i in range(1, 9)])
     db["Equipment_select_options"].insert_many([{"_id": f"o{i}", "label": f"Option {i}"} for i in range(3)])
-    return create_backup(db, Store(root), BackupOptions(user="tester")).backup_id
+    return create_backup(db, LocalStore(root), BackupOptions(user="tester")).backup_id
 
 
 def change_live(db) -> None:
@@ -91,7 +91,7 @@ def test_replace_restore_needs_typed_name_then_undo(open_page, restore_env, back
     assert db["Equipment"].find_one({"_id": 100}) is None
     success = texts(at, "success")
     assert "Safety backup" in success
-    safety = [b.backup_id for b in Store(root).list_backups() if b.trigger == "safety"]
+    safety = [b.backup_id for b in LocalStore(root).list_backups() if b.trigger == "safety"]
     assert len(safety) == 1 and safety[0] in success
     # the typed confirmation is cleared: a second click cannot restore again by accident
     assert at.text_input(key="restore_confirm_text").value == ""
@@ -119,7 +119,7 @@ def test_undo_removes_a_collection_the_restore_created(open_page, restore_env, b
     assert "Undone" in texts(at, "info")
 
     # the safety backup, picked on the page, offers the created collection as one to remove
-    safety = next(b for b in Store(root).list_backups() if b.trigger == "safety"
+    safety = next(b for b in LocalStore(root).list_backups() if b.trigger == "safety"
                   and b.absent_collections == ["Equipment_select_options"])
     at.selectbox(key="restore_backup").set_value(safety.backup_id).run()
     assert not at.exception, at.exception
@@ -157,29 +157,29 @@ def test_bad_upload_shows_error(open_page, restore_env, root):
     at.button(key="restore_import_btn").click().run()
     assert not at.exception, at.exception
     assert "zip" in texts(at, "error").lower()
-    assert Store(root).list_backups() == []
+    assert LocalStore(root).list_backups() == []
 
 
 def test_good_upload_imports(open_page, restore_env, backed_up, root, tmp_path):
     from backup_core import transfer
 
     out = tmp_path / "b.zip"
-    transfer.export_backup(Store(root), backed_up, out)
-    Store(root).delete(backed_up)
+    transfer.export_backup(LocalStore(root), backed_up, out)
+    LocalStore(root).delete(backed_up)
     at = open_page()
     at.file_uploader(key="restore_upload").upload("b.zip", out.read_bytes(), "application/zip").run()
     at.button(key="restore_import_btn").click().run()
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
     assert backed_up in texts(at, "success")
-    assert Store(root).get(backed_up).backup_id == backed_up
+    assert LocalStore(root).get(backed_up).backup_id == backed_up
 
 
 def test_backup_of_another_database_needs_explicit_checkbox(open_page, page_env, client, db, root):
     other = client[f"{db.name}_other"]
     try:
         other["Equipment"].insert_many([{"_id": i, "name": f"other {i}"} for i in range(3)])
-        create_backup(other, Store(root), BackupOptions(user="tester"))
+        create_backup(other, LocalStore(root), BackupOptions(user="tester"))
         db["Equipment"].insert_one({"_id": 99, "name": "live only"})
         at = open_page()
         assert "taken from database" in texts(at, "warning")
@@ -194,3 +194,49 @@ def test_backup_of_another_database_needs_explicit_checkbox(open_page, page_env,
         assert at.checkbox(key="restore_allow_other_db").value is False  # reset after the restore
     finally:
         client.drop_database(other.name)
+
+
+def test_the_comparison_is_computed_once_for_paging_and_filters(open_page, restore_env, backed_up, db,
+                                                                monkeypatch):
+    from backup_core import comparison
+
+    calls = []
+    real = comparison.StoredComparison.compute.__func__
+
+    def counting(cls, *a, **kw):
+        calls.append(1)
+        return real(cls, *a, **kw)
+
+    monkeypatch.setattr(comparison.StoredComparison, "compute", classmethod(counting))
+    change_live(db)
+    at = open_page()
+    at.button(key="restore_compare_btn").click().run()
+    assert len(calls) == 1
+    at.multiselect(key="restore_diff_status").set_value(["changed"]).run()
+    at.text_input(key="restore_diff_text").input("item").run()
+    at.number_input(key="restore_diff_page").set_value(2).run()
+    at.radio(key="restore_mode").set_value("merge").run()
+    assert not at.exception
+    assert len(calls) == 1  # paging, filters and the mode did not recompute anything
+    db["Equipment"].insert_one({"_id": 200})  # live data changed: the old figures would mislead
+    at.number_input(key="restore_diff_page").set_value(1).run()
+    assert len(calls) == 2
+
+
+def test_differences_name_documents_and_totals_show_once(open_page, restore_env, backed_up, db):
+    change_live(db)
+    at = open_page()
+    at.button(key="restore_compare_btn").click().run()
+    records = at.dataframe[2].value
+    assert "document" in records.columns
+    assert set(records["document"]) >= {"name: item 2", "name: new since backup"}
+    assert not any("only in backup ·" in m.value for m in at.markdown)  # the table is the one place
+
+
+def test_a_match_key_no_document_has(open_page, restore_env, backed_up, db):
+    at = open_page()
+    at.text_input(key="restore_match_key").input("no_such_field").run()
+    at.button(key="restore_compare_btn").click().run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "no document" in errors and "no_such_field" in errors and "several" not in errors

@@ -1,0 +1,194 @@
+"""A comparison kept on disk: computed once, then any page or filter of it read back cheaply.
+
+The dashboard shows a backup-vs-live comparison one page at a time, filtered
+by status or text. Recomputing it on every click would rebuild the backup's
+index and rescan the live collection each time, so ``StoredComparison``
+pairs the documents once (``compare.BackupIndex``), writes every differing
+pair to an anonymous temporary file (status, key, both raw documents) plus a
+lower-cased search text, and keeps only offsets in memory (16 bytes a
+differing document). A page or a filter then reads that file, never the
+database or the backup. ``live_token`` is a cheap fingerprint of the live
+collections (document counts) that tells when the comparison is out of date.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pymongo.database import Database
+
+from . import codec
+from .compare import (STATUSES, BackupIndex, CollectionCompare, DocDiff, Pair, _backup_and_collections,
+                      data_check, doc_diff, schema_differences)
+from .errors import UsageError
+from .keys import check_key, key_json, key_text
+from .mongoutil import translate_errors, user_collections
+from .store import Store
+from .timeutil import now_iso
+
+_HEAD = struct.Struct("<BIII")  # status, key length, backup length, live length
+_CODES = {s: i for i, s in enumerate(STATUSES)}
+DIFF_STATUSES = ("only_in_backup", "only_in_live", "changed")
+
+
+def live_token(db: Database, collections: list[str]) -> tuple:
+    """Document counts of the live collections: changes when documents are added or removed."""
+    live = user_collections(db)
+    with translate_errors("counting documents"):
+        return tuple((n, db[n].estimated_document_count() if n in live else None) for n in collections)
+
+
+def _anonymous_file():
+    fd, path = tempfile.mkstemp(prefix="backup-comparison-", suffix=".bin")
+    os.unlink(path)  # anonymous: vanishes with the process
+    return os.fdopen(fd, "w+b")
+
+
+@dataclass
+class _Records:
+    """The differing pairs of one collection in a temporary file, and where each one is.
+
+    ``hay`` holds one line of lower-cased search text per record, in record order.
+    """
+
+    fh: object = field(default_factory=_anonymous_file)
+    hay: object = field(default_factory=_anonymous_file)
+    offsets: dict[str, array] = field(default_factory=lambda: {s: array("q") for s in DIFF_STATUSES})
+    order: array = field(default_factory=lambda: array("q"))  # record number -> offset
+
+    def matching(self, needle: bytes) -> set[int]:
+        self.hay.seek(0)  # type: ignore[attr-defined]
+        return {n for n, line in enumerate(self.hay) if needle in line}  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        for fh in (self.fh, self.hay):
+            try:
+                fh.close()  # type: ignore[attr-defined]
+            except OSError:
+                pass
+
+
+@dataclass
+class StoredComparison:
+    backup_id: str
+    key: str
+    collections: dict[str, CollectionCompare]
+    computed_at: str
+    live_token: tuple
+    duration_s: float
+    _records: dict[str, _Records] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def compute(cls, db: Database, store: Store, backup_id: str, collections: list[str] | None = None,
+                key: str = "_id", progress: Callable[[str, int, int], None] | None = None) -> "StoredComparison":
+        check_key(key)
+        started = time.monotonic()
+        info, names = _backup_and_collections(store, backup_id, collections)
+        live = user_collections(db)
+        token = live_token(db, names)
+        out = cls(info.backup_id, key, {}, now_iso(), token, 0.0)
+        try:
+            for i, name in enumerate(names):
+                if progress:
+                    progress(name, i, len(names))
+                out.collections[name], out._records[name] = _compare_one(db, store, info, name, key,
+                                                                        live.get(name))
+        except BaseException:
+            out.close()
+            raise
+        out.duration_s = time.monotonic() - started
+        return out
+
+    def differing(self) -> list[str]:
+        return [n for n, c in self.collections.items() if c.only_in_backup or c.only_in_live or c.changed]
+
+    def page(self, collection: str, statuses: list[str] | None = None, text: str = "", page: int = 0,
+             page_size: int = 50) -> tuple[list[DocDiff], bool]:
+        """(page ``page`` of the differences of ``collection`` with ``statuses`` whose text contains
+        ``text``, whether more follow). Reads the temporary file only."""
+        rec = self._records.get(collection)
+        if rec is None:
+            raise UsageError(f"collection {collection!r} is not part of this comparison")
+        wanted = [s for s in (statuses or DIFF_STATUSES) if s in DIFF_STATUSES]
+        needle = text.strip().casefold().encode("utf-8")
+        numbers = sorted(n for s in wanted for n in rec.offsets[s])
+        if needle:
+            hits = rec.matching(needle)
+            numbers = [n for n in numbers if n in hits]
+        start = page * page_size
+        chosen = numbers[start:start + page_size]
+        return [self._read(rec, n) for n in chosen], len(numbers) > start + page_size
+
+    def count(self, collection: str, statuses: list[str] | None = None, text: str = "") -> int:
+        rec = self._records[collection]
+        wanted = [s for s in (statuses or DIFF_STATUSES) if s in DIFF_STATUSES]
+        needle = text.strip().casefold().encode("utf-8")
+        if not needle:
+            return sum(len(rec.offsets[s]) for s in wanted)
+        hits = rec.matching(needle)
+        return sum(1 for s in wanted for n in rec.offsets[s] if n in hits)
+
+    def _read(self, rec: _Records, number: int) -> DocDiff:
+        fh = rec.fh
+        fh.seek(rec.order[number])  # type: ignore[attr-defined]
+        code, klen, blen, llen = _HEAD.unpack(fh.read(_HEAD.size))  # type: ignore[attr-defined]
+        key = json.loads(fh.read(klen))  # type: ignore[attr-defined]
+        backup = fh.read(blen) if blen else None  # type: ignore[attr-defined]
+        live = fh.read(llen) if llen else None  # type: ignore[attr-defined]
+        diff = doc_diff(Pair(STATUSES[code], b"", backup, live), self.key)
+        diff.key = key
+        return diff
+
+    def to_json(self) -> dict:
+        return {"backup_id": self.backup_id, "key": self.key, "computed_at": self.computed_at,
+                "collections": {n: c.to_json() for n, c in self.collections.items()}}
+
+    def close(self) -> None:
+        for rec in self._records.values():
+            rec.close()
+        self._records.clear()
+
+    def __del__(self) -> None:  # the files are anonymous; closing just frees them sooner
+        self.close()
+
+
+def _compare_one(db: Database, store: Store, info, name: str, key: str,
+                 live_options: dict | None) -> tuple[CollectionCompare, _Records]:
+    cc = CollectionCompare(name, key)
+    rec = _Records()
+    check = data_check(info, name)
+    offset = 0
+    with BackupIndex(store, info, name, key, check) as index:
+        for pair in index.pairs(db):
+            setattr(cc, pair.status, getattr(cc, pair.status) + 1)
+            if pair.status == "identical":
+                continue
+            kb = pair.key_value(key)
+            key_obj = json.dumps(key_json(kb), ensure_ascii=False).encode("utf-8")
+            backup, live = pair.backup or b"", pair.live or b""
+            blob = _HEAD.pack(_CODES[pair.status], len(key_obj), len(backup), len(live)) + key_obj + backup + live
+            rec.fh.write(blob)  # type: ignore[attr-defined]
+            rec.offsets[pair.status].append(len(rec.order))
+            rec.order.append(offset)
+            rec.hay.write(_haystack(kb, pair.backup, pair.live) + b"\n")  # type: ignore[attr-defined]
+            offset += len(blob)
+    rec.fh.flush()  # type: ignore[attr-defined]
+    rec.hay.flush()  # type: ignore[attr-defined]
+    cc.indexes, cc.options = schema_differences(db, info, name, live_options)
+    cc.warnings = check.findings() if check is not None else []
+    return cc, rec
+
+
+def _haystack(kb: bytes, backup: bytes | None, live: bytes | None) -> bytes:
+    parts = [key_text(kb) if kb else ""]
+    for raw in (backup, live):
+        if raw is not None:
+            parts.append(codec.to_json_text(raw))
+    return " ".join(parts).casefold().replace("\n", " ").encode("utf-8")

@@ -1,0 +1,425 @@
+"""The scheduler service: interval backups and a weekly clean-up, run by exactly one scheduler per root.
+
+Two jobs run in an APScheduler 3.x ``BackgroundScheduler`` (STYLE.md item 10):
+
+- ``scheduled-backup`` every ``interval_hours`` (default 1 h; the dashboard
+  offers 0.1 to 168 h, the CLI's ``--every`` any positive duration), followed
+  by a clean-up when the backup root has grown past ``max_root_bytes``;
+- ``weekly-cleanup`` once a week: deletes backups older than the retention
+  period (default 7 days), never the newest one (``retention.cleanup``).
+
+Exactly one scheduler is active per backup root, whoever starts it (the
+headless ``python -m backup_core scheduler``, any number of dashboard
+processes, sessions and reruns). Every ``SchedulerService`` competes for the
+lease (``lease.py``) that its holder renews every ``lease_seconds / 3``; the
+others stand by and take over when it dies. Before a job runs, the holder
+renews the lease once more (a fence: a scheduler paused past its lease never
+runs next to the new holder).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from apscheduler.events import (EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES,
+                                EVENT_JOB_MISSED, JobEvent)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .. import audit
+from ..config import Settings
+from ..context import open_store
+from ..errors import BackupError, UsageError
+from ..timeutil import iso, parse_iso, utc_now
+from .config import CONFIG_FILE, load_config, scheduler_dir
+from .history import append_history, history_entry, run_history, write_state
+from .lease import FileLease, Lease
+from .runs import SCHEDULER_USER, run_cleanup, run_scheduled_backup
+
+log = logging.getLogger(__name__)
+
+CLEANUP_EVERY = timedelta(days=7)
+BACKUP_JOB_ID = "scheduled-backup"
+CLEANUP_JOB_ID = "weekly-cleanup"
+
+
+def _now() -> datetime:
+    return utc_now()
+
+
+# Job functions are module-level (APScheduler guide) and find their service by id, so a job
+# never holds a reference to a scheduler that has since been replaced.
+_services: dict[str, "SchedulerService"] = {}
+_services_guard = threading.Lock()
+
+
+def _backup_job(service_id: str) -> None:
+    svc = _services.get(service_id)
+    if svc is not None:
+        svc._run_backup_job()
+
+
+def _cleanup_job(service_id: str) -> None:
+    svc = _services.get(service_id)
+    if svc is not None:
+        svc._run_cleanup_job()
+
+
+class SchedulerService:
+    """One competitor for the scheduler lease of a backup root; runs the jobs while it holds it.
+
+    ``start()`` returns at once: a background thread takes or renews the lease
+    every ``lease_seconds / 3`` and starts the APScheduler jobs when it wins
+    (``is_active``) or stops them when it loses. ``interval`` overrides the
+    configured interval for this process only (CLI ``--every``).
+    """
+
+    def __init__(self, settings: Settings, interval: timedelta | None = None, lease_seconds: float = 30.0, *,
+                 cleanup_every: timedelta = CLEANUP_EVERY, lease: Lease | None = None,
+                 on_state: Callable[[str, dict], None] | None = None) -> None:
+        if interval is not None and interval.total_seconds() <= 0:
+            raise UsageError("the backup interval must be positive")
+        if lease_seconds <= 0:
+            raise UsageError("the lease period must be positive")
+        self.settings = settings
+        self.root = settings.backup_root
+        self.interval_override = interval
+        self.lease_seconds = float(lease_seconds)
+        self.cleanup_every = cleanup_every
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease: Lease = lease or FileLease(scheduler_dir(self.root), self.id, self.lease_seconds,
+                                               database=settings.db_name)
+        self.on_state = on_state
+        self._lock = threading.RLock()
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._scheduler: BackgroundScheduler | None = None
+        self._stopping = False
+        self._active = False
+        self._announced: str | None = None
+        self._config_mtime: float | None = None
+        self._interval_s: float | None = None
+        self._enabled = True
+
+    # -- public
+    @property
+    def is_active(self) -> bool:
+        return self._active
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> "SchedulerService":
+        with self._lock:
+            if self.running:
+                return self
+            self._halt.clear()
+            self._stopping = False
+            with _services_guard:
+                _services[self.id] = self
+            try:
+                self._tick()  # decide active/standby before returning: callers can show it at once
+            except Exception:  # noqa: BLE001 - the lease thread retries; a dashboard rerun must not fail
+                log.exception("scheduler start-up check failed")
+            self._thread = threading.Thread(target=self._loop, name=f"scheduler-lease-{self.id}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop the jobs (``wait``: let a running backup finish), then give up the lease."""
+        with self._lock:
+            self._stopping = True
+            was_active = self._active
+        # the lease thread keeps renewing while a running backup finishes, so no standby
+        # starts a second backup in the meantime
+        self._shutdown_scheduler(wait=wait)
+        self._halt.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=max(5.0, self.lease_seconds))
+        self._thread = None
+        with self._lock:
+            self._active = False
+            self.lease.release()
+        with _services_guard:
+            _services.pop(self.id, None)
+        if was_active:
+            self._audit("stopped")
+        self._announce("stopped")
+
+    def next_run(self) -> datetime | None:
+        sched = self._scheduler
+        if sched is None:
+            return None
+        job = sched.get_job(BACKUP_JOB_ID)
+        return job.next_run_time if job else None
+
+    def run_forever(self) -> None:
+        """Run in the foreground until SIGTERM/SIGINT (the CLI and service managers).
+
+        The first signal stops after the running job finishes; a second one
+        abandons it (the half-written backup is a temporary folder, never listed,
+        swept by the next backup).
+        """
+        stop = threading.Event()
+        signals = [0]
+
+        def handler(signum, _frame):
+            signals[0] += 1
+            if signals[0] > 1:
+                os._exit(128 + signum)
+            stop.set()
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not stop.wait(0.5):
+                pass
+            self.stop(wait=True)
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    # -- lease loop
+    def _loop(self) -> None:
+        while not self._halt.wait(self.lease_seconds / 3):
+            try:
+                self._tick()
+            except Exception:  # noqa: BLE001 - never let the lease thread die silently
+                log.exception("scheduler lease check failed")
+
+    def _tick(self) -> None:
+        with self._lock:
+            if self._stopping:
+                if self._active:
+                    self.lease.acquire()  # keep it while the last job finishes
+                return
+            held = self.lease.acquire()
+            if held and not self._active:
+                self._become_active()
+            elif not held and self._active:
+                log.warning("scheduler lease of %s lost; standing by", self.root)
+                self._become_standby()
+            elif held:
+                self._check_config()
+            elif self._announced != "standby":
+                self._announce("standby")
+
+    def _become_active(self) -> None:
+        sched = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(2)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+            timezone=timezone.utc)
+        sched.add_listener(self._on_job_event,
+                           EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        sched.start()
+        self._scheduler = sched
+        self._active = True
+        self._config_mtime = None
+        self._check_config(force=True)
+        self._schedule_cleanup()
+        self._audit("active")
+        self._announce("active")
+
+    def _become_standby(self) -> None:
+        self._active = False
+        self._shutdown_scheduler(wait=False)  # a running backup completes (atomically) on its own
+        self._announce("standby")
+
+    def _shutdown_scheduler(self, wait: bool) -> None:
+        sched, self._scheduler = self._scheduler, None
+        if sched is not None:
+            try:
+                sched.shutdown(wait=wait)
+            except Exception:  # noqa: BLE001 - already stopped
+                pass
+
+    # -- jobs
+    def _config_changed(self) -> bool:
+        try:
+            mtime = (scheduler_dir(self.root) / CONFIG_FILE).stat().st_mtime_ns
+        except OSError:
+            mtime = None
+        changed = mtime != self._config_mtime
+        self._config_mtime = mtime
+        return changed
+
+    def _check_config(self, force: bool = False) -> None:
+        """Reschedule when the interval or the enabled flag changed (polled on each renewal)."""
+        if not self._config_changed() and not force:
+            return
+        config = load_config(self.root)
+        interval_s = (self.interval_override.total_seconds() if self.interval_override
+                      else config.interval_hours * 3600)
+        if not force and interval_s == self._interval_s and config.enabled == self._enabled:
+            return
+        self._interval_s, self._enabled = interval_s, config.enabled
+        self._schedule_backup()
+
+    def _schedule_backup(self) -> None:
+        sched = self._scheduler
+        if sched is None:
+            return
+        if not self._enabled:
+            if sched.get_job(BACKUP_JOB_ID):
+                sched.remove_job(BACKUP_JOB_ID)
+            self._write_state()
+            return
+        interval = timedelta(seconds=self._interval_s)
+        # continue the cadence of the last backup (whoever made it: a previous scheduler
+        # that died, a manual backup), so a takeover or restart does not back up twice
+        first = _now() + timedelta(seconds=0.2)
+        try:
+            backups = open_store(self.settings).list_backups()
+        except BackupError:
+            backups = []
+        if backups and backups[0].created + interval > first:
+            first = backups[0].created + interval
+        sched.add_job(_backup_job, IntervalTrigger(seconds=self._interval_s, start_date=first, timezone=timezone.utc),
+                      args=[self.id], id=BACKUP_JOB_ID, name="interval backup", replace_existing=True,
+                      # a run more than half an interval late is dropped: the next one is near
+                      misfire_grace_time=max(1, int(min(self._interval_s / 2, 900))))
+        self._write_state()
+
+    def _schedule_cleanup(self) -> None:
+        sched = self._scheduler
+        if sched is None:
+            return
+        every = self.cleanup_every
+        first = _now() + min(timedelta(seconds=60), every)
+        for entry in run_history(self.root, limit=500):
+            if entry.get("kind") == "cleanup" and entry.get("trigger") == "weekly":
+                last = parse_iso(entry.get("started_at"))
+                if last and last + every > first:
+                    first = last + every
+                break
+        sched.add_job(_cleanup_job, IntervalTrigger(seconds=every.total_seconds(), start_date=first,
+                                                    timezone=timezone.utc),
+                      args=[self.id], id=CLEANUP_JOB_ID, name="weekly clean-up", replace_existing=True,
+                      misfire_grace_time=3600)
+        self._write_state()
+
+    def _still_owner(self) -> bool:
+        # fence: a scheduler that was paused past its lease must not run next to the new holder
+        with self._lock:
+            return self._active and not self._stopping and self.lease.acquire()
+
+    def _run_backup_job(self) -> None:
+        if not self._still_owner():
+            return
+        run_scheduled_backup(self.settings, trigger="scheduled")
+
+    def _run_cleanup_job(self) -> None:
+        if not self._still_owner():
+            return
+        run_cleanup(self.settings, load_config(self.root), user=SCHEDULER_USER, trigger="weekly")
+
+    def _on_job_event(self, event: JobEvent) -> None:
+        if event.code == EVENT_JOB_MAX_INSTANCES and event.job_id == BACKUP_JOB_ID:
+            # the previous backup is still running: this trigger is skipped, not queued
+            append_history(self.root, history_entry("backup", "scheduled", _now(), 0.0, "skipped",
+                                                      error="previous scheduled backup still running"))
+        elif event.code == EVENT_JOB_MISSED and event.job_id == BACKUP_JOB_ID:
+            append_history(self.root, history_entry("backup", "scheduled", _now(), 0.0, "skipped",
+                                                      error="missed its start time (process suspended?)"))
+        elif event.code == EVENT_JOB_ERROR:
+            # run_scheduled_backup never raises, so this is a bug; still keep a record
+            log.error("scheduler job %s failed: %r", event.job_id, event.exception)
+            kind = "backup" if event.job_id == BACKUP_JOB_ID else "cleanup"
+            append_history(self.root, history_entry(kind, "scheduled", _now(), 0.0, "error",
+                                                      error=f"{type(event.exception).__name__}: {event.exception}"))
+        self._write_state()
+
+    # -- state
+    def _write_state(self) -> None:
+        sched = self._scheduler
+        if sched is None or not self._active:
+            return
+        try:
+            backup_job = sched.get_job(BACKUP_JOB_ID)
+            cleanup_job = sched.get_job(CLEANUP_JOB_ID)
+        except Exception:  # noqa: BLE001 - scheduler shutting down
+            return
+        state = {
+            "owner": self.id,
+            "database": self.settings.db_name,
+            "interval_hours": (self._interval_s or 0) / 3600,
+            "interval_override": self.interval_override is not None,
+            "enabled": self._enabled,
+            "next_run": iso(backup_job.next_run_time) if backup_job else None,
+            "next_cleanup": iso(cleanup_job.next_run_time) if cleanup_job else None,
+            "updated_at": iso(_now()),
+        }
+        write_state(self.root, state)
+
+    def _audit(self, event: str) -> None:
+        try:
+            audit.record(self.root, user=SCHEDULER_USER, action="scheduler", event=event, owner=self.id,
+                         database=self.settings.db_name,
+                         interval_hours=(self._interval_s / 3600) if self._interval_s else None)
+        except BackupError as exc:
+            log.warning("cannot audit scheduler %s: %s", event, exc)
+
+    def _announce(self, state: str) -> None:
+        if state == self._announced:
+            return
+        self._announced = state
+        if self.on_state:
+            try:
+                info = {"interval_hours": (self._interval_s or 0) / 3600, "root": str(self.root),
+                        "database": self.settings.db_name, "holder": self.lease.holder()}
+                self.on_state(state, info)
+            except Exception:  # noqa: BLE001 - a reporting callback must not break the scheduler
+                log.exception("scheduler state callback failed")
+
+
+# ---------------------------------------------------------------------------- one per process
+
+_registry: dict[tuple[str, str], SchedulerService] = {}
+_registry_guard = threading.Lock()
+_atexit_registered = False
+
+
+def ensure_scheduler(settings: Settings) -> SchedulerService:
+    """The process's scheduler service for this root and database, started once.
+
+    Safe to call on every Streamlit rerun and from every session: the first
+    call starts a service (standby unless it wins the lease), later calls
+    return the same one. Other processes compete through the lease.
+    ``BACKUP_SCHEDULER=off`` (``settings.scheduler_enabled``) returns a service that is
+    never started (page tests, a dashboard that must not back up).
+    """
+    global _atexit_registered
+    key = (open_store(settings).url, settings.db_name)
+    disabled = not settings.scheduler_enabled
+    with _registry_guard:
+        svc = _registry.get(key)
+        if svc is None or (not svc.running and not disabled):
+            svc = SchedulerService(settings)
+            _registry[key] = svc
+            if not disabled:
+                svc.start()
+                if not _atexit_registered:
+                    atexit.register(_stop_all)
+                    _atexit_registered = True
+        return svc
+
+
+def _stop_all() -> None:
+    with _registry_guard:
+        services = list(_registry.values())
+        _registry.clear()
+    for svc in services:
+        try:
+            svc.stop(wait=False)  # release the lease at once so a standby elsewhere takes over
+        except Exception:  # noqa: BLE001
+            pass

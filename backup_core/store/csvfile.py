@@ -1,0 +1,190 @@
+"""The CSV data file of one collection: writing it from raw BSON, reading its rows back.
+
+Writing (``write_csv``): the documents are read once from the database; the
+first pass spills the raw BSON to a scratch file while the codec learns the
+columns and their types, the second pass reads the spill file and writes the
+rows. Memory stays bounded by one batch, never one collection, and the CSV
+reflects exactly the documents that were read. The bytes are hashed and
+counted as they are written (gzip with ``mtime=0`` and no name, so equal
+content gives equal bytes).
+
+Reading (``RowReader``): the file is read line by line as bytes and each line
+decoded as strict UTF-8 before the ``csv`` module sees it, so an encoding
+error names the line it is on; a byte-order mark is refused; the header must
+match the manifest's columns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import hashlib
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+from .. import codec
+from ..errors import CodecError, FormatError
+
+_LEN = struct.Struct("<i")
+PROGRESS_EVERY = 500
+
+
+class CountingWriter(io.RawIOBase):
+    """Passes bytes through to a binary stream while counting them (and, with ``sha256``, hashing them)."""
+
+    def __init__(self, fh: BinaryIO, *, sha256: bool = False) -> None:
+        self._fh = fh
+        self.sha256 = hashlib.sha256() if sha256 else None
+        self.bytes = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[override]
+        n = self._fh.write(b)
+        n = len(b) if n is None else n
+        if self.sha256 is not None:
+            self.sha256.update(memoryview(b)[:n])
+        self.bytes += n
+        return n
+
+    def flush(self) -> None:
+        # also called when this wrapper is garbage collected, maybe after the file was closed
+        if not getattr(self._fh, "closed", False):
+            self._fh.flush()
+
+
+@dataclass
+class WrittenFile:
+    count: int
+    schema: codec.Schema
+    bytes: int
+    sha256: str
+
+
+def _iter_spill(path: Path) -> Iterator[bytes]:
+    with path.open("rb", buffering=1 << 20) as fh:
+        while head := fh.read(4):
+            n = _LEN.unpack(head)[0]
+            yield head + fh.read(n - 4)
+
+
+def write_csv(docs: Iterable[bytes], out: BinaryIO, spill_path: Path, *, compress: bool,
+              progress: Callable[[int], None] | None = None) -> WrittenFile:
+    """Encode raw BSON documents into one CSV file written to ``out`` (left open).
+
+    ``progress(steps)`` counts one step per document read and one per row written.
+    """
+    builder = codec.SchemaBuilder()
+    count = 0
+    try:
+        with spill_path.open("wb", buffering=1 << 20) as spill:
+            for raw in docs:
+                builder.add(raw)
+                spill.write(raw)
+                count += 1
+                if progress and count % PROGRESS_EVERY == 0:
+                    progress(count)
+        schema = builder.build()
+        encoder = codec.RowEncoder(schema)
+        hasher = CountingWriter(out, sha256=True)
+        buffered = io.BufferedWriter(hasher, 1 << 20)
+        gz = gzip.GzipFile(filename="", mode="wb", fileobj=buffered, mtime=0) if compress else None
+        text = io.TextIOWrapper(gz or buffered, encoding="utf-8", newline="")
+        try:
+            writer = csv.writer(text)
+            writer.writerow(schema.header())
+            for done, raw in enumerate(_iter_spill(spill_path), 1):
+                writer.writerow(encoder.encode(raw))
+                if progress and done % PROGRESS_EVERY == 0:
+                    progress(count + done)
+            text.flush()
+        except BaseException:
+            # close the wrappers now (their final flush fails too, e.g. disk full) so that the
+            # garbage collector does not try to flush them into the closed file later
+            for layer in (text, gz, buffered):
+                if layer is not None:
+                    with contextlib.suppress(Exception):
+                        layer.close()
+            raise
+        text.detach()
+        if gz is not None:
+            gz.close()  # writes the gzip trailer; leaves ``buffered`` open
+        buffered.flush()
+        buffered.detach()
+    finally:
+        spill_path.unlink(missing_ok=True)
+    return WrittenFile(count, schema, hasher.bytes, hasher.sha256.hexdigest())  # type: ignore[union-attr]
+
+
+class RowReader:
+    """Iterates the data rows of one CSV file (a binary stream), checking encoding and header.
+
+    ``record`` is the number of the current data row (1 = the first document),
+    ``line`` the physical line the reader is on.
+    """
+
+    def __init__(self, stream: BinaryIO, schema: codec.Schema, *, compressed: bool, label: str) -> None:
+        self.schema = schema
+        self.label = label
+        self._raw = stream
+        self._stream: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if compressed else stream
+        self.line = 0
+        self.record = 0
+        self._reader = csv.reader(self._lines(), strict=True)
+        header = self._next()
+        if header is None or header != schema.header():
+            self.close()
+            raise FormatError(f"{label}: header does not match the manifest's columns")
+
+    def _lines(self) -> Iterator[str]:
+        for raw in self._stream:
+            self.line += 1
+            if self.line == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raise FormatError(f"{self.label} starts with a byte-order mark; backup files are plain UTF-8")
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise FormatError(f"{self.label}: not valid UTF-8 on line {self.line} "
+                                  f"(byte {exc.start + 1} of the line)") from None
+
+    def _next(self) -> list[str] | None:
+        try:
+            return next(self._reader)
+        except StopIteration:
+            return None
+        except csv.Error as exc:
+            raise FormatError(f"{self.label}, line {self._reader.line_num}: {exc}") from None
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise FormatError(f"{self.label}: damaged file ({exc})") from None
+
+    def __iter__(self) -> Iterator[list[str]]:
+        while (row := self._next()) is not None:
+            self.record += 1
+            yield row
+
+    def documents(self) -> Iterator[bytes]:
+        """Raw BSON documents, in file order, strictly decoded."""
+        decoder = codec.RowDecoder(self.schema)
+        for row in self:
+            try:
+                yield decoder.decode(row)
+            except CodecError as exc:
+                raise CodecError(f"{self.label}, row {self.record} (line {self.line}): {exc}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._stream.close()
+        with contextlib.suppress(Exception):
+            self._raw.close()
+
+    def __enter__(self) -> "RowReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
