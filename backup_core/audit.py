@@ -27,7 +27,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from filelock import FileLock
 
@@ -84,41 +84,37 @@ def _link_of(raw: bytes) -> tuple[str, int]:
 
 
 class AuditLog:
-    """One append-only audit file."""
+    """An append-only, hash-chained audit log (see the module docstring). Subclasses store the lines."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+    where = ""
 
-    def _lock(self) -> FileLock:
-        return FileLock(str(self.path.with_name(self.path.name + ".lock")), is_singleton=True,
-                        thread_local=True)
+    def _append_line(self, build) -> dict:
+        """Append ``build(prev_line)`` (the entry for a log whose last line is ``prev_line``) atomically."""
+        raise NotImplementedError
+
+    def lines(self) -> Iterator[bytes]:
+        """Every line, oldest first."""
+        raise NotImplementedError
+
+    def lines_newest_first(self) -> Iterator[bytes]:
+        raise NotImplementedError
 
     # ---- writing
     def append(self, entry: dict) -> dict:
         """Add ``seq``, ``prev`` and ``hash`` to ``entry`` and append it durably; returns it."""
         entry = json.loads(json.dumps(_scrub(entry), default=str, ensure_ascii=False))
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._lock():
-                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
-                try:
-                    last, torn = _last_line(fd)
-                    prev, seq = _link_of(last) if last is not None else (GENESIS, 0)
-                    if seq == 0 and last is not None:
-                        seq = _count_lines(fd)  # after unchained lines, continue their numbering
-                    for k in _CHAIN_KEYS:
-                        entry.pop(k, None)
-                    entry["seq"] = seq + 1
-                    entry["prev"] = prev
-                    entry["hash"] = entry_hash(entry)
-                    line = json.dumps(entry, ensure_ascii=False).encode("utf-8") + b"\n"
-                    os.write(fd, (b"\n" if torn else b"") + line)
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        except OSError as exc:
-            raise StorageError(f"cannot write the audit log {self.path}: {exc.strerror or exc}") from None
-        return entry
+        for k in _CHAIN_KEYS:
+            entry.pop(k, None)
+
+        def build(last: bytes | None, lines_before: int) -> tuple[dict, bytes]:
+            prev, seq = _link_of(last) if last is not None else (GENESIS, 0)
+            if seq == 0 and last is not None:
+                seq = lines_before  # after unchained lines, continue their numbering
+            chained = dict(entry, seq=seq + 1, prev=prev)
+            chained["hash"] = entry_hash(chained)
+            return chained, json.dumps(chained, ensure_ascii=False).encode("utf-8") + b"\n"
+
+        return self._append_line(build)
 
     def record(self, *, user: str, action: str, outcome: str = "ok", **details: Any) -> dict:
         entry = {"at": now_iso(), "user": user, "action": action, "outcome": outcome}
@@ -126,11 +122,6 @@ class AuditLog:
         return self.append(entry)
 
     # ---- reading
-    def lines_newest_first(self) -> Iterator[bytes]:
-        if not self.path.is_file():
-            return iter(())
-        return _lines_reversed(self.path)
-
     def read(self, limit: int | None = 100, flt: "AuditFilter | None" = None) -> list[dict]:
         """Entries newest first, at most ``limit`` (None: all); unreadable lines are skipped.
 
@@ -163,7 +154,113 @@ class AuditLog:
         return out
 
     def verify(self) -> "ChainReport":
-        return verify_chain(self.path)
+        return verify_lines(self.lines(), self.where)
+
+
+class FileAuditLog(AuditLog):
+    """The audit log as one local file, appended under a ``filelock``."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.where = str(self.path)
+
+    def _lock(self) -> FileLock:
+        return FileLock(str(self.path.with_name(self.path.name + ".lock")), is_singleton=True,
+                        thread_local=True)
+
+    def _append_line(self, build) -> dict:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock():
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+                try:
+                    last, torn = _last_line(fd)
+                    entry, line = build(last, _count_lines(fd) if last is not None else 0)
+                    os.write(fd, (b"\n" if torn else b"") + line)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot write the audit log {self.path}: {exc.strerror or exc}") from None
+        return entry
+
+    def lines(self) -> Iterator[bytes]:
+        if not self.path.is_file():
+            return
+        try:
+            fh = self.path.open("rb")
+        except OSError as exc:
+            raise StorageError(f"cannot read the audit log {self.path}: {exc.strerror}") from None
+        with fh:
+            for line in fh:
+                yield line.rstrip(b"\n")
+
+    def lines_newest_first(self) -> Iterator[bytes]:
+        if not self.path.is_file():
+            return iter(())
+        return _lines_reversed(self.path)
+
+
+class PreconditionFailed(Exception):
+    """A conditional write lost a race (the object changed, or exists already)."""
+
+
+class BlobAuditLog(AuditLog):
+    """The audit log in an object store without append: numbered segment objects of JSON lines.
+
+    Appending re-writes the newest segment with a conditional write (``If-Match``
+    its current version, ``If-None-Match`` for a new one), so concurrent writers
+    on several hosts never lose an entry and the chain stays one chain; a
+    writer that loses the race reads the segment again and retries.
+    """
+
+    SEGMENT_BYTES = 1 << 20
+    RETRIES = 200
+
+    def __init__(self, blobs, prefix: str, where: str) -> None:
+        self.blobs, self.prefix, self.where = blobs, prefix, where
+
+    def _segments(self) -> list[str]:
+        return sorted(n for n in self.blobs.list(self.prefix) if n.rsplit("/", 1)[-1].startswith("segment-"))
+
+    def _name(self, number: int) -> str:
+        return f"{self.prefix}segment-{number:08d}.jsonl"
+
+    def _append_line(self, build) -> dict:
+        import random
+        import time
+
+        for _ in range(self.RETRIES):
+            segments = self._segments()
+            number = int(segments[-1].rsplit("-", 1)[-1].split(".")[0]) if segments else 1
+            got = self.blobs.get(segments[-1]) if segments else None
+            data, etag = got if got is not None else (b"", None)
+            last = data.rstrip(b"\n").rsplit(b"\n", 1)[-1] if data.strip() else None
+            entry, line = build(last, data.count(b"\n"))
+            if got is not None and len(data) >= self.SEGMENT_BYTES:
+                name, body, cond = self._name(number + 1), line, {"if_none_match": True}
+            else:
+                name = self._name(number)
+                body = data + (b"\n" if data and not data.endswith(b"\n") else b"") + line
+                cond = {"if_match": etag} if etag else {"if_none_match": True}
+            try:
+                self.blobs.put(name, body, **cond)
+                return entry
+            except PreconditionFailed:
+                time.sleep(random.uniform(0.01, 0.1))
+        raise StorageError(f"cannot write the audit log {self.where}: too many concurrent writers")
+
+    def lines(self) -> Iterator[bytes]:
+        for name in self._segments():
+            got = self.blobs.get(name)
+            if got is not None:
+                yield from (ln for ln in got[0].split(b"\n") if ln.strip())
+
+    def lines_newest_first(self) -> Iterator[bytes]:
+        for name in reversed(self._segments()):
+            got = self.blobs.get(name)
+            if got is not None:
+                yield from reversed([ln for ln in got[0].split(b"\n") if ln.strip()])
 
 
 def _last_line(fd: int) -> tuple[bytes | None, bool]:
@@ -253,48 +350,44 @@ class ChainReport:
 
 
 def verify_chain(path: Path | str) -> ChainReport:
-    """Walk the whole file and check every link (see the module docstring)."""
-    path = Path(path)
-    report = ChainReport(str(path))
-    if not path.is_file():
-        return report
+    """Check every link of a local audit file (see the module docstring)."""
+    return FileAuditLog(path).verify()
+
+
+def verify_lines(lines: Iterable[bytes], where: str) -> ChainReport:
+    """Walk every line, oldest first, and check every link."""
+    report = ChainReport(where)
     prev, expected_seq, started = GENESIS, None, False
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise StorageError(f"cannot read the audit log {path}: {exc.strerror}") from None
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            raw = line.rstrip(b"\n")
-            if not raw.strip():
-                continue
-            report.entries += 1
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                obj = None
-            if not _is_chained(obj):
-                if started and isinstance(obj, dict):
-                    _problem(report, lineno, obj, "an entry without a hash after the chain began "
-                                                  "(inserted by hand?)")
-                elif obj is None:
-                    report.warnings.append(f"line {lineno} is not a complete entry (torn by a crash?)")
-                else:
-                    report.legacy += 1
-                prev = hashlib.sha256(raw).hexdigest()
-                continue
-            started = True
-            report.chained += 1
-            if obj["prev"] != prev:
-                _problem(report, lineno, obj, "does not follow the line before it: an entry before it "
-                                              "was removed, inserted or changed")
-            elif entry_hash(obj) != obj["hash"]:
-                _problem(report, lineno, obj, "its content does not match its hash: the entry was edited")
-            elif expected_seq is not None and obj["seq"] != expected_seq:
-                _problem(report, lineno, obj, f"sequence number {obj['seq']}, expected {expected_seq}: "
-                                              "entries were removed or reordered")
-            prev, expected_seq = obj["hash"], obj["seq"] + 1
-            report.head = {"seq": obj["seq"], "hash": obj["hash"], "at": obj.get("at")}
+    for lineno, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        report.entries += 1
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            obj = None
+        if not _is_chained(obj):
+            if started and isinstance(obj, dict):
+                _problem(report, lineno, obj, "an entry without a hash after the chain began "
+                                              "(inserted by hand?)")
+            elif obj is None:
+                report.warnings.append(f"line {lineno} is not a complete entry (torn by a crash?)")
+            else:
+                report.legacy += 1
+            prev = hashlib.sha256(raw).hexdigest()
+            continue
+        started = True
+        report.chained += 1
+        if obj["prev"] != prev:
+            _problem(report, lineno, obj, "does not follow the line before it: an entry before it "
+                                          "was removed, inserted or changed")
+        elif entry_hash(obj) != obj["hash"]:
+            _problem(report, lineno, obj, "its content does not match its hash: the entry was edited")
+        elif expected_seq is not None and obj["seq"] != expected_seq:
+            _problem(report, lineno, obj, f"sequence number {obj['seq']}, expected {expected_seq}: "
+                                          "entries were removed or reordered")
+        prev, expected_seq = obj["hash"], obj["seq"] + 1
+        report.head = {"seq": obj["seq"], "hash": obj["hash"], "at": obj.get("at")}
     return report
 
 
@@ -319,12 +412,16 @@ def require_intact(log: AuditLog) -> ChainReport:
 # ---------------------------------------------------------------- module-level helpers
 
 def log_for(root: "Path | str | AuditLog") -> AuditLog:
-    """The audit log of a backup root (or the log itself)."""
+    """The audit log of a backup root (a path, an ``s3://`` URL, a Store) or the log itself."""
     if isinstance(root, AuditLog):
         return root
     if hasattr(root, "audit_log"):  # a Store
         return root.audit_log()
-    return AuditLog(audit_path(root))
+    if str(root).startswith("s3://"):
+        from .store import open_store
+
+        return open_store(root).audit_log()
+    return FileAuditLog(audit_path(root))
 
 
 def record(root: "Path | str | AuditLog", *, user: str, action: str, outcome: str = "ok", **details: Any) -> dict:
@@ -380,5 +477,5 @@ def now() -> str:
     return now_iso()
 
 
-__all__ = ["AuditLog", "AuditFilter", "ChainReport", "record", "read", "verify_chain", "require_intact",
+__all__ = ["AuditLog", "FileAuditLog", "BlobAuditLog", "PreconditionFailed", "AuditFilter", "ChainReport", "record", "read", "verify_chain", "require_intact",
            "log_for", "audit_path", "read_jsonl_newest_first", "entry_hash", "OUTCOMES"]

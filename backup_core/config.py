@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,7 +85,7 @@ class Settings:
 
     uri: str | None = None
     db_name: str = DEFAULT_DB
-    backup_root: Path = Path(DEFAULT_ROOT)
+    backup_root: Path | str = Path(DEFAULT_ROOT)  # a folder, or "s3://bucket/prefix"
     data_dir: Path = Path(DEFAULT_DATA_DIR)
     user: str = field(default_factory=lambda: _os_user())
     secrets: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -97,6 +98,11 @@ class Settings:
     admin_password_hash: str | None = field(default=None, repr=False)  # BACKUP_ADMIN_PASSWORD_HASH
     debug: bool = False                          # BACKUP_DEBUG: tracebacks for internal errors
     test_pause: tuple[str, float] | None = None  # BACKUP_CORE_TEST_PAUSE(_SECONDS): fault-test hook
+    key_file: str | None = None                  # BACKUP_KEY_FILE: encrypts new backups, reads them
+    key_files: tuple[str, ...] = ()              # BACKUP_KEY_FILES: older keys, for reading
+    mirror_root: str | None = None               # BACKUP_MIRROR_ROOT: a second copy of every new backup
+    notify_urls: tuple[str, ...] = field(default=(), repr=False)  # BACKUP_NOTIFY: apprise URLs (secrets)
+    read_preference: str | None = None           # BACKUP_READ_PREFERENCE: where backups read (None: default)
 
     @property
     def embedded(self) -> bool:
@@ -106,6 +112,15 @@ class Settings:
     def meta_db(self) -> str:
         """The metadata database (staging registry, ...): never backed up or restored."""
         return self.meta_db_override or f"{self.db_name}_backup_meta"
+
+    @property
+    def root_url(self) -> str:
+        """The backup root as text: a path, or ``s3://bucket/prefix``."""
+        return str(self.backup_root)
+
+    @property
+    def remote(self) -> bool:
+        return is_remote_root(self.backup_root)
 
     @property
     def uri_display(self) -> str:
@@ -122,6 +137,7 @@ class Settings:
         db: str | None = None,
         root: str | os.PathLike | None = None,
         data_dir: str | os.PathLike | None = None,
+        key_file: str | os.PathLike | None = None,
         env: Mapping[str, str] | None = None,
         secrets: Mapping[str, Any] | None = None,
     ) -> "Settings":
@@ -149,7 +165,7 @@ class Settings:
         return cls(
             uri=pick(uri, "MONGODB_URI", None),
             db_name=db_name,
-            backup_root=Path(pick(root, "BACKUP_ROOT", DEFAULT_ROOT)),
+            backup_root=root_value(pick(root, "BACKUP_ROOT", DEFAULT_ROOT)),
             data_dir=Path(pick(data_dir, "EMBEDDED_DATA_DIR", DEFAULT_DATA_DIR)),
             secrets=dict(secrets),
             meta_db_override=str(meta) if meta is not None else None,
@@ -161,7 +177,80 @@ class Settings:
             admin_password_hash=pick(None, "BACKUP_ADMIN_PASSWORD_HASH", None),
             debug=_flag(env.get("BACKUP_DEBUG"), False),
             test_pause=(pause, pause_s) if pause else None,
+            key_file=str(pick(key_file, "BACKUP_KEY_FILE", "")) or None,
+            key_files=_path_list(pick(None, "BACKUP_KEY_FILES", "")),
+            mirror_root=_mirror(pick(None, "BACKUP_MIRROR_ROOT", None)),
+            notify_urls=notify_urls(pick(None, "BACKUP_NOTIFY", "")),
+            read_preference=_read_preference(pick(None, "BACKUP_READ_PREFERENCE", None)),
         )
+
+
+def aws_environment() -> tuple:
+    """The AWS settings boto3 reads from the environment itself (endpoint, credentials, profile, region).
+
+    The product never interprets them; the S3 client is made again when they change.
+    """
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+
+
+def is_remote_root(root: object) -> bool:
+    return str(root).startswith("s3://")
+
+
+def root_value(root: object) -> Path | str:
+    """A backup root as given: ``s3://bucket/prefix`` stays text, anything else is a local path."""
+    text = str(root)
+    if is_remote_root(text):
+        rest = text[5:]
+        bucket = rest.split("/", 1)[0]
+        if not bucket:
+            raise ConfigError(f"invalid backup root {text!r}: expected s3://bucket/prefix")
+        return "s3://" + rest.strip("/")
+    if "://" in text:
+        raise ConfigError(f"unsupported backup root {text!r}: use a folder or s3://bucket/prefix")
+    return Path(text)
+
+
+def _path_list(value: object) -> tuple[str, ...]:
+    """``BACKUP_KEY_FILES``: paths separated by the OS path separator, commas or spaces, or a TOML list."""
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value if str(v).strip())
+    parts = str(value or "").replace(os.pathsep, ",").replace(" ", ",").split(",")
+    return tuple(p for p in (x.strip() for x in parts) if p)
+
+
+# readPreference modes (MongoDB's names); BACKUP_READ_PREFERENCE accepts them in any letter case
+READ_PREFERENCES = ("primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest")
+
+
+def _read_preference(value: object) -> str | None:
+    if value in (None, ""):
+        return None
+    modes = {m.lower(): m for m in READ_PREFERENCES}
+    mode = modes.get(str(value).strip().lower().replace("_", ""))
+    if mode is None:
+        raise ConfigError(f"invalid BACKUP_READ_PREFERENCE {value!r}: use one of {', '.join(READ_PREFERENCES)}")
+    return mode
+
+
+def notify_urls(value: object) -> tuple[str, ...]:
+    """``BACKUP_NOTIFY``: apprise URLs separated by spaces or commas (or a TOML list).
+
+    A comma splits only where the next URL starts (``scheme://``), so commas inside
+    one URL (``mailto://...?to=a@x,b@y``) stay part of it.
+    """
+    items = value if isinstance(value, (list, tuple)) else [value]
+    out: list[str] = []
+    for item in items:
+        for part in re.split(r"\s+|,(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)", str(item or "")):
+            part = part.strip().strip(",")
+            if part:
+                out.append(part)
+    return tuple(out)
+
+
+def _mirror(value: object) -> str | None:
+    return str(root_value(value)) if value not in (None, "") else None
 
 
 def debug_enabled(env: Mapping[str, str] | None = None) -> bool:

@@ -18,7 +18,7 @@ from pymongo.database import Database
 
 from .config import Settings
 from .operation import Operation, operation
-from .store import Store, open_store as _open_store
+from .store import Keyring, Store, open_store as _open_store
 
 
 @dataclass
@@ -54,8 +54,13 @@ class Context:
             self._conn = None
 
 
-def open_store(settings: Settings) -> Store:
-    return _open_store(settings.backup_root)
+def keyring_of(settings: Settings) -> Keyring:
+    return Keyring.load(settings.key_file, settings.key_files)
+
+
+def open_store(settings: Settings, root: str | None = None) -> Store:
+    """The store of the configured backup root (or of ``root``), with the configured keys."""
+    return _open_store(root or settings.backup_root, keyring_of(settings))
 
 
 @contextlib.contextmanager

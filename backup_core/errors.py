@@ -61,6 +61,10 @@ class FormatError(IntegrityError):
     """A file does not follow the snapshot format (or a newer, unknown version of it)."""
 
 
+class IncompleteBackup(FormatError):
+    """A backup folder or prefix without a manifest: an unfinished write or delete, never a backup."""
+
+
 class CodecError(FormatError):
     """A value cannot be encoded or a CSV cell cannot be decoded."""
 
@@ -83,6 +87,17 @@ class RestoreRefused(BackupError):
 
     exit_code = 8
     audit_outcome = "refused"
+
+
+class KeyMissing(BackupError):
+    """A backup is encrypted with a key that is not configured (or the configured key is wrong)."""
+
+    exit_code = 10
+    audit_outcome = "refused"
+
+    def __init__(self, message: str, *, fingerprint: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.fingerprint = fingerprint
 
 
 class AuthError(BackupError):

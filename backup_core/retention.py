@@ -1,23 +1,194 @@
-"""Clean-up: delete backups older than the retention period.
+"""Clean-up: which backups to keep, and why, as a policy (restic's ``forget``), then deleting the rest.
 
-Never deletes the newest backup (whatever its age: an idle system must keep
-its last good copy) and never anything younger than the retention period,
-safety backups included. Runs as an audited, locked operation.
+A ``RetentionPolicy`` is a small value: ``keep_last`` N newest; ``keep_hourly``,
+``keep_daily``, ``keep_weekly``, ``keep_monthly`` N: the newest backup of each
+of the last N hours / days / ISO weeks / months that have one;
+``keep_within``: everything within that time of the newest backup;
+``older_than``: the seed's rule, everything younger than that (from now).
+Without any ``keep_*`` rule the policy is ``older_than`` 7 days. The newest
+backup is always kept (an idle system keeps its last good copy). Safety
+backups, taken by restores, have their own rule: kept for ``safety_days``,
+and the newest one (the undo of the latest restore) always.
+
+``apply_policy`` decides for each backup and says why, so a dry run and the
+dashboard's preview show exactly what the real clean-up then does. Deleting
+happens under the store's lock, audited; data another kept backup shares
+(deduplicated) is kept by the store until no kept backup refers to it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
+from .errors import UsageError
 from .operation import operation
 from .store import BackupInfo, Store
-from .timeutil import format_duration, parse_duration, utc_now
+from .timeutil import compact_duration, format_duration, parse_duration, utc_now
 
 DEFAULT_RETENTION = timedelta(days=7)
+DEFAULT_SAFETY_DAYS = 7.0
+TIERS = ("hourly", "daily", "weekly", "monthly")
 
-__all__ = ["DEFAULT_RETENTION", "CleanupResult", "select_expired", "cleanup", "parse_duration",
-           "format_duration"]
+__all__ = ["DEFAULT_RETENTION", "RetentionPolicy", "Decision", "CleanupResult", "apply_policy", "cleanup",
+           "parse_duration", "format_duration"]
+
+
+def _bucket(tier: str, when: datetime) -> str:
+    if tier == "hourly":
+        return when.strftime("%Y-%m-%d %H:00")
+    if tier == "daily":
+        return when.strftime("%Y-%m-%d")
+    if tier == "weekly":
+        year, week, _ = when.isocalendar()
+        return f"{year}-W{week:02d}"
+    return when.strftime("%Y-%m")
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    keep_last: int | None = None
+    keep_hourly: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+    keep_within: timedelta | None = None
+    older_than: timedelta | None = None
+    safety_days: float = DEFAULT_SAFETY_DAYS
+
+    def __post_init__(self) -> None:
+        for name in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise UsageError(f"--{name.replace('_', '-')} must be a whole number of 0 or more, got {v!r}")
+        for name in ("keep_within", "older_than"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, timedelta) or v.total_seconds() <= 0):
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive duration")
+        if not isinstance(self.safety_days, (int, float)) or isinstance(self.safety_days, bool) \
+                or not self.safety_days >= 0:
+            raise UsageError(f"the safety backup retention must be 0 or more days, got {self.safety_days!r}")
+
+    @property
+    def tiered(self) -> bool:
+        return any(getattr(self, f"keep_{t}") is not None for t in ("last", *TIERS)) or self.keep_within is not None
+
+    def effective(self) -> "RetentionPolicy":
+        """The policy as applied: with no rule at all, the seed's "older than 7 days"."""
+        if not self.tiered and self.older_than is None:
+            return replace(self, older_than=DEFAULT_RETENTION)
+        return self
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        for k in ("keep_within", "older_than"):
+            out[k] = compact_duration(out[k]) if out[k] is not None else None
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RetentionPolicy":
+        kw = {k: data.get(k) for k in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")}
+        for k in ("keep_within", "older_than"):
+            kw[k] = parse_duration(data[k], what=k) if data.get(k) else None
+        return cls(**kw, safety_days=float(data.get("safety_days", DEFAULT_SAFETY_DAYS)))
+
+    def describe(self) -> str:
+        p = self.effective()
+        parts = [f"last {p.keep_last}" if p.keep_last is not None else ""]
+        parts += [f"{getattr(p, f'keep_{t}')} {t}" for t in TIERS if getattr(p, f"keep_{t}") is not None]
+        if p.keep_within is not None:
+            parts.append(f"everything within {compact_duration(p.keep_within)} of the newest")
+        if p.older_than is not None:
+            parts.append(f"everything younger than {compact_duration(p.older_than)}")
+        rules = ", ".join(x for x in parts if x)
+        return f"keep {rules}; never the newest; safety backups {p.safety_days:g} days and the latest undo"
+
+
+@dataclass
+class Decision:
+    backup_id: str
+    created_at: str
+    trigger: str
+    keep: bool
+    reasons: list[str] = field(default_factory=list)
+    bytes: int = 0  # the backup's data files, as its manifest lists them
+    freed: int = 0  # what deleting it frees: its stored data that no kept backup shares
+
+    def to_json(self) -> dict:
+        return {"backup_id": self.backup_id, "created_at": self.created_at, "trigger": self.trigger,
+                "keep": self.keep, "reasons": self.reasons, "bytes": self.bytes, "freed_bytes": self.freed}
+
+
+def _stored_data(info: BackupInfo) -> dict[tuple[str, str], int]:
+    """The stored data a backup refers to, by identity (deduplicated data: the backup that first stored it)."""
+    return {(e.reused_from or info.backup_id, e.file): e.stored_bytes if e.stored_bytes >= 0
+            else e.bytes for e in info.collections.values()}
+
+
+def _count_freed(ordered: list[BackupInfo], decisions: dict[str, Decision]) -> None:
+    kept: set[tuple[str, str]] = set()
+    for b in ordered:
+        if decisions[b.backup_id].keep:
+            kept.update(_stored_data(b))
+    counted: set[tuple[str, str]] = set()
+    for b in ordered:
+        d = decisions[b.backup_id]
+        if d.keep:
+            continue
+        for ident, size in _stored_data(b).items():
+            if ident not in kept and ident not in counted:
+                counted.add(ident)
+                d.freed += size
+
+
+def apply_policy(backups: list[BackupInfo], policy: RetentionPolicy, now: datetime | None = None) -> list[Decision]:
+    """Keep or delete each backup (newest first), with the reasons; changes nothing."""
+    now = now or utc_now()
+    policy = policy.effective()
+    ordered = sorted(backups, key=lambda b: (b.created_at, b.backup_id), reverse=True)
+    decisions = {b.backup_id: Decision(b.backup_id, b.created_at, b.trigger, False, [], b.total_bytes)
+                 for b in ordered}
+    if ordered:
+        decisions[ordered[0].backup_id].reasons.append("newest backup")
+    regular = [b for b in ordered if b.trigger != "safety"]
+    safety = [b for b in ordered if b.trigger == "safety"]
+    if policy.keep_last:
+        for b in regular[:policy.keep_last]:
+            decisions[b.backup_id].reasons.append(f"last {policy.keep_last}")
+    for tier in TIERS:
+        n = getattr(policy, f"keep_{tier}")
+        if not n:
+            continue
+        seen: set[str] = set()
+        for b in regular:
+            bucket = _bucket(tier, b.created)
+            if bucket in seen:
+                continue
+            seen.add(bucket)
+            decisions[b.backup_id].reasons.append(f"{tier} {bucket}")
+            if len(seen) >= n:
+                break
+    if policy.keep_within is not None and regular:
+        limit = regular[0].created - policy.keep_within
+        for b in regular:
+            if b.created >= limit:
+                decisions[b.backup_id].reasons.append(f"within {compact_duration(policy.keep_within)} of the newest")
+    if policy.older_than is not None:
+        cutoff = now - policy.older_than
+        for b in regular:
+            if b.created >= cutoff:
+                decisions[b.backup_id].reasons.append(f"younger than {compact_duration(policy.older_than)}")
+    if safety:
+        decisions[safety[0].backup_id].reasons.append("undo of the latest restore")
+        cutoff = now - timedelta(days=policy.safety_days)
+        for b in safety:
+            if b.created >= cutoff:
+                decisions[b.backup_id].reasons.append(f"safety backup younger than {policy.safety_days:g} days")
+    out = [decisions[b.backup_id] for b in ordered]
+    for d in out:
+        d.keep = bool(d.reasons)
+    _count_freed(ordered, decisions)
+    return out
 
 
 @dataclass
@@ -26,36 +197,56 @@ class CleanupResult:
     kept: int = 0
     dry_run: bool = False
     freed_bytes: int = 0
+    policy: dict = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"deleted": self.deleted, "kept": self.kept, "dry_run": self.dry_run,
-                "freed_bytes": self.freed_bytes}
+                "freed_bytes": self.freed_bytes, "policy": self.policy,
+                "decisions": [d.to_json() for d in self.decisions]}
 
     def to_text(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
-        head = f"{verb} {len(self.deleted)} backup(s), kept {self.kept}, {self.freed_bytes} bytes"
-        return "\n".join([head] + [f"  {b}" for b in self.deleted])
+        lines = [f"{verb} {len(self.deleted)} backup(s), kept {self.kept}"]
+        for d in self.decisions:
+            what = "keep  " if d.keep else ("delete" if not self.dry_run else "would delete")
+            lines.append(f"  {what} {d.backup_id} ({d.trigger})" + (f": {', '.join(d.reasons)}" if d.reasons else ""))
+        return "\n".join(lines)
 
 
-def select_expired(store: Store, older_than: timedelta, now: datetime | None = None) -> tuple[list[BackupInfo], int]:
-    now = now or utc_now()
-    backups = store.list_backups()
-    cutoff = now - older_than
-    expired = [b for b in backups[1:] if b.created < cutoff]  # backups[0] is the newest
-    return expired, len(backups) - len(expired)
+def cleanup(store: Store, policy: RetentionPolicy | timedelta | None = None, *, dry_run: bool = False,
+            user: str = "unknown", now: datetime | None = None, trigger: str = "manual",
+            expect: list[str] | None = None) -> CleanupResult:
+    """Apply ``policy`` (a ``timedelta`` means "older than") to ``store``: delete what it does not keep.
 
-
-def cleanup(store: Store, older_than: timedelta = DEFAULT_RETENTION, *, dry_run: bool = False,
-            user: str = "unknown", now: datetime | None = None, trigger: str = "manual") -> CleanupResult:
+    ``expect``: the backups a preview showed for deletion. If the policy now
+    deletes anything else (a backup was added or removed since), nothing is
+    deleted and ``UsageError`` says so: a person confirms what they saw.
+    """
+    if policy is None:
+        policy = RetentionPolicy()
+    elif isinstance(policy, timedelta):
+        policy = RetentionPolicy(older_than=policy)
     action = "cleanup_dry_run" if dry_run else "cleanup"
     with operation(store, action, user=user, lock=not dry_run,
-                   details={"trigger": trigger, "older_than_s": older_than.total_seconds()}) as op:
-        expired, kept = select_expired(store, older_than, now)
-        result = CleanupResult(dry_run=dry_run, kept=kept)
-        for info in expired:
-            result.freed_bytes += info.total_bytes
+                   details={"trigger": trigger, "policy": policy.effective().to_json()}) as op:
+        decisions = apply_policy(store.list_backups(), policy, now)
+        if expect is not None and sorted(d.backup_id for d in decisions if not d.keep) != sorted(expect):
+            raise UsageError("the backups changed since the preview (a backup was made or deleted): nothing "
+                             "was deleted; look at the new preview and confirm again")
+        result = CleanupResult(dry_run=dry_run, policy=policy.effective().to_json(), decisions=decisions,
+                               kept=sum(1 for d in decisions if d.keep))
+        for d in decisions:
+            if d.keep:
+                continue
             if not dry_run:
-                store.delete(info.backup_id)
-            result.deleted.append(info.backup_id)
+                store.delete(d.backup_id)
+            result.deleted.append(d.backup_id)
+            result.freed_bytes += d.freed
         op.note(deleted=result.deleted, freed_bytes=result.freed_bytes, kept=result.kept)
         return result
+
+
+def preview(store: Store, policy: RetentionPolicy, now: datetime | None = None) -> list[Decision]:
+    """What ``cleanup`` would do now, without the lock or the audit log (the dashboard's preview)."""
+    return apply_policy(store.list_backups(), policy, now)

@@ -48,6 +48,8 @@ from .config import DEFAULT_IMPORT_MB
 from .errors import FormatError, IntegrityError, StorageError, UsageError
 from .operation import operation
 from .store import ID_RE, MANIFEST, WEEKDAYS, BackupInfo, Manifest, Store, check_collection, day_for
+from .store.crypto import DecryptingReader, Keyring, decrypt_bytes, is_encrypted
+from .store.layout import MANIFEST_ENC
 from .store.csvfile import CountingWriter
 from .store.manifest import MAX_MANIFEST_BYTES
 
@@ -137,23 +139,27 @@ def _write_zip(store: Store, info: BackupInfo, fh) -> tuple[int, list[str]]:
     files: list[str] = []
     # the bytes we ship must be the manifest we validated, not a later edit
     manifest_bytes = store.manifest_bytes(info)
+    manifest_name = store.manifest_name(info)
+    if info.encrypted:
+        # stored bytes are ciphertext: prove they decrypt to what the manifest says before shipping them
+        store.require_verified(bid)
     try:
         with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
-            zf.writestr(_member(f"{bid}/{MANIFEST}", when, zipfile.ZIP_DEFLATED), manifest_bytes)
-            files.append(MANIFEST)
+            zf.writestr(_member(f"{bid}/{manifest_name}", when, zipfile.ZIP_DEFLATED), manifest_bytes)
+            files.append(manifest_name)
             for name, entry in info.collections.items():
-                # gzip output does not shrink again; deflating it only costs time
-                method = zipfile.ZIP_STORED if entry.compressed else zipfile.ZIP_DEFLATED
+                # gzip and ciphertext do not shrink again; deflating them only costs time
+                method = zipfile.ZIP_STORED if entry.compressed or info.encrypted else zipfile.ZIP_DEFLATED
                 h = hashlib.sha256()
                 n = 0
-                with store.open_file(info, name) as sf, \
+                with store.open_stored(info, name) as sf, \
                         zf.open(_member(f"{bid}/{entry.file}", when, method), "w",
-                                force_zip64=entry.bytes > (1 << 31)) as zo:
+                                force_zip64=entry.stored_bytes > (1 << 31)) as zo:
                     while chunk := sf.read(_CHUNK):
                         h.update(chunk)
                         n += len(chunk)
                         zo.write(chunk)
-                if n != entry.bytes or h.hexdigest() != entry.sha256:
+                if n != entry.stored_bytes or (not info.encrypted and h.hexdigest() != entry.sha256):
                     raise IntegrityError(f"backup {bid} does not verify: {name}: "
                                          f"{entry.file} differs from its manifest; not exported")
                 files.append(entry.file)
@@ -220,25 +226,25 @@ def _import(store: Store, source, limit: int) -> ImportResult:
             raise ArchiveRefused("not a zip archive (export a backup with "
                                  "`python -m backup_core export ID --out FILE.zip`)") from None
         with zf:
-            bid, members, manifest = _check_archive(zf, limit)
+            bid, members, manifest, stored_manifest = _check_archive(zf, limit, store.keyring)
             day = _day(manifest)
             collections = {n: {"count": e.count, "sha256": e.sha256} for n, e in manifest.collections.items()}
             if store.exists(bid):
                 existing = store.get(bid)
-                same = existing.manifest.raw == manifest.raw and store.verify(bid, deep=False).ok
+                same = existing.stored_manifest == stored_manifest and store.verify(bid, deep=False).ok
                 if not same:
                     raise ArchiveRefused(f"a different backup with id {bid} already exists in "
                                          f"{existing.location}; it is not replaced")
                 return ImportResult(bid, existing.location, collections, existing.day, True, size)
             with tempfile.TemporaryDirectory(prefix="backup-import-") as tmp:
-                extracted = _extract(zf, members, manifest, Path(tmp), limit)
+                extracted = _extract(zf, members, manifest, Path(tmp), limit, store.keyring)
                 writer = store.begin(bid, day)
                 try:
                     for entry in manifest.collections.values():
-                        with writer.open(entry.file) as out, extracted[entry.file].open("rb") as src:
+                        with writer.open_raw(entry.file) as out, extracted[entry.file].open("rb") as src:
                             while chunk := src.read(_CHUNK):
                                 out.write(chunk)
-                    writer.commit_manifest(manifest)
+                    writer.commit_manifest(manifest, stored_manifest)
                 except OSError as exc:
                     writer.abort()
                     raise StorageError(f"cannot write the imported backup to {store.url}: "
@@ -325,7 +331,7 @@ def _entry_problem(name: str) -> str | None:
     return None
 
 
-def _check_archive(zf: zipfile.ZipFile, limit: int) -> tuple[str, dict, Manifest]:
+def _check_archive(zf: zipfile.ZipFile, limit: int, keyring: Keyring) -> tuple[str, dict, Manifest, bytes]:
     """Everything that can be judged from the central directory and the manifest."""
     infos = zf.infolist()
     if not infos:
@@ -375,21 +381,29 @@ def _check_archive(zf: zipfile.ZipFile, limit: int) -> tuple[str, dict, Manifest
         members[parts[1]] = info
     if top is None or not ID_RE.match(top):
         raise ArchiveRefused(f"the archive's folder {top!r} is not a backup id")
-    if MANIFEST not in members:
-        raise ArchiveRefused(f"the archive has no {top}/{MANIFEST}")
-    manifest = Manifest.parse(_read_member(zf, members[MANIFEST], MAX_MANIFEST_BYTES), backup_id=top)
+    names = [n for n in (MANIFEST, MANIFEST_ENC) if n in members]
+    if len(names) != 1:
+        raise ArchiveRefused(f"the archive has no {top}/{MANIFEST}" if not names
+                             else "the archive holds two manifests")
+    manifest_name = names[0]
+    stored = _read_member(zf, members[manifest_name], MAX_MANIFEST_BYTES)
+    plain = decrypt_bytes(stored, keyring, f"backup {top} in the archive") if is_encrypted(stored) else stored
+    manifest = Manifest.parse(plain, backup_id=top)
+    if (manifest_name == MANIFEST_ENC) != is_encrypted(stored) or \
+            (manifest.encryption is not None) != is_encrypted(stored):
+        raise ArchiveRefused("the archive's manifest is not stored the way it says it is")
     expected = {entry.file: (name, entry) for name, entry in manifest.collections.items()}
-    extra = sorted(set(members) - set(expected) - {MANIFEST})
+    extra = sorted(set(members) - set(expected) - {manifest_name})
     if extra:
         raise ArchiveRefused(f"the archive holds {', '.join(extra)}, which the manifest does not list")
     missing = sorted(set(expected) - set(members))
     if missing:
         raise ArchiveRefused(f"the archive lacks {', '.join(missing)}, which the manifest lists")
     for file_name, (coll, entry) in expected.items():
-        if members[file_name].file_size != entry.bytes:
+        if members[file_name].file_size != entry.stored_bytes:
             raise IntegrityError(f"{file_name} is {members[file_name].file_size} bytes in the archive but "
-                                 f"{entry.bytes} in the manifest (tampered or damaged)")
-    return top, members, manifest
+                                 f"{entry.stored_bytes} in the manifest (tampered or damaged)")
+    return top, members, manifest, stored
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
@@ -413,7 +427,7 @@ def _day(manifest: Manifest) -> str:
 
 
 def _extract(zf: zipfile.ZipFile, members: dict, manifest: Manifest, folder: Path,
-             limit: int) -> dict[str, Path]:
+             limit: int, keyring: Keyring) -> dict[str, Path]:
     """Unpack every data file into ``folder``, counting every byte, and check each (see module doc)."""
     budget = BOMB_FACTOR * limit
     written = 0
@@ -430,7 +444,7 @@ def _extract(zf: zipfile.ZipFile, members: dict, manifest: Manifest, folder: Pat
                     n += len(chunk)
                     written += len(chunk)
                     # the central directory can lie; the inflated bytes cannot
-                    if n > entry.bytes or written > budget:
+                    if n > entry.stored_bytes or written > budget:
                         raise ArchiveRefused(f"entry {info.filename!r} inflates beyond its declared size: "
                                              "refused as a possible zip bomb")
                     h.update(chunk)
@@ -439,10 +453,17 @@ def _extract(zf: zipfile.ZipFile, members: dict, manifest: Manifest, folder: Pat
             raise ArchiveRefused(f"entry {info.filename!r} is damaged: {exc}") from None
         except OSError as exc:
             raise StorageError(f"cannot unpack {entry.file}: {exc.strerror or exc}") from None
-        if n != entry.bytes or h.hexdigest() != entry.sha256:
+        if n != entry.stored_bytes or (manifest.encryption is None and h.hexdigest() != entry.sha256):
             raise IntegrityError(f"{entry.file} does not match its sha256 in the manifest "
                                  f"(collection {coll}: tampered or damaged); nothing imported")
-        status, _warnings = check_collection(entry, lambda t=target: t.open("rb"), deep=True)
+
+        def opener(t=target, c=coll):
+            raw = t.open("rb")
+            if manifest.encryption is None:
+                return raw
+            return io.BufferedReader(DecryptingReader(raw, keyring, f"backup {manifest.backup_id}, {c}"))
+
+        status, _warnings = check_collection(entry, opener, deep=True)
         if status != "ok":
             raise IntegrityError(f"backup {manifest.backup_id} in the archive does not verify: {coll}: {status}; "
                                  "nothing imported",

@@ -59,6 +59,71 @@ def client(mongo_uri):
     c.close()
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server (a real HTTP endpoint) on 127.0.0.1 for the whole session; AWS_* point at it."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in (*S3_ENV, "AWS_ENDPOINT_URL")}
+    os.environ.update(S3_ENV, AWS_ENDPOINT_URL=url)
+    try:
+        wait_for_port(port)
+        yield url
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint):
+    """A new, empty bucket for one test."""
+    from backup_core.store.s3 import client
+
+    name = f"bkt-{uuid.uuid4().hex[:16]}"
+    client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def s3_root(s3_bucket):
+    return f"s3://{s3_bucket}/backups"
+
+
 @pytest.fixture
 def db_name():
     return f"t_{uuid.uuid4().hex[:12]}"
@@ -108,3 +173,50 @@ def cli(cli_env):
     def _run(*args, **kw):
         return run_cli(cli_env, *args, **kw)
     return _run
+
+
+def wait_for(cond, timeout: float, step: float = 0.05):
+    """Poll ``cond()`` until it is truthy or ``timeout`` s passed; its last value (the test asserts it)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(step)
+    return cond()
+
+
+@pytest.fixture
+def data(db):
+    """A small database of the demo's shape."""
+    db["Equipment"].insert_many([{"name": "drill", "qty": 2}, {"name": "saw", "qty": 1}])
+    db["Equipment_select_options"].insert_one({"kind": "status", "values": ["ok", "broken"]})
+    return db
+
+
+@pytest.fixture
+def services():
+    """Scheduler services a test starts: stopped (and waited for) at its end."""
+    started: list = []
+    yield started
+    for svc in started:
+        svc.stop(wait=True)
+
+
+@pytest.fixture
+def procs():
+    """Processes a test starts: killed at its end if still running (a stopped one is woken first)."""
+    import signal
+
+    started: list[subprocess.Popen] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+            p.kill()
+        p.wait(10)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from backup_core import audit
-from backup_core.audit import AuditLog, verify_chain
+from backup_core.audit import FileAuditLog, verify_chain
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.config import Settings
 from backup_core.context import open_operation
@@ -22,8 +22,8 @@ from .cli import one_json
 from .conftest import ROOT, run_cli
 
 
-def _log(root) -> AuditLog:
-    return AuditLog(audit.audit_path(root))
+def _log(root) -> FileAuditLog:
+    return FileAuditLog(audit.audit_path(root))
 
 
 def _lines(root) -> list[bytes]:

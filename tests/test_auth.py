@@ -26,8 +26,8 @@ PW = "correct horse battery"
 @pytest.fixture(autouse=True)
 def fast_hasher(monkeypatch):
     # production parameters (64 MiB, t=3) are checked in one test; the rest need speed
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    monkeypatch.setattr(auth, "_dummy_hash", None)
+    monkeypatch.setattr(auth.common, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(auth.common, "_dummy_hash", None)
     for var in ("BACKUP_ADMIN_USER", "BACKUP_ADMIN_PASSWORD_HASH"):
         monkeypatch.delenv(var, raising=False)
 
@@ -36,7 +36,7 @@ def fast_hasher(monkeypatch):
 def clock(monkeypatch):
     """A settable clock for the lock-out."""
     now = {"t": 1_800_000_000.0}
-    monkeypatch.setattr(auth, "_now", lambda: now["t"])
+    monkeypatch.setattr(auth.common, "_now", lambda: now["t"])
     return now
 
 
@@ -75,7 +75,7 @@ def test_default_hasher_uses_strong_parameters(monkeypatch):
     monkeypatch.undo()  # the real module-level hasher
     h = auth.hash_password(PW)
     assert h.startswith("$argon2id$") and "m=65536" in h
-    assert auth._verify(h, PW) and not auth._verify(h, PW + "x")
+    assert auth.common._verify(h, PW) and not auth.common._verify(h, PW + "x")
 
 
 def test_changing_a_password_and_role(cfg):
@@ -186,7 +186,7 @@ def test_lockout_is_persisted_and_shared_across_processes(cfg, clock):
     assert stat.S_IMODE((auth.auth_dir(cfg) / auth.LOCKOUT_FILE).stat().st_mode) == 0o600
     # another process, with the real clock: the lock is still in force for it
     code = ("import sys, time; from backup_core import auth; from backup_core.config import Settings\n"
-            f"auth._now = lambda: {clock['t'] + 60}\n"
+            f"auth.common._now = lambda: {clock['t'] + 60}\n"
             f"s = Settings(backup_root={str(cfg.backup_root)!r}, user='x', secrets={{}})\n"
             "try:\n    auth.authenticate(s, 'alice', sys.argv[1])\n"
             "except Exception as e:\n    print(e)\n")
@@ -318,7 +318,7 @@ def _remove_user(cfg, name):
     path = auth.users_path(cfg)
     data = json.loads(path.read_text())
     del data["users"][name]
-    auth._write_json_0600(path, data)
+    auth.UserFiles(cfg).write_json(auth.USERS_FILE, data)
 
 
 def _logouts(cfg):
@@ -444,16 +444,16 @@ def test_refresh_is_cheap_no_hashing_and_files_read_only_when_changed(cfg, clock
             raise AssertionError(f"refresh must not use the password hasher ({name})")
 
     reads = []
-    real_read, hasher = auth._read_json, auth._hasher
-    monkeypatch.setattr(auth, "_read_json",
-                        lambda path, what: reads.append(path.name) or real_read(path, what))
-    monkeypatch.setattr(auth, "_hasher", NoHashing())
+    real_read, hasher = auth.UserFiles.read_json, auth.common._hasher
+    monkeypatch.setattr(auth.UserFiles, "read_json",
+                        lambda self, name, what: reads.append(name) or real_read(self, name, what))
+    monkeypatch.setattr(auth.common, "_hasher", NoHashing())
     for _ in range(50):
         assert auth.refresh(cfg, user).user is user
     assert reads.count(auth.USERS_FILE) <= 1 and reads.count(auth.LOCKOUT_FILE) <= 1
-    monkeypatch.setattr(auth, "_hasher", hasher)
+    monkeypatch.setattr(auth.common, "_hasher", hasher)
     auth.set_password(cfg, "bob", PW)
-    monkeypatch.setattr(auth, "_hasher", NoHashing())
+    monkeypatch.setattr(auth.common, "_hasher", NoHashing())
     reads.clear()
     assert auth.refresh(cfg, user).user is user
     assert reads == [auth.USERS_FILE]  # users.json changed, lockout.json did not
@@ -475,7 +475,7 @@ def test_unlock_lifts_a_lockout_and_is_audited(cfg, clock):
     with pytest.raises(AuthError, match="account locked"):
         auth.authenticate(cfg, "alice", PW)
     result = auth.unlock(cfg, "alice")
-    assert result.was_locked and result.locked_until == auth._iso(clock["t"] + auth.LOCKOUT_S)
+    assert result.was_locked and result.locked_until == auth.common._iso(clock["t"] + auth.LOCKOUT_S)
     assert result.to_json()["user"] == "alice" and "unlocked 'alice'" in result.to_text()
     assert auth.lockout_remaining(cfg, "alice") == 0
     assert "alice" not in json.loads((auth.auth_dir(cfg) / auth.LOCKOUT_FILE).read_text())
@@ -537,11 +537,11 @@ def test_auth_lock_excludes_threads_and_a_held_lock_times_out(cfg, clock, monkey
     auth.set_password(cfg, "alice", PW)
     lock_path = auth.auth_dir(cfg) / ".lock"
     # another holder (any process or thread using the same lock file): a login gives up clearly
-    monkeypatch.setattr(auth, "LOCK_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(auth.common, "LOCK_TIMEOUT_S", 0.3)
     with FileLock(lock_path):
         with pytest.raises(LockBusy, match="user store .* is busy"):
             auth.authenticate(cfg, "alice", PW)
-    monkeypatch.setattr(auth, "LOCK_TIMEOUT_S", 30.0)
+    monkeypatch.setattr(auth.common, "LOCK_TIMEOUT_S", 30.0)
 
     # concurrent failed logins: every failure is counted, none lost to a race
     names = ["u0", "u1", "u2", "u3"]
@@ -568,3 +568,118 @@ def test_auth_lock_excludes_threads_and_a_held_lock_times_out(cfg, clock, monkey
     state = json.loads((auth.auth_dir(cfg) / auth.LOCKOUT_FILE).read_text())
     assert {n: len(state[n]["failures"]) for n in names} == {n: 4 for n in names}
     assert stat.S_IMODE((auth.auth_dir(cfg) / auth.LOCKOUT_FILE).stat().st_mode) == 0o600
+
+
+# ---------------------------------------------------------------- first start, own passwords
+
+def test_first_start_creates_one_one_time_admin(cfg):
+    first = auth.ensure_initial_admin(cfg)
+    assert first.created and first.user == "admin" and len(first.password) >= 16
+    path = auth.initial_password_path(cfg)
+    assert first.path == path and path.read_text().strip() == first.password
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    user = auth.authenticate(cfg, "admin", first.password)
+    assert user.is_admin and user.must_change_password
+    again = auth.ensure_initial_admin(cfg)  # pending: the same password, not created again
+    assert not again.created and again.password == first.password
+    assert first.password in first.console_text() and f"cat {path}" in first.console_text()
+    assert f"{auth.python_command()} -m backup_core set-password admin" in first.console_text()
+    entries = [e for e in audit.read(cfg.backup_root, limit=None) if e["action"] == "set-password"]
+    assert len(entries) == 1 and entries[0]["initial"] is True and entries[0]["target"] == "admin"
+    assert first.password not in _audit_text(cfg)
+
+
+def test_no_one_time_admin_when_any_user_exists(cfg, tmp_path):
+    auth.set_password(cfg, "alice", PW)
+    assert auth.ensure_initial_admin(cfg) is None
+    from_secrets = dataclasses.replace(cfg, backup_root=tmp_path / "other",
+                                       secrets={"auth": {"users": {"bob": {"password_hash": auth.hash_password(PW)}}}})
+    assert auth.ensure_initial_admin(from_secrets) is None
+    assert not auth.initial_password_path(from_secrets).exists()
+
+
+def test_concurrent_first_starts_make_one_password(cfg):
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(auth.ensure_initial_admin(cfg))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.created for r in results) == 1
+    assert len({r.password for r in results}) == 1
+    assert list(json.loads(auth.users_path(cfg).read_text())["users"]) == ["admin"]
+
+
+def test_changing_the_one_time_password_removes_its_file(cfg):
+    first = auth.ensure_initial_admin(cfg)
+    session = auth.authenticate(cfg, "admin", first.password)
+    with pytest.raises(UsageError, match="different from the current one"):
+        auth.change_password(cfg, session, first.password)
+    new = auth.change_password(cfg, session, "my own password")  # no current password needed this once
+    assert not new.must_change_password and new.fingerprint != session.fingerprint
+    assert not auth.initial_password_path(cfg).exists()
+    assert auth.ensure_initial_admin(cfg) is None
+    assert auth.refresh(cfg, new).user == new  # the session that changed it stays open
+    assert auth.refresh(cfg, session).reason == "password changed"  # any other one ends
+    with pytest.raises(AuthError):
+        auth.authenticate(cfg, "admin", first.password)
+    assert not auth.authenticate(cfg, "admin", "my own password").must_change_password
+    entry = audit.read(cfg.backup_root, 1, audit.AuditFilter(action="change-password"))[0]
+    assert entry["initial"] is True and entry["initial_file_removed"] is True
+
+
+def test_change_password_needs_the_current_one_afterwards(cfg):
+    auth.set_password(cfg, "alice", PW, "viewer")
+    session = auth.authenticate(cfg, "alice", PW)
+    with pytest.raises(UsageError, match="current password"):
+        auth.change_password(cfg, session, "new password 1")
+    with pytest.raises(AuthError, match="current password is wrong"):
+        auth.change_password(cfg, session, "new password 1", "not it at all")
+    with pytest.raises(UsageError, match="too short"):
+        auth.change_password(cfg, session, "short", PW)
+    new = auth.change_password(cfg, session, "new password 1", PW)
+    assert new.role == "viewer" and auth.authenticate(cfg, "alice", "new password 1").role == "viewer"
+    assert [e["outcome"] for e in audit.read(cfg.backup_root, 4, audit.AuditFilter(action="change-password"))] \
+        == ["ok", "error", "error", "error"]
+
+
+def test_change_password_refuses_users_of_secrets_toml(cfg):
+    secrets_cfg = dataclasses.replace(
+        cfg, secrets={"auth": {"users": {"sam": {"password_hash": auth.hash_password(PW), "role": "admin"}}}})
+    session = auth.authenticate(secrets_cfg, "sam", PW)
+    with pytest.raises(UsageError, match="defined in secrets.toml"):
+        auth.change_password(secrets_cfg, session, "new password 1", PW)
+    assert not auth.users_path(cfg).exists()
+
+
+def test_set_password_cli_for_admin_ends_the_one_time_password(cli_env, tmp_path):
+    s = Settings(backup_root=tmp_path / "backups", user="x", secrets={})
+    first = auth.ensure_initial_admin(s)
+    proc = run_cli(cli_env, "set-password", "admin", input_text=PW + "\n")
+    assert proc.returncode == 0, proc.stderr
+    assert not first.path.exists()
+    assert not auth.authenticate(s, "admin", PW).must_change_password
+
+
+# ---------------------------------------------------------------- an object-store root
+
+def test_users_and_lockouts_live_in_the_bucket_for_an_s3_root(s3_root, clock):
+    """Dashboards on several hosts that share only the bucket see the same users and lock-outs."""
+    from backup_core.store import open_store
+
+    s3cfg = Settings(backup_root=s3_root, user="operator", secrets={})
+    auth.set_password(s3cfg, "alice", PW)
+    user = auth.authenticate(s3cfg, "alice", PW)
+    assert user.is_admin and auth.refresh(s3cfg, user).user is user
+    state = open_store(s3_root).state("auth")
+    assert b"alice" in state.read(auth.USERS_FILE) and state.read(auth.USERS_FILE).count(b"$argon2") == 1
+    for _ in range(auth.MAX_FAILURES):
+        with pytest.raises(AuthError):
+            auth.authenticate(s3cfg, "alice", "bad password")
+    with pytest.raises(AuthError, match="locked"):
+        auth.authenticate(s3cfg, "alice", PW)
+    assert auth.refresh(s3cfg, user).reason == "locked"
+    assert auth.unlock(s3cfg, "alice").was_locked
+    assert auth.authenticate(s3cfg, "alice", PW).name == "alice"
+    actions = [e["action"] for e in audit.read(s3_root, limit=None)]
+    assert actions.count("login") >= 7 and "unlock" in actions and "set-password" in actions

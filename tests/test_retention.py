@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+import pytest
 import shutil
 from datetime import datetime, timedelta, timezone
 
@@ -43,3 +45,110 @@ def test_an_old_newest_backup_is_kept(db, store):
     only = _aged(store, create_backup(db, store, BackupOptions(user="t")).backup_id, 30)
     assert cleanup(store, timedelta(days=7), user="t").deleted == []
     assert [b.backup_id for b in store.list_backups()] == [only]
+
+
+# ---------------------------------------------------------------- tiered policy (restic's forget)
+
+from backup_core.retention import RetentionPolicy, apply_policy  # noqa: E402
+from backup_core.errors import UsageError  # noqa: E402
+
+
+class _B:
+    """Just what apply_policy reads of a backup."""
+
+    def __init__(self, when: datetime, trigger: str = "scheduled") -> None:
+        self.created = when
+        self.created_at = when.isoformat()
+        self.backup_id = when.strftime("%Y%m%dT%H%M%SZ")
+        self.trigger = trigger
+        self.total_bytes = 100
+        self.collections = {}
+
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
+
+def _hourly(hours: int) -> list[_B]:
+    return [_B(NOW - timedelta(hours=h, minutes=5)) for h in range(hours)]
+
+
+def _kept(decisions) -> dict[str, list[str]]:
+    return {d.backup_id: d.reasons for d in decisions if d.keep}
+
+
+def test_keep_last_and_the_newest():
+    backups = _hourly(10)
+    kept = _kept(apply_policy(backups, RetentionPolicy(keep_last=3), NOW))
+    assert list(kept) == [b.backup_id for b in backups[:3]]
+    assert kept[backups[0].backup_id] == ["newest backup", "last 3"]
+
+
+def test_hourly_daily_weekly_monthly_tiers_keep_the_newest_of_each_period():
+    backups = _hourly(24 * 70)  # ten weeks of hourly backups
+    decisions = apply_policy(backups, RetentionPolicy(keep_hourly=6, keep_daily=7, keep_weekly=4,
+                                                      keep_monthly=3), NOW)
+    kept = _kept(decisions)
+    hourly = [b for b, r in kept.items() if any(x.startswith("hourly") for x in r)]
+    daily = [b for b, r in kept.items() if any(x.startswith("daily") for x in r)]
+    weekly = [b for b, r in kept.items() if any(x.startswith("weekly") for x in r)]
+    monthly = [b for b, r in kept.items() if any(x.startswith("monthly") for x in r)]
+    assert (len(hourly), len(daily), len(weekly), len(monthly)) == (6, 7, 4, 3)
+    # the daily one of yesterday is yesterday's last backup (23:55)
+    yesterday = next(r for b, r in kept.items() if "daily 2026-11-22" in r)
+    assert yesterday
+    assert any(b.endswith("235500Z") or b.startswith("20261122T23") for b, r in kept.items()
+               if "daily 2026-11-22" in r)
+    assert len(kept) < 6 + 7 + 4 + 3 + 1  # periods overlap: one backup may serve several rules
+    assert sum(1 for d in decisions if not d.keep) == len(backups) - len(kept)
+
+
+def test_keep_within_is_relative_to_the_newest_backup_and_older_than_to_now():
+    old = [_B(NOW - timedelta(days=30, hours=h)) for h in range(10)]
+    within = _kept(apply_policy(old, RetentionPolicy(keep_within=timedelta(hours=3)), NOW))
+    assert len(within) == 4  # the newest and three more within 3 hours of it
+    assert len(_kept(apply_policy(old, RetentionPolicy(older_than=timedelta(days=7)), NOW))) == 1  # the newest
+
+
+def test_default_policy_is_the_seeds_seven_days():
+    backups = [_B(NOW - timedelta(days=d)) for d in (1, 3, 6, 8, 10)]
+    kept = _kept(apply_policy(backups, RetentionPolicy(), NOW))
+    assert len(kept) == 3 and all(r[-1] == "younger than 7d" for r in kept.values())
+
+
+def test_safety_backups_have_their_own_rule():
+    regular = [_B(NOW - timedelta(days=d)) for d in (0, 1)]
+    safety = [_B(NOW - timedelta(days=d, minutes=1), "safety") for d in (2, 9, 12)]
+    decisions = apply_policy(regular + safety, RetentionPolicy(keep_last=1), NOW)
+    kept = _kept(decisions)
+    assert safety[0].backup_id in kept  # younger than 7 days, and the latest undo
+    assert kept[safety[0].backup_id] == ["undo of the latest restore", "safety backup younger than 7 days"]
+    assert safety[1].backup_id not in kept and safety[2].backup_id not in kept
+    lone = apply_policy([_B(NOW - timedelta(days=20), "safety")] + regular, RetentionPolicy(keep_last=1), NOW)
+    assert "undo of the latest restore" in _kept(lone)[(NOW - timedelta(days=20)).strftime("%Y%m%dT%H%M%SZ")]
+
+
+@pytest.mark.parametrize("kw", [{"keep_last": -1}, {"keep_daily": "3"}, {"keep_within": timedelta(0)},
+                                {"safety_days": -2}])
+def test_invalid_policies(kw):
+    with pytest.raises(UsageError):
+        RetentionPolicy(**kw)
+
+
+def test_policy_round_trips_through_json():
+    p = RetentionPolicy(keep_last=2, keep_daily=7, keep_within=timedelta(days=2), safety_days=3)
+    assert RetentionPolicy.from_json(p.to_json()) == p
+
+
+def test_cli_dry_run_lists_every_decision(db, store, cli):
+    from tests.cli import one_json
+
+    db["a"].insert_one({"x": 1})
+    ids = [create_backup(db, store, BackupOptions(user="t")).backup_id for _ in range(4)]
+    body = one_json(cli("cleanup", "--keep-last", "2", "--dry-run", "--json"))
+    assert sorted(body["deleted"]) == sorted(ids[:2]) and body["dry_run"] is True
+    assert [d["backup_id"] for d in body["decisions"]] == ids[::-1]
+    assert body["decisions"][0]["reasons"] == ["newest backup", "last 2"]
+    assert len(store.list_backups()) == 4
+    assert one_json(cli("cleanup", "--keep-last", "2", "--json"))["deleted"] == body["deleted"]
+    bad = cli("cleanup", "--keep-last", "-1")
+    assert bad.returncode == 2 and "0 or more" in bad.stderr

@@ -22,7 +22,7 @@ from ..errors import BackupError, UsageError
 
 COMMANDS = (
     "backup", "list", "verify", "compare", "restore", "cleanup", "scheduler",
-    "status", "audit", "set_password", "unlock", "export", "import", "server",
+    "status", "audit", "set_password", "unlock", "export", "import", "copy", "keygen", "server",
 )
 
 
@@ -37,7 +37,10 @@ def _global_flags(p: argparse.ArgumentParser, *, suppress: bool) -> None:
     default = argparse.SUPPRESS if suppress else None
     p.add_argument("--uri", default=default, help="MongoDB URI (env MONGODB_URI; default: embedded server)")
     p.add_argument("--db", default=default, help="database name (env MONGODB_DB; default equipment_db)")
-    p.add_argument("--root", default=default, help="backup root (env BACKUP_ROOT; default ./restore_data_to_db)")
+    p.add_argument("--root", default=default,
+                   help="backup root: a folder or s3://bucket/prefix (env BACKUP_ROOT; default ./restore_data_to_db)")
+    p.add_argument("--key-file", default=default, metavar="FILE",
+                   help="encryption key for new backups, also read (env BACKUP_KEY_FILE)")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
                    help="print exactly one JSON document on stdout")
 
@@ -76,7 +79,7 @@ def to_text(result: Any) -> str:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    return Settings.load(uri=args.uri, db=args.db, root=args.root,
+    return Settings.load(uri=args.uri, db=args.db, root=args.root, key_file=getattr(args, "key_file", None),
                          data_dir=getattr(args, "data", None))
 
 

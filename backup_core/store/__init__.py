@@ -13,15 +13,20 @@ from .base import BackupInfo, BackupWriter, Staging, Store, VerifyResult, check_
 from .csvfile import RowReader, write_csv
 from .layout import (ID_RE, MANIFEST, TRIGGERS, WEEKDAYS, backup_id_for, check_backup_id, day_for,
                      file_name_for, is_backup_id)
+from .crypto import Key, Keyring
 from .local import LocalStore
 from .manifest import FORMAT_VERSION, CollectionEntry, Manifest, canonical_json, manifest_hash
 
 
-def open_store(root: "str | Path | Store") -> Store:
-    """The store of a backup root: a local folder (``s3://`` roots: see the off-site store)."""
+def open_store(root: "str | Path | Store", keyring: Keyring | None = None) -> Store:
+    """The store of a backup root: ``s3://bucket/prefix`` or a local folder."""
     if isinstance(root, Store):
         return root
-    return LocalStore(Path(root))
+    if str(root).startswith("s3://"):
+        from .s3 import S3Store
+
+        return S3Store(str(root), keyring)
+    return LocalStore(Path(root), keyring)
 
 
 __all__ = ["Store", "LocalStore", "BackupInfo", "BackupWriter", "Staging", "VerifyResult", "Manifest",

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,11 +27,13 @@ from pathlib import Path
 from typing import BinaryIO, ContextManager, Iterator
 
 from .. import codec
-from ..errors import BackupNotFound, CodecError, FormatError, IntegrityError, StorageError
+from ..errors import BackupNotFound, CodecError, FormatError, IntegrityError, KeyMissing, StorageError
 from ..keys import key_bytes, key_identity, key_text, type_name
 from ..mongospec import DataCheck
+from .crypto import (CHUNK as CRYPTO_CHUNK, CIPHER, DecryptingReader, EncryptingWriter, Keyring, decrypt_bytes,
+                     encrypt_bytes, header_fingerprint, is_encrypted)
 from .csvfile import CountingWriter, RowReader
-from .layout import MANIFEST, backup_id_for, check_backup_id
+from .layout import MANIFEST, MANIFEST_ENC, backup_id_for, check_backup_id, file_name_for
 from .manifest import CollectionEntry, Manifest
 
 CHUNK = 1 << 20
@@ -43,6 +47,30 @@ class BackupInfo:
     day: str
     manifest: Manifest = field(repr=False)
     location: str = ""
+    stored_manifest: bytes = field(default=b"", repr=False)  # the manifest as stored (encrypted or not)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.manifest.encryption is not None
+
+    @property
+    def restore_of(self) -> str | None:
+        return self.manifest.restore_of
+
+    @property
+    def stored_bytes(self) -> int:
+        """What this backup added to the store: its manifest and the data it did not share."""
+        return len(self.stored_manifest) + sum(c.stored_bytes for c in self.collections.values()
+                                                if c.reused_from is None)
+
+    @property
+    def logical_bytes(self) -> int:
+        """The size of its CSV files before compression, encryption and sharing."""
+        return sum(c.logical_bytes for c in self.collections.values())
+
+    @property
+    def key_fingerprint(self) -> str | None:
+        return self.manifest.key_fingerprint
 
     @property
     def created_at(self) -> str:
@@ -90,7 +118,7 @@ class BackupInfo:
         return {
             "backup_id": self.backup_id, "day": self.day, "created_at": self.created_at,
             "trigger": self.trigger, "database": self.database, "location": self.location,
-            "bytes": self.total_bytes,
+            "bytes": self.total_bytes, "encrypted": self.encrypted, "key_fingerprint": self.key_fingerprint,
             "collections": {n: {"count": c.count, "bytes": c.bytes} for n, c in self.collections.items()},
         }
 
@@ -128,8 +156,15 @@ class Staging(ABC):
         """A local path for a temporary file of this backup (removed with the staging area)."""
 
     @abstractmethod
-    def commit(self, manifest: Manifest) -> None:
-        """Write the manifest last and make the backup visible, atomically."""
+    def reuse(self, name: str, ref: object) -> tuple[bool, str | None]:
+        """Replace the written file ``name`` by the already stored data ``ref`` (deduplication).
+
+        Returns (done, the ``object`` reference to record in the manifest, if the
+        backend stores a reference instead of a file of its own)."""
+
+    @abstractmethod
+    def commit(self, name: str, data: bytes) -> None:
+        """Write the manifest (``name``, its stored bytes) last and make the backup visible, atomically."""
 
     @abstractmethod
     def abort(self) -> None:
@@ -137,37 +172,99 @@ class Staging(ABC):
 
 
 class BackupWriter:
-    """Writes one backup through a ``Staging``; ``commit`` makes it visible, manifest last."""
+    """Writes one backup through a ``Staging``; ``commit`` makes it visible, manifest last.
+
+    With a current key in the store's keyring, every data file and the
+    manifest are encrypted (``crypto.py``), data files get unreadable names,
+    and the manifest records the cipher and the key's fingerprint.
+
+    Thread-safe for parallel jobs: each job writes its own files (``open``,
+    ``scratch``, ``reuse`` of its own name); ``commit`` and ``abort`` are
+    called once, after the jobs.
+    """
 
     def __init__(self, store: "Store", backup_id: str, day: str, staging: Staging) -> None:
         self.store, self.backup_id, self.day, self.staging = store, backup_id, day, staging
-        self.written: dict[str, int] = {}
+        self.key = store.keyring.current
+        self.stored: dict[str, int] = {}  # file name -> bytes as stored
+        self.reused: dict[str, dict] = {}  # file name -> {"reused_from": id, "object": ref or None}
+        self._earlier: list[BackupInfo] | None = None
+        self._guard = threading.Lock()  # the bookkeeping above, shared by parallel jobs
+
+    def file_name(self, collection: str, compressed: bool) -> str:
+        if self.key is None:
+            return file_name_for(collection, compressed)
+        return self.key.name_for(collection) + (".csv.gz.enc" if compressed else ".csv.enc")
 
     @contextlib.contextmanager
     def open(self, name: str) -> Iterator[BinaryIO]:
+        """A plaintext sink for data file ``name`` (encrypted on the way when a key is configured)."""
+        with self.staging.open(name) as fh:
+            counter = CountingWriter(fh)
+            if self.key is None:
+                yield counter  # type: ignore[misc]
+            else:
+                enc = EncryptingWriter(counter, self.key)  # type: ignore[arg-type]
+                yield enc  # type: ignore[misc]
+                enc.close()
+        with self._guard:
+            self.stored[name] = counter.bytes
+
+    @contextlib.contextmanager
+    def open_raw(self, name: str) -> Iterator[BinaryIO]:
+        """A sink for the stored bytes of a file copied as it is (imports, copies)."""
         with self.staging.open(name) as fh:
             counter = CountingWriter(fh)
             yield counter  # type: ignore[misc]
-        self.written[name] = counter.bytes
+        with self._guard:
+            self.stored[name] = counter.bytes
 
     def scratch(self, name: str) -> Path:
         return self.staging.scratch(name)
 
+    def reuse(self, name: str, collection: str, sha256: str, compressed: bool) -> str | None:
+        """Store ``name`` once: if an earlier backup holds the same collection with exactly these bytes
+        (same compression, same key), share its stored data instead; returns that backup's id."""
+        with self._guard:  # one listing for all jobs; a staging swaps one file at a time
+            if self._earlier is None:
+                self._earlier = self.store.list_backups()
+            fingerprint = self.key.fingerprint if self.key else None
+            for info in self._earlier:
+                entry = info.collections.get(collection)
+                if entry is None or entry.sha256 != sha256 or entry.compressed != compressed \
+                        or info.key_fingerprint != fingerprint or entry.file != name:
+                    continue
+                done, obj = self.staging.reuse(name, self.store._stored_ref(info, entry))
+                if done:
+                    # the backup that first stored this data (for a chain of reuses, the first of them)
+                    self.reused[name] = {"reused_from": entry.reused_from or info.backup_id, "object": obj}
+                    self.stored[name] = entry.stored_bytes
+                    return info.backup_id
+            return None
+
     def commit(self, body: dict) -> Manifest:
         """Seal the manifest ``body``, check it against what was written, and commit."""
+        body = dict(body)
+        body["collections"] = {n: {**e, **{k: v for k, v in self.reused.get(e["file"], {}).items() if v}}
+                               for n, e in body["collections"].items()}
+        if self.key is not None:
+            body["encryption"] = {"cipher": CIPHER, "key_fingerprint": self.key.fingerprint, "chunk_bytes": CRYPTO_CHUNK}
+            body["collections"] = {n: {**e, "stored_bytes": self.stored.get(e["file"], -1)}
+                                   for n, e in body["collections"].items()}
         manifest = Manifest.create(body)
-        self.commit_manifest(manifest)
+        stored = manifest.raw if self.key is None else encrypt_bytes(manifest.raw, self.key)
+        self.commit_manifest(manifest, stored)
         return manifest
 
-    def commit_manifest(self, manifest: Manifest) -> None:
+    def commit_manifest(self, manifest: Manifest, stored: bytes) -> None:
+        """Commit ``manifest`` whose stored form is ``stored`` (as written by ``commit`` or copied)."""
         if manifest.backup_id != self.backup_id:
             raise StorageError(f"manifest of {manifest.backup_id} cannot commit backup {self.backup_id}")
         for entry in manifest.collections.values():
-            if self.written.get(entry.file) != entry.bytes:
+            if self.stored.get(entry.file) != entry.stored_bytes:
                 raise StorageError(f"backup {self.backup_id}: {entry.file} was not written as the manifest says")
-        if self.store.exists(self.backup_id):
-            raise StorageError(f"backup {self.backup_id} already exists")
-        self.staging.commit(manifest)
+        self.store.check_lock()  # the staging's commit itself never replaces an existing backup
+        self.staging.commit(MANIFEST_ENC if manifest.encryption else MANIFEST, stored)
 
     def abort(self) -> None:
         self.staging.abort()
@@ -175,6 +272,8 @@ class BackupWriter:
 
 class Store(ABC):
     """A backup root. See the module docstring; FORMAT.md for the layout."""
+
+    keyring: Keyring = Keyring()
 
     # ---- what every backend provides
     @property
@@ -192,19 +291,31 @@ class Store(ABC):
 
     @abstractmethod
     def _read_manifest(self, day: str, backup_id: str) -> bytes:
-        """The manifest's bytes; FormatError when absent, IntegrityError when not a plain file."""
+        """The manifest's stored bytes (``manifest.json``, or ``manifest.enc`` of an encrypted backup);
+        FormatError when absent, IntegrityError when not a plain file."""
 
     @abstractmethod
     def _open(self, day: str, backup_id: str, name: str) -> BinaryIO:
         """A data file, opened for reading; IntegrityError when it is a link or not a plain file."""
 
     @abstractmethod
-    def _entries(self, day: str, backup_id: str) -> dict[str, str]:
-        """Every entry of a backup: name -> "file", "link" or "other"."""
+    def _entries(self, day: str, backup_id: str) -> dict[str, tuple[str, int]]:
+        """Every entry of a backup: name -> (kind, size), kind "file", "link" or "other"."""
 
     @abstractmethod
     def _stage(self, backup_id: str, day: str) -> Staging:
         ...
+
+    def _stored_ref(self, info: BackupInfo, entry: CollectionEntry) -> object:
+        """How a new backup's staging can point at ``entry``'s stored data (backend-specific)."""
+        raise NotImplementedError
+
+    def _open_object(self, ref: str) -> BinaryIO:
+        """Stored data that an entry refers to (``entry.object``) instead of holding a file of its own."""
+        raise FileNotFoundError(ref)
+
+    def _stat_object(self, ref: str) -> tuple[str, int] | None:
+        return None
 
     @abstractmethod
     def _remove(self, day: str, backup_id: str) -> None:
@@ -228,11 +339,19 @@ class Store(ABC):
 
     @abstractmethod
     def usage(self) -> int:
-        """Bytes actually stored under this root."""
+        """Bytes the backups actually take under this root (data shared by several backups counted once)."""
 
     @abstractmethod
     def audit_log(self):
         """The ``audit.AuditLog`` of this root."""
+
+    @abstractmethod
+    def state(self, area: str):
+        """Small shared documents kept with the backups (``area`` "auth": users and lock-out state),
+        so every host that shares this root sees the same: a ``StateFiles``."""
+
+    def check_lock(self) -> None:
+        """Raise if this process no longer holds the store's lock (a lease that expired); no-op locally."""
 
     def change_token(self) -> object | None:
         """Something that changes whenever a backup is added or removed (None: cannot tell cheaply)."""
@@ -242,15 +361,28 @@ class Store(ABC):
     def _load(self, day: str, backup_id: str, problem: str | None) -> BackupInfo:
         if problem:
             raise IntegrityError(f"{self.location(day, backup_id)} {problem}; refused")
-        manifest = Manifest.parse(self._read_manifest(day, backup_id), backup_id=backup_id)
-        return BackupInfo(backup_id, day, manifest, self.location(day, backup_id))
+        stored = self._read_manifest(day, backup_id)
+        plain = stored
+        if is_encrypted(stored):
+            plain = decrypt_bytes(stored, self.keyring, f"backup {backup_id}")
+        manifest = Manifest.parse(plain, backup_id=backup_id)
+        if is_encrypted(stored) != (manifest.encryption is not None) or \
+                (manifest.key_fingerprint and manifest.key_fingerprint != header_fingerprint(stored)):
+            raise IntegrityError(f"backup {backup_id}: its manifest's encryption does not match how it is stored")
+        return BackupInfo(backup_id, day, manifest, self.location(day, backup_id), stored)
 
-    def list_backups(self, *, errors: list[str] | None = None) -> list[BackupInfo]:
-        """Every committed, readable backup, newest first. Unreadable ones go to ``errors``."""
+    def list_backups(self, *, errors: list[str] | None = None,
+                     locked: list[dict] | None = None) -> list[BackupInfo]:
+        """Every committed, readable backup, newest first. Unreadable ones go to ``errors``; encrypted
+        ones whose key is not configured to ``locked`` (id, day, key fingerprint)."""
         out = []
         for day, backup_id, problem in self._candidates():
             try:
                 out.append(self._load(day, backup_id, problem))
+            except KeyMissing as exc:
+                if locked is not None:
+                    locked.append({"backup_id": backup_id, "day": day, "encrypted": True,
+                                   "key_fingerprint": exc.fingerprint, "location": self.location(day, backup_id)})
             except (FormatError, IntegrityError, StorageError) as exc:
                 if errors is not None:
                     errors.append(f"{day}/{backup_id}: {exc}")
@@ -293,17 +425,33 @@ class Store(ABC):
     def manifest_bytes(self, info: BackupInfo) -> bytes:
         """The manifest exactly as stored; refused if it changed since ``info`` was read."""
         raw = self._read_manifest(info.day, info.backup_id)
-        if raw != info.manifest.raw:
+        if raw != info.stored_manifest:
             raise IntegrityError(f"backup {info.backup_id} changed while being read")
         return raw
 
-    def open_file(self, info: BackupInfo, collection: str) -> BinaryIO:
-        """The stored bytes of one collection's file (gzip bytes for a compressed one)."""
+    def manifest_name(self, info: BackupInfo) -> str:
+        return MANIFEST_ENC if info.encrypted else MANIFEST
+
+    def open_stored(self, info: BackupInfo, collection: str) -> BinaryIO:
+        """The bytes of one collection's file exactly as stored (encrypted for an encrypted backup)."""
         entry = info.collection(collection)
         try:
             return self._open(info.day, info.backup_id, entry.file)
         except FileNotFoundError:
+            if entry.object is not None:  # deduplicated: stored once, under the backup that wrote it first
+                try:
+                    return self._open_object(entry.object)
+                except FileNotFoundError:
+                    pass
             raise IntegrityError(f"backup {info.backup_id} does not verify: {entry.file} is missing") from None
+
+    def open_file(self, info: BackupInfo, collection: str) -> BinaryIO:
+        """The CSV bytes of one collection's file (gzip bytes for a compressed one), decrypted if need be."""
+        raw = self.open_stored(info, collection)
+        if not info.encrypted:
+            return raw
+        return io.BufferedReader(DecryptingReader(raw, self.keyring, f"backup {info.backup_id}, {collection}"),
+                                 CHUNK)
 
     def open_rows(self, info: BackupInfo, collection: str) -> RowReader:
         entry = info.collection(collection)
@@ -322,19 +470,23 @@ class Store(ABC):
         problems: list[str] = []
         warnings: list[str] = []
         result: dict[str, dict] = {}
-        expected = {c.file for c in info.collections.values()} | {MANIFEST}
+        expected = {c.file for c in info.collections.values()} | {self.manifest_name(info)}
         entries = self._entries(info.day, backup_id)
         for name in sorted(set(entries) - expected):
-            problems.append(f"unexpected {'link' if entries[name] == 'link' else 'file'} {name}")
+            problems.append(f"unexpected {'link' if entries[name][0] == 'link' else 'file'} {name}")
         for name in collections or list(info.collections):
             entry = info.collection(name)
-            kind = entries.get(entry.file)
+            kind, size = entries.get(entry.file, (None, 0))
+            if kind is None and entry.object is not None:
+                kind, size = self._stat_object(entry.object) or (None, 0)
             if kind is None:
                 status = "missing file"
             elif kind != "file":
                 status = "is a link or not a plain file"
+            elif size != entry.stored_bytes:
+                status = f"size {size} != {entry.stored_bytes} in manifest"
             else:
-                status, found = check_collection(entry, lambda: self.open_file(info, name), deep=deep)
+                status, found = check_collection(entry, lambda n=name: self.open_file(info, n), deep=deep)
                 warnings += [f"{name}: {w}" for w in found]
             if status != "ok":
                 problems.append(f"{name}: {status}")
@@ -364,7 +516,9 @@ def check_collection(entry: CollectionEntry, opener, *, deep: bool) -> tuple[str
                 size += len(chunk)
     except OSError as exc:
         return f"unreadable: {exc.strerror or exc}", []
-    except IntegrityError as exc:
+    except KeyMissing:
+        raise
+    except (IntegrityError, StorageError) as exc:
         return str(exc), []
     if size != entry.bytes:
         return f"size {size} != {entry.bytes} in manifest", []

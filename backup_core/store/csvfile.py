@@ -63,8 +63,9 @@ class CountingWriter(io.RawIOBase):
 class WrittenFile:
     count: int
     schema: codec.Schema
-    bytes: int
-    sha256: str
+    bytes: int  # as written (gzip bytes for a compressed file)
+    sha256: str  # of those bytes
+    plain_bytes: int = -1  # the CSV text's size before compression
 
 
 def _iter_spill(path: Path) -> Iterator[bytes]:
@@ -95,7 +96,9 @@ def write_csv(docs: Iterable[bytes], out: BinaryIO, spill_path: Path, *, compres
         hasher = CountingWriter(out, sha256=True)
         buffered = io.BufferedWriter(hasher, 1 << 20)
         gz = gzip.GzipFile(filename="", mode="wb", fileobj=buffered, mtime=0) if compress else None
-        text = io.TextIOWrapper(gz or buffered, encoding="utf-8", newline="")
+        counted = CountingWriter(gz) if gz is not None else None  # the CSV text's size before gzip
+        plain = io.BufferedWriter(counted, 1 << 20) if counted is not None else None
+        text = io.TextIOWrapper(plain or buffered, encoding="utf-8", newline="")
         try:
             writer = csv.writer(text)
             writer.writerow(schema.header())
@@ -104,22 +107,29 @@ def write_csv(docs: Iterable[bytes], out: BinaryIO, spill_path: Path, *, compres
                 if progress and done % PROGRESS_EVERY == 0:
                     progress(count + done)
             text.flush()
+            text.detach()
+            plain_bytes = -1
+            if gz is not None:
+                plain.flush()  # type: ignore[union-attr]
+                plain_bytes = plain.detach().bytes  # type: ignore[union-attr]
+                gz.close()  # writes the gzip trailer; leaves ``buffered`` open
+            buffered.flush()
+            buffered.detach()
         except BaseException:
-            # close the wrappers now (their final flush fails too, e.g. disk full) so that the
-            # garbage collector does not try to flush them into the closed file later
-            for layer in (text, gz, buffered):
+            # close every wrapper now (their final flush fails too, e.g. disk full, also when the
+            # failure comes from the last flushes), so that none is left to the garbage collector
+            # to flush into a closed file later; a detached one refuses politely
+            for layer in (text, plain, counted, gz, buffered, hasher):
                 if layer is not None:
                     with contextlib.suppress(Exception):
                         layer.close()
             raise
-        text.detach()
-        if gz is not None:
-            gz.close()  # writes the gzip trailer; leaves ``buffered`` open
-        buffered.flush()
-        buffered.detach()
     finally:
         spill_path.unlink(missing_ok=True)
-    return WrittenFile(count, schema, hasher.bytes, hasher.sha256.hexdigest())  # type: ignore[union-attr]
+    if gz is None:
+        plain_bytes = hasher.bytes
+    return WrittenFile(count, schema, hasher.bytes, hasher.sha256.hexdigest(),  # type: ignore[union-attr]
+                       plain_bytes)
 
 
 class RowReader:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from ..errors import UsageError
 
 MANIFEST = "manifest.json"
+MANIFEST_ENC = "manifest.enc"  # the manifest of an encrypted backup
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 ID_RE = re.compile(r"^\d{8}T\d{6}Z(-\d{2,4})?$")
 TRIGGERS = ("manual", "scheduled", "safety")

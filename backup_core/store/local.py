@@ -20,13 +20,14 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from ..audit import AuditLog, audit_path
-from ..errors import FormatError, IntegrityError, StorageError
-from ..fsutil import O_NOFOLLOW, fsync_dir
+from ..audit import FileAuditLog, audit_path
+from ..errors import IncompleteBackup, IntegrityError, StorageError
+from ..fsutil import O_NOFOLLOW, atomic_write, fsync_dir
 from ..locks import DEFAULT_TIMEOUT, process_alive, root_lock
 from .base import Staging, Store
-from .layout import ID_RE, MANIFEST, WEEKDAYS
-from .manifest import MAX_MANIFEST_BYTES, Manifest
+from .crypto import Keyring
+from .layout import ID_RE, MANIFEST, MANIFEST_ENC, WEEKDAYS
+from .manifest import MAX_MANIFEST_BYTES
 
 _TEMP_RE = re.compile(r"^\.(tmp|trash)-(.*)-(\d+)$")
 
@@ -78,14 +79,28 @@ class _LocalStaging(Staging):
     def scratch(self, name: str) -> Path:
         return self.tmp / f".{name}"
 
-    def commit(self, manifest: Manifest) -> None:
-        with (self.tmp / MANIFEST).open("xb") as fh:
-            fh.write(manifest.raw)
+    def reuse(self, name: str, ref: object) -> tuple[bool, str | None]:
+        """A hard link to the earlier backup's file: every folder keeps a readable file, stored once."""
+        target = self.tmp / name
+        spare = self.tmp / f".{name}.copy"
+        try:
+            os.rename(target, spare)
+            os.link(ref, target, follow_symlinks=False)  # type: ignore[arg-type]
+        except OSError:
+            if spare.exists() and not target.exists():
+                os.rename(spare, target)  # another filesystem, no links: keep the copy
+            return False, None
+        spare.unlink(missing_ok=True)
+        return True, None
+
+    def commit(self, name: str, data: bytes) -> None:
+        with (self.tmp / name).open("xb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         fsync_dir(self.tmp)
         if self.final.exists() or self.final.is_symlink():
-            raise StorageError(f"backup {manifest.backup_id} already exists")
+            raise StorageError(f"backup {self.final.name} already exists")
         os.rename(self.tmp, self.final)
         fsync_dir(self.final.parent)
 
@@ -96,8 +111,10 @@ class _LocalStaging(Staging):
 class LocalStore(Store):
     """Backups in a folder of the local filesystem."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, keyring: Keyring | None = None) -> None:
         self.root = Path(root)
+        if keyring is not None:
+            self.keyring = keyring
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -167,12 +184,15 @@ class LocalStore(Store):
         return None
 
     def _read_manifest(self, day: str, backup_id: str) -> bytes:
-        path = self.root / day / backup_id / MANIFEST
+        folder = self.root / day / backup_id
+        path = folder / MANIFEST
+        if not os.path.lexists(path) and os.path.lexists(folder / MANIFEST_ENC):
+            path = folder / MANIFEST_ENC
         try:
             with open_regular(path) as fh:
                 data = fh.read(MAX_MANIFEST_BYTES + 1)
         except FileNotFoundError:
-            raise FormatError(f"{path.parent} has no manifest (an incomplete backup)") from None
+            raise IncompleteBackup(f"{path.parent} has no manifest (an incomplete backup)") from None
         except IntegrityError as exc:
             raise IntegrityError(f"{path.parent}: {exc}") from None
         except OSError as exc:
@@ -182,18 +202,38 @@ class LocalStore(Store):
     def _open(self, day: str, backup_id: str, name: str) -> BinaryIO:
         return open_regular(self.root / day / backup_id / name)
 
-    def _entries(self, day: str, backup_id: str) -> dict[str, str]:
+    def _entries(self, day: str, backup_id: str) -> dict[str, tuple[str, int]]:
         folder = self.root / day / backup_id
         out = {}
         for name in _listdir(folder):
             try:
-                out[name] = _kind(os.lstat(folder / name).st_mode)
+                st = os.lstat(folder / name)
             except OSError:
                 continue
+            out[name] = (_kind(st.st_mode), st.st_size)
         return out
 
     def _stage(self, backup_id: str, day: str) -> Staging:
         return _LocalStaging(self, backup_id, day)
+
+    def _stored_ref(self, info, entry) -> Path:
+        return self.root / info.day / info.backup_id / entry.file
+
+    def _object_path(self, ref: str) -> Path:
+        day, backup_id, _name = ref.split("/")
+        if os.path.islink(self.root / day) or os.path.islink(self.root / day / backup_id):
+            raise IntegrityError(f"{ref} lies in a folder that is a symbolic link; refused")
+        return self.root / ref
+
+    def _open_object(self, ref: str) -> BinaryIO:
+        return open_regular(self._object_path(ref))
+
+    def _stat_object(self, ref: str) -> tuple[str, int] | None:
+        try:
+            st = os.lstat(self._object_path(ref))
+        except (OSError, IntegrityError):
+            return None
+        return _kind(st.st_mode), st.st_size
 
     def _remove(self, day: str, backup_id: str) -> None:
         path = self.root / day / backup_id
@@ -208,6 +248,9 @@ class LocalStore(Store):
     def lock(self, operation: str, timeout: float = DEFAULT_TIMEOUT):
         return root_lock(self.root, operation, timeout)
 
+    def state(self, area: str) -> "LocalStateFiles":
+        return LocalStateFiles(self.root / f".{area}")
+
     def change_token(self) -> object:
         # creating, renaming or deleting a backup folder changes its weekday folder's mtime
         sig = []
@@ -219,7 +262,7 @@ class LocalStore(Store):
         return tuple(sig)
 
     def audit_log(self) -> AuditLog:
-        return AuditLog(audit_path(self.root))
+        return FileAuditLog(audit_path(self.root))
 
     def _temporaries(self) -> Iterator[tuple[Path, bool]]:
         """(path, removable now) of every temporary folder."""
@@ -244,9 +287,11 @@ class LocalStore(Store):
         return [str(p) for p, dead in self._temporaries() if dead]
 
     def usage(self) -> int:
+        """Bytes the backups take on disk (data shared by several backups counted once)."""
         total = 0
         seen: set[tuple[int, int]] = set()
-        for dirpath, _dirs, files in os.walk(self.root):
+        for dirpath, _dirs, files in (w for day in WEEKDAYS if not os.path.islink(self.root / day)
+                                      for w in os.walk(self.root / day)):
             for f in files:
                 try:
                     st = os.lstat(os.path.join(dirpath, f))
@@ -257,6 +302,75 @@ class LocalStore(Store):
                 seen.add((st.st_dev, st.st_ino))
                 total += st.st_size
         return total
+
+
+class LocalStateFiles:
+    """Small private files in ``<root>/.<area>/``, replaced atomically (mode 0600), under a ``filelock``."""
+
+    LOCK_TIMEOUT_S = 30.0
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def where(self, name: str = "") -> str:
+        return str(self.folder / name) if name else str(self.folder)
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float | None = None) -> Iterator[None]:
+        from filelock import FileLock, Timeout
+
+        from ..errors import LockBusy
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StorageError(f"cannot open {self.folder}: {exc.strerror}") from None
+        lock = FileLock(str(self.folder / ".lock"), timeout=self.LOCK_TIMEOUT_S if timeout is None else timeout,
+                        mode=0o600, thread_local=True)
+        try:
+            with lock:
+                yield
+        except Timeout:
+            raise LockBusy(f"{self.folder} is locked by another process for more than "
+                           f"{lock.timeout:g}s", hint="try again in a moment") from None
+
+    def read(self, name: str) -> bytes | None:
+        try:
+            return (self.folder / name).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.folder / name}: {exc.strerror}") from None
+
+    def write(self, name: str, data: bytes) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            atomic_write(self.folder / name, data, mode=0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.folder / name}: {exc.strerror}") from None
+
+    def remove(self, name: str) -> bool:
+        try:
+            (self.folder / name).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot delete {self.folder / name}: {exc.strerror}") from None
+
+    def exists(self) -> bool:
+        return self.folder.is_dir()
+
+    def signature(self, name: str) -> tuple:
+        """Changes whenever the file does (cheap: one stat)."""
+        try:
+            st = os.stat(self.folder / name)
+        except OSError:
+            return (name, None)
+        return (name, st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
 
 def _listdir(path: Path) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,8 +24,12 @@ from ..errors import CodecError, FormatError, IntegrityError, UsageError
 from ..timeutil import parse_iso
 from .layout import ID_RE, TRIGGERS, WEEKDAYS, file_name_for
 
-FORMAT_VERSION = codec.FORMAT_VERSION
+# version of the backup format (manifest and layout); the CSV cells keep codec.FORMAT_VERSION
+FORMAT_VERSION = 2
 MAX_MANIFEST_BYTES = 16 << 20
+# data files of an encrypted backup are named by a keyed hash of the collection name
+ENCRYPTED_FILE_RE = re.compile(r"^[0-9a-f]{32}\.csv(\.gz)?\.enc$")
+CIPHERS = ("AES-256-GCM",)
 
 
 def canonical_json(data: Any) -> bytes:
@@ -59,18 +64,38 @@ class CollectionEntry:
     indexes: list = field(repr=False)  # JSON dialect, as stored
     options: dict = field(repr=False)  # JSON dialect, as stored
 
+    # the size of the stored (encrypted) object; equals ``bytes`` for an unencrypted backup
+    stored_bytes: int = -1
+    plain_bytes: int = -1  # the CSV text's size before compression (-1: not recorded)
+    reused_from: str | None = None  # the backup whose stored data this entry shares (deduplicated)
+    object: str | None = None  # object stores: where the data is stored, when not under this backup
+
+    @property
+    def logical_bytes(self) -> int:
+        return self.plain_bytes if self.plain_bytes >= 0 else self.bytes
+
     @classmethod
-    def from_json(cls, name: str, entry: Any) -> "CollectionEntry":
+    def from_json(cls, name: str, entry: Any, encrypted: bool = False) -> "CollectionEntry":
         if not isinstance(entry, dict):
             raise FormatError(f"manifest entry for {name!r} is not an object")
         compressed = entry.get("compressed", False)
         if not isinstance(compressed, bool):
             raise FormatError(f"manifest entry for {name!r} has an invalid 'compressed'")
-        expected = file_name_for(name, compressed)
-        if entry.get("file") != expected:
-            # also refuses '../x', '/etc/passwd' and any other path
-            raise FormatError(f"manifest names file {entry.get('file')!r} for collection {name!r}; "
-                              f"expected {expected!r}")
+        file = entry.get("file")
+        if encrypted:
+            suffix = ".csv.gz.enc" if compressed else ".csv.enc"
+            if not isinstance(file, str) or not ENCRYPTED_FILE_RE.match(file) or not file.endswith(suffix):
+                raise FormatError(f"manifest names file {file!r} for collection {name!r}; an encrypted "
+                                  f"backup's files are 32 hex digits and {suffix!r}")
+            stored = entry.get("stored_bytes")
+            if not isinstance(stored, int) or isinstance(stored, bool) or stored < 0:
+                raise FormatError(f"manifest entry for {name!r} lacks a valid 'stored_bytes'")
+        else:
+            expected = file_name_for(name, compressed)
+            if file != expected:
+                # also refuses '../x', '/etc/passwd' and any other path
+                raise FormatError(f"manifest names file {file!r} for collection {name!r}; "
+                                  f"expected {expected!r}")
         for key, kind in (("count", int), ("bytes", int), ("sha256", str), ("schema", dict)):
             value = entry.get(key)
             if not isinstance(value, kind) or isinstance(value, bool):
@@ -96,8 +121,22 @@ class CollectionEntry:
                 raise FormatError(f"{where}: two indexes are named {decoded['name']!r}")
             names.add(decoded["name"])
         mongospec.check_collection_options(_decode_dialect(options, f"{where}: options"), where)
+        plain = entry.get("plain_bytes", -1)
+        if not isinstance(plain, int) or isinstance(plain, bool):
+            raise FormatError(f"manifest entry for {name!r} has an invalid 'plain_bytes'")
+        reused = entry.get("reused_from")
+        if reused is not None and (not isinstance(reused, str) or not ID_RE.match(reused)):
+            raise FormatError(f"manifest entry for {name!r} has an invalid 'reused_from'")
+        obj = entry.get("object")
+        if obj is not None:
+            parts = obj.split("/") if isinstance(obj, str) else []
+            if len(parts) != 3 or parts[0] not in WEEKDAYS or not ID_RE.match(parts[1]) or \
+                    parts[2] != file or reused != parts[1]:
+                # an object reference names exactly <weekday>/<backup id>/<this entry's file name>
+                raise FormatError(f"manifest entry for {name!r} refers to an invalid object {obj!r}")
         return cls(name, entry["file"], entry["count"], entry["bytes"], entry["sha256"], compressed, schema,
-                   list(indexes), dict(options))
+                   list(indexes), dict(options), entry["stored_bytes"] if encrypted else entry["bytes"],
+                   plain, reused, obj)
 
     def decoded_indexes(self) -> list[dict]:
         return [_decode_dialect(s, f"collection {self.name!r}: an index") for s in self.indexes]
@@ -108,7 +147,8 @@ class CollectionEntry:
     def to_json(self) -> dict:
         return {"file": self.file, "count": self.count, "bytes": self.bytes, "sha256": self.sha256,
                 "compressed": self.compressed, "schema": self.schema.to_json(), "indexes": self.indexes,
-                "options": self.options}
+                "options": self.options, "stored_bytes": self.stored_bytes, "plain_bytes": self.plain_bytes,
+                "reused_from": self.reused_from, "object": self.object}
 
 
 @dataclass(frozen=True)
@@ -158,14 +198,22 @@ class Manifest:
             raise FormatError(f"manifest has an invalid day_of_week {data['day_of_week']!r}")
         if not isinstance(data["collections"], dict):
             raise FormatError("manifest collections must be an object")
+        encryption = data.get("encryption")
+        if encryption is not None:
+            if version < 2 or not isinstance(encryption, dict) or encryption.get("cipher") not in CIPHERS \
+                    or not isinstance(encryption.get("key_fingerprint"), str):
+                raise FormatError("manifest has an invalid 'encryption'")
         entries = {}
         for name, entry in data["collections"].items():
             if not name or "\x00" in name or name.startswith("system.") or "$" in name:
                 raise FormatError(f"manifest names a collection that cannot exist: {name!r}")
-            entries[name] = CollectionEntry.from_json(name, entry)
+            entries[name] = CollectionEntry.from_json(name, entry, encrypted=encryption is not None)
         files = [e.file for e in entries.values()]
         if len(set(files)) != len(files):
             raise FormatError("manifest lists one file for two collections")
+        restore_of = data.get("restore_of")
+        if restore_of is not None and (not isinstance(restore_of, str) or not ID_RE.match(restore_of)):
+            raise FormatError(f"manifest has an invalid restore_of {restore_of!r}")
         absent = data.get("absent_collections", [])
         if not isinstance(absent, list) or not all(isinstance(n, str) and n for n in absent):
             raise FormatError("manifest absent_collections must be a list of collection names")
@@ -214,6 +262,19 @@ class Manifest:
     @property
     def day_of_week(self) -> str | None:
         return self.data.get("day_of_week")
+
+    @property
+    def restore_of(self) -> str | None:
+        """Safety backups: the backup whose restore took this one (restoring it undoes that restore)."""
+        return self.data.get("restore_of")
+
+    @property
+    def encryption(self) -> dict | None:
+        return self.data.get("encryption")
+
+    @property
+    def key_fingerprint(self) -> str | None:
+        return (self.encryption or {}).get("key_fingerprint")
 
     @property
     def absent_collections(self) -> list[str]:
