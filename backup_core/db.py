@@ -16,10 +16,12 @@ from urllib.parse import unquote, urlsplit
 from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+from pymongo.read_preferences import Primary
 
 from .config import Settings, mask_uri
 from .errors import ConfigError, DatabaseUnavailable
 from .embedded import ensure_server
+from .mongoutil import DEFAULT_BACKUP_READ_PREFERENCE, set_backup_read_preference
 
 APPNAME = "backup_core"
 
@@ -55,6 +57,11 @@ def connect(settings: Settings, *, timeout_ms: int = 5000) -> Connection:
 
     Raises ``ConfigError`` for a malformed URI and ``DatabaseUnavailable``
     when the server cannot be reached or refuses us (e.g. bad credentials).
+
+    ``Connection.db`` always reads from the primary (restores, compare, status);
+    the client remembers where *backups* read (``BACKUP_READ_PREFERENCE``, else
+    the URI's ``readPreference``, else ``secondaryPreferred``), which
+    ``mongoutil.backup_reads`` applies.
     """
     embedded = settings.embedded
     if embedded:
@@ -70,6 +77,8 @@ def connect(settings: Settings, *, timeout_ms: int = 5000) -> Connection:
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
         )
+        uri_mode = client.read_preference.mongos_mode if "readpreference=" in uri.lower() else None
+        set_backup_read_preference(client, settings.read_preference or uri_mode or DEFAULT_BACKUP_READ_PREFERENCE)
     except (ConfigurationError, ValueError, TypeError) as exc:
         raise ConfigError(f"invalid MongoDB URI {shown}: {_scrub(exc, uri)}",
                           hint="check MONGODB_URI / --uri") from None
@@ -82,7 +91,8 @@ def connect(settings: Settings, *, timeout_ms: int = 5000) -> Connection:
     except PyMongoError as exc:
         client.close()
         raise _unreachable(exc, uri, shown) from None
-    return Connection(client=client, db=client[settings.db_name], settings=settings,
+    return Connection(client=client, db=client.get_database(settings.db_name, read_preference=Primary()),
+                      settings=settings,
                       embedded=embedded, uri=uri)
 
 

@@ -1,10 +1,12 @@
-"""``scheduler [--every DURATION] [--lease SECONDS]``: the headless scheduler, in the foreground.
+"""``scheduler [--every DURATION] [--lease SECONDS] [--metrics-port PORT]``: the headless scheduler, in the foreground.
 
 For a service manager (systemd, supervisord, a container): runs until
 SIGTERM/SIGINT, then stops after the running backup finishes. Any number may
-be started for one backup root: one is active, the others stand by and take
-over when it dies (see ``backup_core.scheduler``). ``--check`` and
-``--set-interval`` do one thing and exit.
+be started for one backup root and database, on any hosts that share the
+MongoDB: one is active, the others stand by and take over when it dies (see
+``backup_core.scheduler``). ``--metrics-port`` serves ``/metrics`` for
+Prometheus while it runs. ``--check``, ``--set-interval`` and
+``--test-notify`` do one thing and exit.
 """
 
 from __future__ import annotations
@@ -12,25 +14,36 @@ from __future__ import annotations
 import logging
 import sys
 
-from ..errors import UsageError
-from ..timeutil import parse_duration
+from .. import notify
+from ..errors import BackupError, StorageError, UsageError
 from ..scheduler import SchedulerService, auto_backup_check, load_config, save_config, scheduler_status
+from ..timeutil import parse_duration
+
+
+class NotDelivered(BackupError):
+    """The test notification was not accepted by a target."""
 
 
 def register(sub):
     p = sub.add_parser(
         "scheduler", help="run the backup scheduler in the foreground (one active per backup root)",
         description="Runs interval backups and the weekly clean-up until SIGTERM/SIGINT. "
-                    "Several may run: one is active, the others stand by.")
+                    "Several may run, on several hosts sharing the MongoDB: one is active, the others stand by.")
     p.add_argument("--every", metavar="DURATION",
                    help="backup interval for THIS process only, e.g. 30s, 10m, 1h (not saved; "
                         "default: the saved interval, see --set-interval)")
     p.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
                    help="lease period: a standby takes over at most this long after the active "
-                        "scheduler dies (default 30)")
+                        "scheduler stops renewing (default 30)")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics on http://HOST:PORT/metrics while running (default: off)")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                   help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 for every interface)")
     p.add_argument("--check", action="store_true",
                    help="run the auto-backup check once and exit: back up only if the last backup "
-                        "is older than the interval")
+                        "is older than the interval (a failure is notified, as for cron)")
+    p.add_argument("--test-notify", action="store_true",
+                   help="send a test notification to the BACKUP_NOTIFY targets and exit")
     p.add_argument("--set-interval", type=float, metavar="HOURS",
                    help="save the backup interval (0.1 to 168 hours) for every scheduler and exit")
     p.add_argument("--retention", metavar="AGE",
@@ -47,9 +60,13 @@ def _say(text: str) -> None:
 
 
 def run(args, settings):
-    root = settings.backup_root
+    if args.test_notify:
+        result = notify.send_test(settings)
+        if not result.sent:
+            raise NotDelivered(result.to_text(), payload=result.to_json())
+        return result
     if args.set_interval is not None or args.retention is not None or args.max_root_mb is not None:
-        config = load_config(root)
+        config = load_config(settings)
         if args.set_interval is not None:
             config.interval_hours = args.set_interval
         if args.retention is not None:
@@ -58,19 +75,21 @@ def run(args, settings):
             if not args.max_root_mb >= 0:  # also refuses nan
                 raise UsageError("--max-root-mb must be 0 (no limit) or a positive size in MB")
             config.max_root_bytes = int(args.max_root_mb * 1024 * 1024) or None
-        return save_config(root, config, user=settings.user).to_json()
+        return save_config(settings, config, user=settings.user).to_json()
     if args.check:
-        return auto_backup_check(settings, user=settings.user)
+        return auto_backup_check(settings, user=settings.user, unattended=True)
     interval = parse_duration(args.every, what="--every") if args.every else None
     if args.lease <= 0:
         raise UsageError("--lease must be positive")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError("--metrics-port must be between 0 and 65535 (0: any free port)")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def on_state(state, info):
         if state == "active":
             _say(f"scheduler active: backing up {info['database']} every {info['interval_hours'] * 3600:g}s "
-                 f"into {info['root']}")
+                 f"into {info['root']} (fencing token {info.get('token')})")
         elif state == "standby":
             holder = info.get("holder") or {}
             _say(f"scheduler standby: pid {holder.get('pid', '?')} on {holder.get('host', '?')} is active")
@@ -78,6 +97,20 @@ def run(args, settings):
             _say("scheduler stopped")
 
     service = SchedulerService(settings, interval=interval, lease_seconds=args.lease, on_state=on_state)
-    service.run_forever()
-    status = scheduler_status(root)
+    server = None
+    if args.metrics_port is not None:
+        from ..metrics import serve  # late: only a scheduler with metrics imports prometheus_client
+
+        try:
+            server = serve(settings, lambda: service.is_active, host=args.metrics_host, port=args.metrics_port)
+        except OSError as exc:
+            raise StorageError(f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
+                               f"{exc.strerror or exc}") from None
+        _say(f"metrics: {server.url}")
+    try:
+        service.run_forever()
+    finally:
+        if server is not None:
+            server.close()
+    status = scheduler_status(settings)
     return {"stopped": True, "interval_hours": status["interval_hours"], "last_run": status["last_run"]}

@@ -1,26 +1,35 @@
 """Unattended backups: interval backups and a weekly clean-up, run by exactly one scheduler per root.
 
+- ``metadb``: where the shared state lives (the metadata database) and whose it is (root + database);
 - ``config``: the saved schedule (interval, retention, size limit, on/off);
-- ``lease``: who may run it (one active scheduler per backup root);
-- ``history``: the run history, the active scheduler's state, the status view;
+- ``lease``: who may run it (one active scheduler per backup root and database, on any host),
+  with a fencing token checked right before a backup commits;
+- ``history``: the run history and statistics, the status view;
 - ``runs``: one scheduled backup, one clean-up, the "back up if due" check;
 - ``service``: the APScheduler service that competes for the lease and runs the jobs.
 
-Files live in ``<root>/.scheduler/``: ``config.json``, ``lease.json``,
-``state.json`` and ``history.jsonl``.
+Everything the schedulers of several hosts must agree on is in the metadata
+database (``settings.meta_db``): collections ``scheduler_lease``,
+``scheduler_config``, ``scheduler_history``, ``scheduler_stats`` (and
+``notify_state``, see ``backup_core.notify``). Nothing is kept in the backup
+root, so hosts that share only MongoDB and the backup root see one schedule.
 """
 
-from .config import (MAX_INTERVAL_HOURS, MIN_INTERVAL_HOURS, ScheduleConfig, load_config, save_config,
-                     scheduler_dir)
-from .history import (HISTORY_KEEP, HISTORY_MAX_BYTES, append_history, history_entry, run_history,
+from .config import (MAX_INTERVAL_HOURS, MIN_INTERVAL_HOURS, ScheduleConfig, load_config, load_retention_policy,
+                     save_config, save_retention_policy)
+from .history import (HISTORY_KEEP, append_history, history_entry, last_run, run_history,
                       scheduler_status)
-from .lease import FileLease, Lease, lease_holder
-from .runs import (BACKUP_LOCK_TIMEOUT, SCHEDULER_USER, auto_backup_check, run_cleanup, run_cleanup_now,
-                   run_scheduled_backup)
-from .service import BACKUP_JOB_ID, CLEANUP_EVERY, CLEANUP_JOB_ID, SchedulerService, ensure_scheduler
+from .lease import Lease, LeaseLost, MongoLease, SlotTaken, lease_holder
+from .metadb import Scope, scope_of
+from .runs import (BACKUP_LOCK_TIMEOUT, SCHEDULER_USER, auto_backup_check, push_to_mirror, run_cleanup,
+                   run_cleanup_now, run_scheduled_backup)
+from .service import (BACKUP_JOB_ID, CLEANUP_EVERY, CLEANUP_JOB_ID, SchedulerService, ensure_scheduler,
+                      reload_config)
 
 __all__ = ["MAX_INTERVAL_HOURS", "MIN_INTERVAL_HOURS", "ScheduleConfig", "load_config", "save_config",
-           "scheduler_dir", "HISTORY_KEEP", "HISTORY_MAX_BYTES", "append_history", "history_entry",
-           "run_history", "scheduler_status", "FileLease", "Lease", "lease_holder", "BACKUP_LOCK_TIMEOUT",
-           "SCHEDULER_USER", "auto_backup_check", "run_cleanup", "run_cleanup_now", "run_scheduled_backup",
-           "BACKUP_JOB_ID", "CLEANUP_EVERY", "CLEANUP_JOB_ID", "SchedulerService", "ensure_scheduler"]
+           "load_retention_policy", "save_retention_policy", "push_to_mirror",
+           "HISTORY_KEEP", "append_history", "history_entry", "last_run", "run_history", "scheduler_status",
+           "Lease", "LeaseLost", "MongoLease", "SlotTaken", "lease_holder", "Scope", "scope_of",
+           "BACKUP_LOCK_TIMEOUT", "SCHEDULER_USER", "auto_backup_check", "run_cleanup", "run_cleanup_now",
+           "run_scheduled_backup", "BACKUP_JOB_ID", "CLEANUP_EVERY", "CLEANUP_JOB_ID", "SchedulerService",
+           "ensure_scheduler", "reload_config"]

@@ -1,9 +1,15 @@
-"""The schedule: interval, retention, size limit, on/off; saved for every scheduler of a backup root.
+"""The schedule: interval, retention, size limit, on/off; one for every scheduler of a backup root.
 
-``<root>/.scheduler/config.json``, written by the dashboard or ``scheduler
---set-interval``; the active scheduler notices a change at its next lease
-renewal. An invalid file falls back to the defaults rather than stopping
-unattended backups.
+Kept in the metadata database (``scheduler_config``, one document per backup
+root and database, see ``metadb``), so every scheduler on every host, the
+dashboard and the CLI see the same schedule; written by the dashboard or
+``scheduler --set-interval``; the active scheduler notices a change at its
+next lease renewal. A stored document that does not validate falls back to
+the defaults rather than stopping unattended backups.
+
+Older versions kept the schedule in ``<root>/.scheduler/config.json`` (and the
+run history next to it). The first read of a scope without a stored schedule
+imports them once and renames them to ``*.migrated``.
 """
 
 from __future__ import annotations
@@ -14,28 +20,22 @@ from dataclasses import asdict, dataclass, fields
 from datetime import timedelta
 from pathlib import Path
 
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
 from .. import audit
-from ..errors import StorageError, UsageError
-from ..fsutil import atomic_write
+from ..config import Settings
+from ..context import open_store
+from ..errors import UsageError
+from ..retention import DEFAULT_SAFETY_DAYS, RetentionPolicy
+from ..timeutil import now_iso
+from .metadb import CONFIG, HISTORY, Scope, as_settings, meta, scope_of
 
 log = logging.getLogger(__name__)
 
-SCHEDULER_DIR = ".scheduler"
-CONFIG_FILE = "config.json"
 MIN_INTERVAL_HOURS = 0.1
 MAX_INTERVAL_HOURS = 168.0
-
-
-def scheduler_dir(root) -> Path:
-    return Path(root) / SCHEDULER_DIR
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+LEGACY_DIR = ".scheduler"  # where versions before the metadata database kept the scheduler's files
 
 
 @dataclass
@@ -44,9 +44,17 @@ class ScheduleConfig:
     retention_days: float = 7.0
     max_root_bytes: int | None = None
     enabled: bool = True
+    # a tiered retention policy (RetentionPolicy.to_json()); None: keep everything younger than retention_days
+    policy: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def retention_policy(self) -> RetentionPolicy:
+        """What the scheduler's clean-ups keep."""
+        if self.policy:
+            return RetentionPolicy.from_json(self.policy)
+        return RetentionPolicy(older_than=self.retention)
 
     @property
     def interval(self) -> timedelta:
@@ -76,29 +84,125 @@ def validate(config: ScheduleConfig) -> ScheduleConfig:
             raise UsageError(f"maximum backup root size must be a number of bytes, got {max_bytes!r}") from None
         if max_bytes <= 0:
             raise UsageError(f"maximum backup root size must be positive, got {max_bytes!r}")
+    policy = config.policy
+    if policy is not None:
+        if isinstance(policy, RetentionPolicy):
+            policy = policy.to_json()
+        try:
+            policy = RetentionPolicy.from_json(dict(policy)).to_json()
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise UsageError(f"invalid retention policy: {exc}") from None
     return ScheduleConfig(interval_hours=interval, retention_days=retention,
-                          max_root_bytes=max_bytes, enabled=bool(config.enabled))
+                          max_root_bytes=max_bytes, enabled=bool(config.enabled), policy=policy)
 
 
-def load_config(root) -> ScheduleConfig:
-    """The persisted schedule, or the defaults when none was saved (or the file is unreadable)."""
-    path = scheduler_dir(root) / CONFIG_FILE
-    data = read_json(path) or {}
+def _from_doc(doc: dict | None, where: str) -> ScheduleConfig:
     known = {f.name for f in fields(ScheduleConfig)}
     try:
-        return validate(ScheduleConfig(**{k: v for k, v in data.items() if k in known}))
-    except UsageError as exc:
-        # a hand-edited, invalid file must not stop unattended backups: fall back to defaults
-        log.warning("ignoring invalid scheduler config in %s: %s", path, exc)
+        return validate(ScheduleConfig(**{k: v for k, v in (doc or {}).items() if k in known}))
+    except (UsageError, TypeError) as exc:
+        # a hand-edited, invalid document must not stop unattended backups: fall back to defaults
+        log.warning("ignoring invalid scheduler config in %s: %s", where, exc)
         return ScheduleConfig()
 
 
-def save_config(root, config: ScheduleConfig, user: str = "unknown") -> ScheduleConfig:
-    """Validate and persist; the active scheduler picks the change up at its next lease renewal."""
+def read_config(db: Database, scope: Scope, settings: Settings) -> ScheduleConfig:
+    """The stored schedule of ``scope`` (importing a legacy config.json once), or the defaults."""
+    doc = db[CONFIG].find_one({"_id": scope.id})
+    if doc is None:
+        doc = _migrate_legacy(db, scope, settings)
+    return _from_doc(doc, f"{db.name}.{CONFIG}")
+
+
+def load_config(settings: "Settings | str | Path") -> ScheduleConfig:
+    """The saved schedule, or the defaults when none was saved. Raises ``DatabaseUnavailable``."""
+    settings = as_settings(settings)
+    with meta(settings, "reading the scheduler config") as db:
+        return read_config(db, scope_of(settings), settings)
+
+
+def load_retention_policy(settings: "Settings | str | Path") -> RetentionPolicy:
+    """The clean-up policy saved for the scheduler (``cleanup`` with no rule uses it too)."""
+    return load_config(settings).retention_policy()
+
+
+def save_retention_policy(settings: Settings, policy: RetentionPolicy, user: str = "unknown") -> ScheduleConfig:
+    config = load_config(settings)
+    config.policy = policy.to_json()
+    if policy.older_than is not None and not policy.tiered and policy.safety_days == DEFAULT_SAFETY_DAYS:
+        # the plain "older than" rule is the classic retention_days (which older versions read)
+        config.policy, config.retention_days = None, policy.older_than.total_seconds() / 86400
+    return save_config(settings, config, user=user)
+
+
+def save_config(settings: "Settings | str | Path", config: ScheduleConfig, user: str = "unknown") -> ScheduleConfig:
+    """Validate and store; the active scheduler picks the change up at its next lease renewal."""
+    settings = as_settings(settings)
     config = validate(config)
-    try:
-        atomic_write(scheduler_dir(root) / CONFIG_FILE, json.dumps(config.to_json(), indent=2))
-    except OSError as exc:
-        raise StorageError(f"cannot save the scheduler config in {scheduler_dir(root)}: {exc.strerror}") from None
-    audit.record(Path(root), user=user, action="scheduler-config", **config.to_json())
+    scope = scope_of(settings)
+    with meta(settings, "saving the scheduler config") as db:
+        db[CONFIG].update_one({"_id": scope.id},
+                              {"$set": {**config.to_json(), **scope.fields(), "updated_by": user,
+                                        "updated_at": now_iso()}}, upsert=True)
+    audit.record(open_store(settings).audit_log(), user=user, action="scheduler-config", **config.to_json())
     return config
+
+
+# ---------------------------------------------------------------------------- one-time import
+
+def _legacy_dir(settings: Settings) -> Path | None:
+    if "://" in str(settings.backup_root):
+        return None  # an object store never had these files
+    return Path(settings.backup_root) / LEGACY_DIR
+
+
+def _migrate_legacy(db: Database, scope: Scope, settings: Settings) -> dict | None:
+    """Import ``<root>/.scheduler/config.json`` (and ``history.jsonl``) once; None when there is none."""
+    folder = _legacy_dir(settings)
+    if folder is None:
+        return None
+    path = folder / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    config = _from_doc(data if isinstance(data, dict) else {}, str(path))
+    doc = {"_id": scope.id, **config.to_json(), **scope.fields(), "updated_by": "migration",
+           "updated_at": now_iso(), "migrated_from": str(path)}
+    try:
+        db[CONFIG].insert_one(doc)
+    except DuplicateKeyError:
+        return db[CONFIG].find_one({"_id": scope.id})  # another process imported it just now
+    imported = _import_history(db, scope, folder / "history.jsonl")
+    for name in ("config.json", "history.jsonl"):
+        try:
+            (folder / name).rename(folder / f"{name}.migrated")
+        except OSError:
+            pass
+    try:
+        audit.record(open_store(settings).audit_log(), user="scheduler", action="scheduler-config",
+                     migrated_from=str(path), history_runs=imported, **config.to_json())
+    except Exception as exc:  # noqa: BLE001 - the import itself succeeded
+        log.warning("cannot audit the scheduler config import: %s", exc)
+    log.warning("imported the scheduler config%s from %s into %s.%s", " and history" if imported else "",
+                folder, db.name, CONFIG)
+    return doc
+
+
+def _import_history(db: Database, scope: Scope, path: Path) -> int:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return 0
+    runs = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("started_at"):
+            entry.pop("_id", None)
+            runs.append({**entry, "scope": scope.id})
+    if runs:
+        db[HISTORY].insert_many(runs, ordered=False)
+    return len(runs)

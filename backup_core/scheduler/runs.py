@@ -1,23 +1,31 @@
 """Single runs: one scheduled backup, one clean-up, the "back up if due" check.
 
 Each run goes through the operation layer (audited, locked) like any other
-backup or clean-up, and adds a line to the scheduler's history. A scheduled
-run never raises: a failure is recorded and the next run tries again.
+backup or clean-up, and is recorded in the scheduler's history and
+statistics (``history.append_history``). A run never raises: a failure is
+recorded, an unattended one is notified (``backup_core.notify``: one message
+per failure streak, one on recovery), and the next run tries again. A backup
+refused by the scheduler's lease fence (``lease.LeaseLost``: another
+scheduler took over) is recorded as ``skipped``, not as a failure.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
+from .. import notify
 from ..backup import BackupOptions, create_backup
 from ..config import Settings
 from ..context import open_operation, open_store
-from ..errors import BackupError
+from ..errors import BackupError, DatabaseUnavailable
+from ..mirror import copy_backups
 from ..retention import CleanupResult, cleanup
 from ..timeutil import format_duration, utc_now
 from .config import ScheduleConfig, load_config
 from .history import append_history, history_entry
+from .lease import LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +33,7 @@ SCHEDULER_USER = "scheduler"
 # A scheduled backup waits this long for a manual backup/restore to release the root lock;
 # if it is still busy the run is recorded as failed and retried at the next interval.
 BACKUP_LOCK_TIMEOUT = 60.0
+UNATTENDED = ("scheduled",)  # triggers nobody watches: their failures are notified
 
 
 def _manifest_trigger(trigger: str) -> str:
@@ -36,30 +45,85 @@ def _error_text(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
 
 
-def run_scheduled_backup(settings: Settings, trigger: str = "scheduled", *, user: str = SCHEDULER_USER) -> dict:
-    """One scheduled run: backup, history, then a size-triggered clean-up. Returns the history entry."""
-    root = settings.backup_root
-    config = load_config(root)
+def failure_kind(exc: BaseException, kind: str) -> str:
+    """The notification streak a failure belongs to: an unreachable database is its own kind."""
+    return "database" if isinstance(exc, DatabaseUnavailable) else kind
+
+
+def current_config(settings: Settings) -> ScheduleConfig:
+    """The saved schedule, or the defaults when the database cannot say (the run then reports why)."""
+    try:
+        return load_config(settings)
+    except DatabaseUnavailable:
+        return ScheduleConfig()
+
+
+def run_scheduled_backup(settings: Settings, trigger: str = "scheduled", *, user: str = SCHEDULER_USER,
+                         fence: Callable[[str], None] | None = None, unattended: bool | None = None,
+                         config: ScheduleConfig | None = None) -> dict:
+    """One run: backup, history, notification, then a size-triggered clean-up. Returns the history entry.
+
+    ``fence`` is called right before the backup commits (the lease check of
+    the scheduler); ``unattended`` (default: a ``scheduled`` trigger) sends
+    failure and recovery notifications.
+    """
+    unattended = trigger in UNATTENDED if unattended is None else unattended
+    config = config or current_config(settings)
     started = utc_now()
     t0 = time.monotonic()
     options = BackupOptions(trigger=_manifest_trigger(trigger), user=user, interval_hours=config.interval_hours,
-                            lock_timeout=BACKUP_LOCK_TIMEOUT)
+                            lock_timeout=BACKUP_LOCK_TIMEOUT, fence=fence)
     try:
         with open_operation(settings.with_user(user), "backup", lock_timeout=BACKUP_LOCK_TIMEOUT,
                             details={"database": settings.db_name, "scheduler_trigger": trigger,
                                      **options.audit_details()}) as ctx:
             result = create_backup(ctx.db, ctx.store, options)
+    except LeaseLost as exc:
+        log.warning("scheduled backup not committed: %s", exc)
+        entry = history_entry("backup", trigger, started, time.monotonic() - t0, "skipped", error=str(exc),
+                              aborted_backup_id=exc.backup_id)
+        append_history(settings, entry)
+        return entry
     except Exception as exc:  # noqa: BLE001 - a scheduler must survive anything and say what happened
         if not isinstance(exc, BackupError):
             log.exception("scheduled backup failed")
         entry = history_entry("backup", trigger, started, time.monotonic() - t0, "error", error=_error_text(exc))
-        append_history(root, entry)
+        recorded = append_history(settings, entry)
+        if unattended:
+            notify.event(settings, failure_kind(exc, "backup"), ok=False, error=entry["error"],
+                         offline=not recorded and isinstance(exc, DatabaseUnavailable))
         return entry
     entry = history_entry("backup", trigger, started, time.monotonic() - t0, "ok", backup_id=result.backup_id,
-                          counts={n: c.count for n, c in result.collections.items()}, bytes=result.total_bytes)
-    append_history(root, entry)
+                          counts={n: c.count for n, c in result.collections.items()}, bytes=result.total_bytes,
+                          point_in_time=bool((result.consistency or {}).get("point_in_time")))
+    append_history(settings, entry)
+    for kind in ("database", "backup"):  # any successful backup ends these streaks
+        notify.event(settings, kind, ok=True, details={"new_backup": result.backup_id})
+    if settings.mirror_root:
+        push_to_mirror(settings, trigger, unattended=unattended)
     if config.max_root_bytes:
         _size_cleanup(settings, config)
+    return entry
+
+
+def push_to_mirror(settings: Settings, trigger: str = "scheduled", *, unattended: bool = True) -> dict:
+    """Copy every backup the mirror (``BACKUP_MIRROR_ROOT``) lacks; a failure is recorded and notified."""
+    started = utc_now()
+    t0 = time.monotonic()
+    try:
+        result = copy_backups(open_store(settings), open_store(settings, settings.mirror_root), None,
+                              user=SCHEDULER_USER, all_missing=True)
+    except Exception as exc:  # noqa: BLE001 - the mirror must never stop the backups themselves
+        entry = history_entry("mirror", trigger, started, time.monotonic() - t0, "error", error=_error_text(exc),
+                              mirror=settings.mirror_root)
+        append_history(settings, entry)
+        if unattended:
+            notify.event(settings, "mirror", ok=False, error=f"copying to {settings.mirror_root}: {entry['error']}")
+        return entry
+    entry = history_entry("mirror", trigger, started, time.monotonic() - t0, "ok",
+                          counts={"copied": len(result.copied)}, copied=result.copied, mirror=settings.mirror_root)
+    append_history(settings, entry)
+    notify.event(settings, "mirror", ok=True, details={"copied": len(result.copied)})
     return entry
 
 
@@ -73,35 +137,46 @@ def _size_cleanup(settings: Settings, config: ScheduleConfig) -> None:
 
 
 def run_cleanup(settings: Settings, config: ScheduleConfig, *, user: str, trigger: str,
-                extra: dict | None = None, raise_errors: bool = False) -> CleanupResult | None:
-    root = settings.backup_root
+                extra: dict | None = None, raise_errors: bool = False,
+                expect: list[str] | None = None) -> CleanupResult | None:
+    unattended = trigger in ("weekly", "size")
     started = utc_now()
     t0 = time.monotonic()
     try:
-        result = cleanup(open_store(settings), config.retention, user=user, trigger=trigger)
+        result = cleanup(open_store(settings), config.retention_policy(), user=user, trigger=trigger, expect=expect)
     except Exception as exc:  # noqa: BLE001
-        append_history(root, history_entry("cleanup", trigger, started, time.monotonic() - t0, "error",
-                                           error=_error_text(exc), **(extra or {})))
+        entry = history_entry("cleanup", trigger, started, time.monotonic() - t0, "error",
+                              error=_error_text(exc), **(extra or {}))
+        append_history(settings, entry)
+        if unattended:
+            notify.event(settings, failure_kind(exc, "cleanup"), ok=False, error=entry["error"])
         if raise_errors:
             raise
         log.warning("scheduled clean-up failed: %s", _error_text(exc))
         return None
-    append_history(root, history_entry(
+    append_history(settings, history_entry(
         "cleanup", trigger, started, time.monotonic() - t0, "ok",
         counts={"deleted": len(result.deleted), "kept": result.kept}, deleted=result.deleted,
         freed_bytes=result.freed_bytes, retention_days=config.retention_days, **(extra or {})))
+    notify.event(settings, "cleanup", ok=True, details={"deleted": len(result.deleted)})
     return result
 
 
-def run_cleanup_now(settings: Settings, user: str) -> CleanupResult:
-    """Clean up with the configured retention now (the dashboard's button); raises on failure."""
-    return run_cleanup(settings, load_config(settings.backup_root), user=user, trigger="manual",
-                       raise_errors=True)
+def run_cleanup_now(settings: Settings, user: str, expect: list[str] | None = None) -> CleanupResult:
+    """Clean up with the saved policy now (the dashboard's button); raises on failure.
+
+    ``expect``: the backups the preview the person confirmed would delete (see ``retention.cleanup``).
+    """
+    return run_cleanup(settings, load_config(settings), user=user, trigger="manual", raise_errors=True,
+                       expect=expect)
 
 
-def auto_backup_check(settings: Settings, user: str) -> dict:
-    """Back up only if the last backup is older than the interval (the seed's auto-backup check)."""
-    config = load_config(settings.backup_root)
+def auto_backup_check(settings: Settings, user: str, *, unattended: bool = False) -> dict:
+    """Back up only if the last backup is older than the interval (the seed's auto-backup check).
+
+    ``unattended``: run by cron (``scheduler --check``), so a failure is notified.
+    """
+    config = load_config(settings)
     backups = open_store(settings).list_backups()
     if backups:
         newest = backups[0]
@@ -111,7 +186,7 @@ def auto_backup_check(settings: Settings, user: str) -> dict:
                     "message": (f"backup not needed: last backup {newest.backup_id} "
                                 f"({format_duration(age.total_seconds())} old) is newer than the interval of "
                                 f"{config.interval_hours:g} h")}
-    entry = run_scheduled_backup(settings, trigger="check", user=user)
+    entry = run_scheduled_backup(settings, trigger="check", user=user, unattended=unattended, config=config)
     if entry["outcome"] == "ok":
         return {"ran": True, "backup_id": entry["backup_id"], "outcome": "ok",
                 "message": f"backup {entry['backup_id']} created"}

@@ -8,13 +8,21 @@ Two jobs run in an APScheduler 3.x ``BackgroundScheduler`` (STYLE.md item 10):
 - ``weekly-cleanup`` once a week: deletes backups older than the retention
   period (default 7 days), never the newest one (``retention.cleanup``).
 
-Exactly one scheduler is active per backup root, whoever starts it (the
-headless ``python -m backup_core scheduler``, any number of dashboard
-processes, sessions and reruns). Every ``SchedulerService`` competes for the
-lease (``lease.py``) that its holder renews every ``lease_seconds / 3``; the
-others stand by and take over when it dies. Before a job runs, the holder
-renews the lease once more (a fence: a scheduler paused past its lease never
-runs next to the new holder).
+Exactly one scheduler is active per backup root and database, whoever starts
+it (the headless ``python -m backup_core scheduler`` on any number of hosts,
+any number of dashboard processes, sessions and reruns). Every
+``SchedulerService`` competes for the lease (``lease.py``, a document in the
+metadata database) that its holder renews every ``lease_seconds / 3``; the
+others stand by and take over when it expires (retrying right at the expiry
+the server reports). A scheduled backup first claims the interval's slot
+with the holder's fencing token, and right before it commits proves it still
+holds both (``BackupOptions.fence``): a scheduler paused past its lease
+aborts instead of committing a second backup for the slot.
+
+When the database cannot be reached, the active scheduler keeps its role
+until its lease has surely expired (by its own monotonic clock), then stands
+by; the one that was active reports the outage once (``notify``) and its
+recovery once.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -35,15 +45,15 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from .. import audit
+from .. import audit, notify
 from ..config import Settings
 from ..context import open_store
-from ..errors import BackupError, UsageError
+from ..errors import BackupError, DatabaseUnavailable, UsageError
 from ..timeutil import iso, parse_iso, utc_now
-from .config import CONFIG_FILE, load_config, scheduler_dir
-from .history import append_history, history_entry, run_history, write_state
-from .lease import FileLease, Lease
-from .runs import SCHEDULER_USER, run_cleanup, run_scheduled_backup
+from .config import ScheduleConfig, load_config
+from .history import append_history, history_entry, last_run
+from .lease import Lease, LeaseLost, MongoLease
+from .runs import SCHEDULER_USER, current_config, failure_kind, run_cleanup, run_scheduled_backup
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +106,7 @@ class SchedulerService:
         self.lease_seconds = float(lease_seconds)
         self.cleanup_every = cleanup_every
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.lease: Lease = lease or FileLease(scheduler_dir(self.root), self.id, self.lease_seconds,
-                                               database=settings.db_name)
+        self.lease: Lease = lease or MongoLease(settings, self.id, self.lease_seconds)
         self.on_state = on_state
         self._lock = threading.RLock()
         self._halt = threading.Event()
@@ -106,9 +115,10 @@ class SchedulerService:
         self._stopping = False
         self._active = False
         self._announced: str | None = None
-        self._config_mtime: float | None = None
+        self._config: ScheduleConfig | None = None
         self._interval_s: float | None = None
         self._enabled = True
+        self._outage_since: str | None = None  # the database outage this process reports, if any
 
     # -- public
     @property
@@ -149,7 +159,8 @@ class SchedulerService:
         self._thread = None
         with self._lock:
             self._active = False
-            self.lease.release()
+            if was_active or self.lease.token is not None:
+                self.lease.release()
         with _services_guard:
             _services.pop(self.id, None)
         if was_active:
@@ -191,28 +202,70 @@ class SchedulerService:
 
     # -- lease loop
     def _loop(self) -> None:
-        while not self._halt.wait(self.lease_seconds / 3):
+        while not self._halt.wait(self._next_wait()):
             try:
                 self._tick()
             except Exception:  # noqa: BLE001 - never let the lease thread die silently
                 log.exception("scheduler lease check failed")
 
+    def _next_wait(self) -> float:
+        tick = self.lease_seconds / 3
+        retry = getattr(self.lease, "retry_in", None)
+        if not self._active and retry is not None:
+            return max(0.05, min(tick, retry + 0.05))  # a standby tries again right when the lease expires
+        return tick
+
     def _tick(self) -> None:
-        with self._lock:
+        notes: list[dict] = []
+        try:
+            with self._lock:
+                self._tick_locked(notes)
+        finally:
+            for note in notes:  # sent outside the lock: a slow notification target never delays a job
+                notify.event(self.settings, **note)
+
+    def _tick_locked(self, notes: list[dict]) -> None:
+        try:
             if self._stopping:
                 if self._active:
                     self.lease.acquire()  # keep it while the last job finishes
                 return
             held = self.lease.acquire()
-            if held and not self._active:
-                self._become_active()
-            elif not held and self._active:
-                log.warning("scheduler lease of %s lost; standing by", self.root)
-                self._become_standby()
-            elif held:
-                self._check_config()
-            elif self._announced != "standby":
-                self._announce("standby")
+        except DatabaseUnavailable as exc:
+            self._database_down(exc, notes)
+            return
+        self._database_up(notes)
+        if held and not self._active:
+            self._become_active()
+        elif not held and self._active:
+            log.warning("scheduler lease of %s lost; standing by", self.root)
+            self._become_standby()
+        elif held:
+            self._check_config()
+        elif self._announced != "standby":
+            self._announce("standby")
+
+    def _database_down(self, exc: DatabaseUnavailable, notes: list[dict]) -> None:
+        """The lease cannot be renewed: keep the role while it surely holds, report the outage once."""
+        if self._stopping:
+            return
+        reporter = self._active or self._outage_since is not None
+        if self._active and time.monotonic() >= self.lease.valid_until:
+            log.warning("scheduler lease of %s cannot be renewed (%s); standing by", self.root, exc)
+            self._become_standby()
+        if reporter:  # only the scheduler that was active tells (the streak keeps it to one message)
+            self._outage_since = self._outage_since or iso(_now())
+            notes.append({"kind": "database", "ok": False, "offline": True,
+                          "error": f"{exc} (scheduled backups are stopped until the database answers)"})
+        elif self._announced != "standby":
+            self._announce("standby")
+
+    def _database_up(self, notes: list[dict]) -> None:
+        if self._outage_since is None:
+            return
+        since, self._outage_since = self._outage_since, None
+        log.warning("the database answers again (unreachable since %s)", since)
+        notes.append({"kind": "database", "ok": True, "details": {"unreachable_since": since}})
 
     def _become_active(self) -> None:
         sched = BackgroundScheduler(
@@ -224,7 +277,6 @@ class SchedulerService:
         sched.start()
         self._scheduler = sched
         self._active = True
-        self._config_mtime = None
         self._check_config(force=True)
         self._schedule_cleanup()
         self._audit("active")
@@ -243,21 +295,23 @@ class SchedulerService:
             except Exception:  # noqa: BLE001 - already stopped
                 pass
 
-    # -- jobs
-    def _config_changed(self) -> bool:
-        try:
-            mtime = (scheduler_dir(self.root) / CONFIG_FILE).stat().st_mtime_ns
-        except OSError:
-            mtime = None
-        changed = mtime != self._config_mtime
-        self._config_mtime = mtime
-        return changed
+    def reload(self) -> None:
+        """Apply a just-saved config now instead of at the next lease renewal (no-op when standby)."""
+        with self._lock:
+            if self._active and not self._stopping:
+                self._check_config()
 
+    # -- jobs
     def _check_config(self, force: bool = False) -> None:
-        """Reschedule when the interval or the enabled flag changed (polled on each renewal)."""
-        if not self._config_changed() and not force:
-            return
-        config = load_config(self.root)
+        """Reschedule when the interval or the enabled flag changed (read at each renewal)."""
+        try:
+            config = load_config(self.settings)
+        except DatabaseUnavailable as exc:
+            if not force:
+                return  # the next renewal reads it again
+            log.warning("cannot read the scheduler config (%s); using the defaults for now", exc)
+            config = self._config or ScheduleConfig()
+        self._config = config
         interval_s = (self.interval_override.total_seconds() if self.interval_override
                       else config.interval_hours * 3600)
         if not force and interval_s == self._interval_s and config.enabled == self._enabled:
@@ -282,8 +336,10 @@ class SchedulerService:
             backups = open_store(self.settings).list_backups()
         except BackupError:
             backups = []
-        if backups and backups[0].created + interval > first:
-            first = backups[0].created + interval
+        slot = parse_iso(((getattr(self.lease, "last", None) or {}).get("slot") or {}).get("started"))
+        for last in ([backups[0].created] if backups else []) + ([slot] if slot else []):
+            if last + interval > first:
+                first = last + interval
         sched.add_job(_backup_job, IntervalTrigger(seconds=self._interval_s, start_date=first, timezone=timezone.utc),
                       args=[self.id], id=BACKUP_JOB_ID, name="interval backup", replace_existing=True,
                       # a run more than half an interval late is dropped: the next one is near
@@ -296,47 +352,84 @@ class SchedulerService:
             return
         every = self.cleanup_every
         first = _now() + min(timedelta(seconds=60), every)
-        for entry in run_history(self.root, limit=500):
-            if entry.get("kind") == "cleanup" and entry.get("trigger") == "weekly":
-                last = parse_iso(entry.get("started_at"))
-                if last and last + every > first:
-                    first = last + every
-                break
+        try:
+            entry = last_run(self.settings, kind="cleanup", trigger="weekly")
+        except DatabaseUnavailable:
+            entry = None
+        last = parse_iso((entry or {}).get("started_at"))
+        if last and last + every > first:
+            first = last + every
         sched.add_job(_cleanup_job, IntervalTrigger(seconds=every.total_seconds(), start_date=first,
                                                     timezone=timezone.utc),
                       args=[self.id], id=CLEANUP_JOB_ID, name="weekly clean-up", replace_existing=True,
                       misfire_grace_time=3600)
         self._write_state()
 
-    def _still_owner(self) -> bool:
-        # fence: a scheduler that was paused past its lease must not run next to the new holder
+    def _token(self) -> int | None:
         with self._lock:
-            return self._active and not self._stopping and self.lease.acquire()
+            if not self._active or self._stopping:
+                return None
+            return self.lease.token
 
     def _run_backup_job(self) -> None:
-        if not self._still_owner():
+        token = self._token()
+        if token is None:
             return
-        run_scheduled_backup(self.settings, trigger="scheduled")
+        started = _now()
+        try:
+            # the slot: this interval's backup, claimed with our token (none if a holder before us took it)
+            self.lease.begin_slot(token, min_gap_s=(self._interval_s or 3600) / 2)
+        except (LeaseLost, DatabaseUnavailable) as exc:
+            self._not_run(started, exc)
+            return
+        run_scheduled_backup(self.settings, trigger="scheduled", fence=self._fence(token), config=self._config)
+
+    def _fence(self, token: int) -> Callable[[str], None]:
+        def fence(backup_id: str) -> None:
+            pause = self.settings.test_pause
+            if pause and pause[0] == "scheduler-commit":  # fault tests stop the process here
+                print(f"BACKUP_CORE_TEST_PAUSE: paused at scheduler-commit {backup_id}", file=sys.stderr,
+                      flush=True)
+                time.sleep(pause[1])
+            self.lease.fence(token, backup_id)
+        return fence
+
+    def _not_run(self, started: datetime, exc: BackupError) -> None:
+        if isinstance(exc, LeaseLost):  # SlotTaken included: another holder has this interval
+            entry = history_entry("backup", "scheduled", started, 0.0, "skipped", error=str(exc))
+            append_history(self.settings, entry)
+        else:  # the database is gone: a failed run, and an outage to report
+            entry = history_entry("backup", "scheduled", started, 0.0, "error", error=str(exc))
+            recorded = append_history(self.settings, entry)
+            self._outage_since = self._outage_since or iso(started)
+            notify.event(self.settings, failure_kind(exc, "backup"), ok=False, error=str(exc),
+                         offline=not recorded)
 
     def _run_cleanup_job(self) -> None:
-        if not self._still_owner():
+        token = self._token()
+        if token is None:
             return
-        run_cleanup(self.settings, load_config(self.root), user=SCHEDULER_USER, trigger="weekly")
+        try:
+            self.lease.fence(token)
+        except (LeaseLost, DatabaseUnavailable) as exc:
+            log.warning("weekly clean-up not run: %s", exc)
+            return
+        run_cleanup(self.settings, current_config(self.settings), user=SCHEDULER_USER, trigger="weekly")
 
     def _on_job_event(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_MAX_INSTANCES and event.job_id == BACKUP_JOB_ID:
             # the previous backup is still running: this trigger is skipped, not queued
-            append_history(self.root, history_entry("backup", "scheduled", _now(), 0.0, "skipped",
-                                                      error="previous scheduled backup still running"))
+            append_history(self.settings, history_entry("backup", "scheduled", _now(), 0.0, "skipped",
+                                                          error="previous scheduled backup still running"))
         elif event.code == EVENT_JOB_MISSED and event.job_id == BACKUP_JOB_ID:
-            append_history(self.root, history_entry("backup", "scheduled", _now(), 0.0, "skipped",
-                                                      error="missed its start time (process suspended?)"))
+            append_history(self.settings, history_entry("backup", "scheduled", _now(), 0.0, "skipped",
+                                                          error="missed its start time (process suspended?)"))
         elif event.code == EVENT_JOB_ERROR:
             # run_scheduled_backup never raises, so this is a bug; still keep a record
             log.error("scheduler job %s failed: %r", event.job_id, event.exception)
             kind = "backup" if event.job_id == BACKUP_JOB_ID else "cleanup"
-            append_history(self.root, history_entry(kind, "scheduled", _now(), 0.0, "error",
-                                                      error=f"{type(event.exception).__name__}: {event.exception}"))
+            append_history(self.settings, history_entry(kind, "scheduled", _now(), 0.0, "error",
+                                                          error=f"{type(event.exception).__name__}: {event.exception}"))
         self._write_state()
 
     # -- state
@@ -349,8 +442,12 @@ class SchedulerService:
             cleanup_job = sched.get_job(CLEANUP_JOB_ID)
         except Exception:  # noqa: BLE001 - scheduler shutting down
             return
+        token = self.lease.token
+        if token is None:
+            return
         state = {
             "owner": self.id,
+            "token": token,
             "database": self.settings.db_name,
             "interval_hours": (self._interval_s or 0) / 3600,
             "interval_override": self.interval_override is not None,
@@ -359,12 +456,16 @@ class SchedulerService:
             "next_cleanup": iso(cleanup_job.next_run_time) if cleanup_job else None,
             "updated_at": iso(_now()),
         }
-        write_state(self.root, state)
+        try:
+            self.lease.write_state(token, state)
+        except DatabaseUnavailable as exc:
+            log.warning("cannot publish the scheduler state: %s", exc)
 
     def _audit(self, event: str) -> None:
         try:
-            audit.record(self.root, user=SCHEDULER_USER, action="scheduler", event=event, owner=self.id,
-                         database=self.settings.db_name,
+            audit.record(open_store(self.settings).audit_log(), user=SCHEDULER_USER, action="scheduler",
+                         event=event, owner=self.id, database=self.settings.db_name,
+                         token=self.lease.token,
                          interval_hours=(self._interval_s / 3600) if self._interval_s else None)
         except BackupError as exc:
             log.warning("cannot audit scheduler %s: %s", event, exc)
@@ -375,8 +476,12 @@ class SchedulerService:
         self._announced = state
         if self.on_state:
             try:
+                try:
+                    holder = self.lease.holder()
+                except DatabaseUnavailable:
+                    holder = None
                 info = {"interval_hours": (self._interval_s or 0) / 3600, "root": str(self.root),
-                        "database": self.settings.db_name, "holder": self.lease.holder()}
+                        "database": self.settings.db_name, "holder": holder, "token": self.lease.token}
                 self.on_state(state, info)
             except Exception:  # noqa: BLE001 - a reporting callback must not break the scheduler
                 log.exception("scheduler state callback failed")
@@ -414,11 +519,27 @@ def ensure_scheduler(settings: Settings) -> SchedulerService:
         return svc
 
 
+def reload_config(settings: Settings) -> bool:
+    """After ``save_config``: the scheduler this process runs for the root and database applies it now.
+
+    Returns whether this process holds the active scheduler (otherwise the
+    active one, on another host, applies it at its next lease renewal).
+    """
+    with _registry_guard:
+        svc = _registry.get((open_store(settings).url, settings.db_name))
+    if svc is None or not svc.is_active:
+        return False
+    svc.reload()
+    return True
+
+
 def _stop_all() -> None:
     with _registry_guard:
         services = list(_registry.values())
         _registry.clear()
     for svc in services:
+        if not svc.running:
+            continue
         try:
             svc.stop(wait=False)  # release the lease at once so a standby elsewhere takes over
         except Exception:  # noqa: BLE001
