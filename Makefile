@@ -19,7 +19,7 @@ $(PY):
 	echo "creating $(VENV) with $$base"; \
 	"$$base" -m venv $(VENV) && $(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): requirements.txt pyproject.toml $(PY)
+$(STAMP): requirements.txt pyproject.toml setup.py backup_core/codec/_speedups.c $(PY)
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 13) else 1)' || \
 	  { echo "error: $(VENV) uses Python < 3.13; remove $(VENV) and run make setup again" >&2; exit 1; }
 	@echo "installing requirements.txt into $(VENV)"
@@ -28,6 +28,7 @@ $(STAMP): requirements.txt pyproject.toml $(PY)
 	@touch $(STAMP)
 
 run: setup
+	@$(PY) -m webui.first_start
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true \
 	  --browser.gatherUsageStats false
 

@@ -6,25 +6,130 @@ bounded by one batch. The store's staging area holds the files until the
 manifest is written, last, which makes the backup visible at once
 (docs/FORMAT.md). ``create_backup`` runs inside an audited, locked
 operation (``operation.py``).
+
+Collections are backed up ``jobs`` at a time (``run_jobs``: threads, each
+streaming its own collection, so memory is bounded per job); the files and
+the manifest are the same bytes whatever ``jobs`` is. Where the deployment
+has snapshot reads (replica sets), one snapshot session serves the whole
+backup and a session must not be used by two threads at once, so such a
+backup runs one collection at a time (``BackupReads.max_jobs``).
 """
 
 from __future__ import annotations
 
+import os
+import queue
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 from pymongo.database import Database
 
 from .errors import StorageError, UsageError
-from .mongoutil import (index_specs, json_dialect, raw_collection, snapshot_session, translate_errors,
+from .mongoutil import (backup_reads, index_specs, json_dialect, raw_collection, translate_errors,
                         user_collections)
 from .operation import operation
-from .store import FORMAT_VERSION, BackupWriter, Store, day_for, file_name_for, write_csv
+from .store import FORMAT_VERSION, BackupWriter, Store, day_for, write_csv
 from .timeutil import iso, utc_now
 
 Progress = Callable[[str, int, int], None]
-"""progress(collection, documents_done, documents_expected)"""
+"""progress(collection, documents_done, documents_expected); see ``progress.py``"""
+
+T = TypeVar("T")
+MAX_DEFAULT_JOBS = 4
+
+
+def default_jobs() -> int:
+    """Collections at a time when the caller does not say: the CPUs, at most ``MAX_DEFAULT_JOBS``."""
+    return max(1, min(MAX_DEFAULT_JOBS, os.cpu_count() or 1))
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when another job failed or the caller was interrupted."""
+
+
+def run_jobs(names: list[str], work: Callable[[str, Progress | None], T], jobs: int,
+             progress: Progress | None = None, *, discard: Callable[[T], None] | None = None) -> dict[str, T]:
+    """``work(name, report)`` for every name, ``jobs`` at a time; the results by name, in ``names`` order.
+
+    ``jobs`` <= 1 (or one name) runs in the calling thread, reporting straight
+    to ``progress``. Otherwise each runs in a thread of its own and its reports
+    are relayed to ``progress`` on the calling thread (so a page may draw from
+    it). A failure cancels the jobs not started yet and stops the running ones
+    at their next report; once all have stopped, the results of those that
+    succeeded go to ``discard`` and, of the names that failed, the first in
+    ``names`` order gives the error raised.
+    """
+    if jobs <= 1 or len(names) <= 1:
+        done: dict[str, T] = {}
+        try:
+            for n in names:
+                done[n] = work(n, progress)
+        except BaseException:
+            _discard(done, discard)
+            raise
+        return done
+    events: "queue.SimpleQueue[tuple[str, int, int]]" = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def relay(collection: str, done: int, total: int) -> None:
+        if stop.is_set():
+            raise JobCancelled("stopped: another collection failed")
+        if progress is not None:
+            events.put((collection, done, total))
+
+    def drain() -> None:
+        while progress is not None:
+            try:
+                event = events.get_nowait()
+            except queue.Empty:
+                return
+            progress(*event)
+
+    results: dict[str, T] = {}
+    errors: dict[str, BaseException] = {}
+    interrupted: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=min(jobs, len(names)), thread_name_prefix="backup-job") as pool:
+        futures: dict[Future, str] = {pool.submit(work, n, relay): n for n in names}
+        pending = set(futures)
+        while pending:
+            try:
+                finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                if interrupted is None:
+                    drain()
+            except BaseException as exc:  # the caller's progress raised, or Ctrl-C
+                interrupted = interrupted or exc
+                finished = set()
+            for f in finished:
+                if f.cancelled():
+                    continue
+                exc = f.exception()
+                if exc is None:
+                    results[futures[f]] = f.result()
+                elif not isinstance(exc, JobCancelled):
+                    errors[futures[f]] = exc
+            if (errors or interrupted is not None) and not stop.is_set():
+                stop.set()
+                for f in pending:
+                    f.cancel()
+    if interrupted is None and not errors:
+        drain()
+        return {n: results[n] for n in names}
+    _discard(results, discard)
+    if interrupted is not None:
+        raise interrupted
+    raise errors[next(n for n in names if n in errors)]
+
+
+def _discard(results: dict, discard: Callable | None) -> None:
+    for r in results.values():
+        if discard is not None:
+            try:
+                discard(r)
+            except Exception:  # noqa: BLE001 - clean-up of a run that fails anyway
+                pass
 
 
 @dataclass
@@ -37,6 +142,12 @@ class BackupOptions:
     lock_timeout: float = 10.0
     # names recorded as not existing (safety backups: what the restore is about to create)
     absent: list[str] = field(default_factory=list)
+    restore_of: str | None = None  # safety backups: the backup whose restore took it
+    # collections backed up at a time (threads; None: ``default_jobs()``); on replica sets one at a time
+    jobs: int | None = 1
+    # called with the backup id right before the commit; raising aborts the backup (the scheduler's
+    # lease fence: a scheduler that lost its lease never commits)
+    fence: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     def audit_details(self) -> dict:
         return {"trigger": self.trigger, "collections": self.collections, "compress": self.compress or None}
@@ -63,6 +174,8 @@ class BackupResult:
     database: str
     duration_s: float
     collections: dict[str, CollectionSummary] = field(default_factory=dict)
+    consistency: dict | None = None  # the manifest's "consistency": point in time or not, and why
+    jobs: int = 1  # collections backed up at a time
 
     @property
     def total_bytes(self) -> int:
@@ -74,12 +187,25 @@ class BackupResult:
             "created_at": self.created_at, "trigger": self.trigger, "database": self.database,
             "duration_s": round(self.duration_s, 3), "bytes": self.total_bytes,
             "collections": {n: c.to_json() for n, c in self.collections.items()},
+            "consistency": self.consistency,
+            "point_in_time": bool(self.consistency and self.consistency.get("point_in_time")),
+            "jobs": self.jobs,
         }
+
+    @property
+    def consistency_text(self) -> str:
+        """One line for people: whether all collections are of one moment."""
+        c = self.consistency or {}
+        if c.get("point_in_time"):
+            t = c.get("cluster_time") or {}
+            return f"point-in-time consistent: every collection as of cluster time {t.get('t')}.{t.get('i')}"
+        return f"NOT point-in-time consistent: {c.get('reason') or 'no snapshot read'}"
 
     def to_text(self) -> str:
         lines = [f"backup {self.backup_id} written to {self.path} in {self.duration_s:.2f}s"]
         for n, c in self.collections.items():
             lines.append(f"  {n}: {c.count} documents, {c.bytes} bytes, sha256 {c.sha256}")
+        lines.append(self.consistency_text)
         return "\n".join(lines)
 
     def audit_details(self) -> dict:
@@ -116,12 +242,18 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
     backup_id = store.new_backup_id(now)
     day = day_for(now)
     writer = store.begin(backup_id, day)
+    jobs = default_jobs() if options.jobs is None else max(1, options.jobs)
     try:
-        entries: dict[str, dict] = {}
-        with snapshot_session(db) as session:
-            for name in names:
-                entries[name] = _backup_collection(db, name, available[name], writer, options.compress,
-                                                   progress, session)
+        # a safety backup reads the primary: it must hold exactly what the restore will overwrite
+        with backup_reads(db, primary=options.trigger == "safety") as reads:
+            jobs = min(jobs, reads.max_jobs or jobs)
+
+            def one(name: str, report: Progress | None) -> dict:
+                return _backup_collection(reads.db, name, available[name], writer, options.compress, report,
+                                          reads.session)
+
+            entries = run_jobs(names, one, jobs, progress)
+            consistency = reads.consistency()
         body = {
             "format_version": FORMAT_VERSION,
             "backup_id": backup_id,
@@ -136,9 +268,14 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
             "duration_s": round(time.monotonic() - started, 3),
             "tool": "backup_core",
         }
+        if options.restore_of:
+            body["restore_of"] = options.restore_of
         absent = sorted(set(options.absent) - set(available))
         if absent:
             body["absent_collections"] = absent
+        body["consistency"] = consistency
+        if options.fence is not None:
+            options.fence(backup_id)
         manifest = writer.commit(body)
     except OSError as exc:
         writer.abort()
@@ -148,7 +285,7 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
         raise
     summaries = {n: CollectionSummary(e.count, e.bytes, e.sha256, e.file) for n, e in manifest.collections.items()}
     return BackupResult(backup_id, store.location(day, backup_id), day, manifest.created_at, options.trigger,
-                        db.name, time.monotonic() - started, summaries)
+                        db.name, time.monotonic() - started, summaries, consistency, jobs)
 
 
 def _backup_collection(db: Database, name: str, coll_options: dict, writer: BackupWriter, compress: bool,
@@ -156,7 +293,7 @@ def _backup_collection(db: Database, name: str, coll_options: dict, writer: Back
     coll = raw_collection(db, name)
     with translate_errors(f"reading collection {name}"):
         expected = coll.estimated_document_count()
-    file_name = file_name_for(name, compress)
+    file_name = writer.file_name(name, compress)
 
     def docs() -> Iterator[bytes]:
         with translate_errors(f"reading collection {name}"):
@@ -164,20 +301,24 @@ def _backup_collection(db: Database, name: str, coll_options: dict, writer: Back
                 yield bytes(doc.raw)
 
     def report(steps: int) -> None:
-        if progress:  # two steps per document: read it, write its row
-            progress(name, min(steps, 2 * expected), 2 * expected)
+        # two steps per document (read it, write its row), reported as documents: half the steps
+        if progress:
+            progress(name, min(steps // 2, expected), expected)
 
     if progress:
-        progress(name, 0, 2 * expected)
+        progress(name, 0, expected)
     with writer.open(file_name) as out:
         written = write_csv(docs(), out, writer.scratch(f"{file_name}.spill"), compress=compress, progress=report)
+    # unchanged since an earlier backup: store it once (the file is shared, never written again)
+    writer.reuse(file_name, name, written.sha256, compress)
     if progress:
-        progress(name, 2 * written.count, 2 * written.count)
+        progress(name, written.count, written.count)
     return {
         "file": file_name,
         "count": written.count,
         "bytes": written.bytes,
         "sha256": written.sha256,
+        "plain_bytes": written.plain_bytes,
         "compressed": compress,
         "schema": written.schema.to_json(),
         "indexes": index_specs(coll),

@@ -6,11 +6,14 @@ int32 ``1`` and int64 ``1`` are one key). A pair is ``identical`` only when the
 two raw BSON documents are equal byte for byte: a field reorder or an
 int32 -> int64 change is a change.
 
-Memory: only the backup side is indexed, as ``{key identity -> document
-number}`` plus compact arrays of offsets, lengths and 16-byte digests; the
-backup documents themselves are spilled to an anonymous temporary file of raw
-BSON (the backup may be a gzipped CSV, which cannot be seeked), and the live
-collection is streamed once with a cursor.
+Memory does not grow with the collection: the backup documents are spilled
+to an anonymous temporary file of raw BSON (the backup may be a gzipped CSV,
+which cannot be seeked) and indexed in a temporary on-disk SQLite table
+(key identity -> where the document sits, its length, a 16-byte digest and
+whether live data had it), whose page cache is bounded (``CACHE_KIB``); the
+live collection is streamed once with a cursor and looked up a batch at a
+time. Duplicate keys are found by the same table (a unique index), in
+document order, with the messages they always had.
 
 Besides documents, a comparison reports how the backup's indexes and
 collection options differ from live ones (what a replace-restore would add,
@@ -21,19 +24,20 @@ remove or change) and what those options would destroy (``mongospec``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sqlite3
 import struct
 import tempfile
-from array import array
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from pymongo.database import Database
 
 from . import codec
-from .errors import IntegrityError, UsageError
+from .errors import IntegrityError, StorageError, UsageError
 from .keys import (MISSING, TYPE_NAMES, check_key, id_matcher, key_bytes, key_identity, key_json, key_text,
                    type_name)
 from .mongospec import DataCheck
@@ -42,9 +46,13 @@ from .store import BackupInfo, Store
 
 STATUSES = ("only_in_backup", "only_in_live", "changed", "identical")
 _I32 = struct.Struct("<i")
+_BATCH = 1000  # documents looked up / indexed per SQLite round trip
+_SQL_VARS = 900  # parameters per IN (...) query
+CACHE_KIB = 1024  # page cache of each temporary index (KiB): what it may hold in memory, whatever its size
 _check_key = check_key  # kept for callers of the old name
 
-__all__ = ["STATUSES", "MISSING", "TYPE_NAMES", "BackupIndex", "NotUnique", "Pair", "CompareResult",
+__all__ = ["STATUSES", "MISSING", "TYPE_NAMES", "BackupIndex", "DuplicateKeys", "temp_db", "temp_errors",
+           "write_rows", "NotUnique", "Pair", "CompareResult",
            "CollectionCompare", "DocDiff", "FieldDiff", "compare_backup", "iter_differences", "field_diffs",
            "schema_differences", "key_bytes", "key_text", "key_json", "id_matcher"]
 
@@ -207,67 +215,202 @@ class Pair:
         return key_bytes(self.live if self.live is not None else self.backup, key)  # type: ignore[arg-type]
 
 
-class BackupIndex:
-    """One collection of a backup, spilled to a temporary file, indexed by key.
+def temp_db() -> sqlite3.Connection:
+    """A private temporary on-disk SQLite database with a bounded page cache (gone when closed or killed).
 
-    Use as a context manager; the spill file is removed on exit. ``check``
-    (a ``mongospec.DataCheck``) sees every backup document while the index is built.
+    Usable from any thread, one thread at a time (a collection's job hands it on to the next step).
+    """
+    con = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+    for pragma in (f"cache_size = -{CACHE_KIB}", "journal_mode = OFF", "synchronous = OFF",
+                   "temp_store = FILE", "locking_mode = EXCLUSIVE"):
+        con.execute(f"PRAGMA {pragma}")
+    return con
+
+
+def write_rows(con: sqlite3.Connection, sql: str, rows: list) -> None:
+    """``executemany`` in one transaction (a temporary database: nothing to keep if it fails)."""
+    con.execute("BEGIN")
+    try:
+        con.executemany(sql, rows)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def temp_errors() -> Iterator[None]:
+    """A failing temporary index (disk full, say) as a one-line ``StorageError``."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StorageError(f"the temporary index on disk failed: {exc}",
+                           hint="check the free space of the temporary folder (TMPDIR)") from None
+
+
+def _chunks(items: list, size: int | None = None) -> Iterator[list]:
+    size = size or _SQL_VARS
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class DuplicateKeys:
+    """Finds the first document of a stream whose key identity an earlier one had, in stream order.
+
+    Memory does not grow with the stream: identities go to a temporary SQLite
+    table with a unique index, a batch at a time. ``add(ident, tag)`` per
+    document (``tag``: what the caller wants back, e.g. the key's type byte);
+    ``first_duplicate()`` is ``(number, first_tag, tag)`` of the earliest
+    repeat (``number`` counts documents from 1), or None. For deep
+    verification (``store.verify``), which keeps counting after a repeat.
+    """
+
+    def __init__(self) -> None:
+        self._db = temp_db()
+        self._db.execute("CREATE TABLE k (ident BLOB PRIMARY KEY, tag BLOB, number INTEGER) WITHOUT ROWID")
+        self._pending: list[tuple[bytes, bytes, int]] = []
+        self._found: tuple[int, bytes, bytes] | None = None
+        self.count = 0
+
+    def add(self, ident: bytes, tag: bytes) -> None:
+        self.count += 1
+        if self._found is None:
+            self._pending.append((ident, tag, self.count))
+            if len(self._pending) >= _BATCH:
+                self._flush()
+
+    def _flush(self) -> None:
+        rows, self._pending = self._pending, []
+        if not rows or self._found is not None:
+            return
+        con = self._db
+        before = con.total_changes
+        write_rows(con, "INSERT OR IGNORE INTO k (ident, tag, number) VALUES (?, ?, ?)", rows)
+        if con.total_changes - before == len(rows):
+            return
+        batch_first: dict[bytes, bytes] = {}
+        for ident, tag, number in rows:
+            if ident in batch_first:
+                self._found = (number, batch_first[ident], tag)
+                return
+            first_tag, first_number = con.execute("SELECT tag, number FROM k WHERE ident = ?", (ident,)).fetchone()
+            if first_number < rows[0][2]:  # stored by an earlier batch
+                self._found = (number, first_tag, tag)
+                return
+            batch_first[ident] = tag
+
+    def first_duplicate(self) -> tuple[int, bytes, bytes] | None:
+        self._flush()
+        return self._found
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "DuplicateKeys":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class BackupIndex:
+    """One collection of a backup, spilled to a temporary file, indexed by key on disk.
+
+    Use as a context manager; the spill file and the index are removed on
+    exit. ``check`` (a ``mongospec.DataCheck``) sees every backup document
+    while the index is built. ``progress(documents)``, if given, hears the
+    number of documents read so far (backup, then live) every ``_BATCH``.
     """
 
     def __init__(self, store: Store, info: BackupInfo, collection: str, key: str,
-                 check: DataCheck | None = None) -> None:
+                 check: DataCheck | None = None, progress: Callable[[int], None] | None = None) -> None:
         self.store, self.info, self.collection, self.key = store, info, collection, key
         self.check = check
-        # key identity -> document number; per document, in compact arrays: where it sits in the spill
-        # file, its length, a 16-byte digest and whether live data had it (~150 B a document in all)
-        self.entries: dict[bytes, int] = {}
-        self._offsets = array("q")
-        self._lengths = array("q")
-        self._digests = bytearray()
-        self._seen = bytearray()
+        self.progress = progress
         self.count = 0
         self.missing_key = 0
+        self.read_documents = 0  # backup and live, for progress
+        self._paired = False
         self._fh = None
+        self._db: sqlite3.Connection | None = None
 
     def __enter__(self) -> "BackupIndex":
         fd, path = tempfile.mkstemp(prefix="backup-compare-", suffix=".bson")
         os.unlink(path)  # anonymous: vanishes even if we are killed
         self._fh = os.fdopen(fd, "w+b")
         try:
-            self._build()
+            with temp_errors():
+                self._db = temp_db()
+                # rowid = where the document starts in the spill file: a scan in rowid order is backup order
+                self._db.execute("CREATE TABLE b (off INTEGER PRIMARY KEY, ident BLOB NOT NULL, "
+                                 "len INTEGER NOT NULL, digest BLOB NOT NULL, seen INTEGER NOT NULL DEFAULT 0)")
+                self._db.execute("CREATE UNIQUE INDEX b_ident ON b (ident)")
+                self._build()
         except BaseException:
             self.close()
             raise
         return self
 
+    def _tick(self, n: int) -> None:
+        self.read_documents += n
+        if self.progress is not None:
+            self.progress(self.read_documents)
+
     def _build(self) -> None:
-        entries, fh, offset, key = self.entries, self._fh, 0, self.key
+        fh, offset, key = self._fh, 0, self.key
         if self.collection in self.info.absent_collections:
             return  # the collection did not exist when the backup was taken: an empty side
-        for raw in self.store.iter_documents(self.info, self.collection):
-            kb = key_bytes(raw, key)
-            ident = key_identity(kb)
-            if kb == MISSING:
-                self.missing_key += 1
-            elif ident in entries:
-                first = key_bytes(self.read(entries[ident]), key)
-                raise _not_unique("backup", f"the backup of {self.collection}", key, first, kb)
-            if self.check is not None:
-                self.check.add(raw)
-            entries[ident] = self.count
-            self._offsets.append(offset)
-            self._lengths.append(len(raw))
-            self._digests += hashlib.blake2b(raw, digest_size=16).digest()
-            self._seen.append(0)
-            fh.write(raw)
-            offset += len(raw)
-            self.count += 1
+        pending: list[tuple[int, bytes, int, bytes, bytes]] = []
+        docs = self.store.iter_documents(self.info, self.collection)
+        try:
+            for raw in docs:
+                kb = key_bytes(raw, key)
+                if kb == MISSING:
+                    self.missing_key += 1
+                if self.check is not None:
+                    self.check.add(raw)
+                pending.append((offset, key_identity(kb), len(raw), hashlib.blake2b(raw, digest_size=16).digest(),
+                                kb))
+                fh.write(raw)
+                offset += len(raw)
+                self.count += 1
+                if len(pending) >= _BATCH:
+                    self._insert(pending)
+                    self._tick(len(pending))
+                    pending = []
+        except BaseException:
+            # a repeated key before the failure is what the document order reports first
+            self._insert(pending)
+            raise
+        self._insert(pending)
+        self._tick(len(pending))
         expected = self.info.collection(self.collection).count
         if self.count != expected:
             raise IntegrityError(f"backup {self.info.backup_id}, {self.collection}: the file holds "
                                  f"{self.count} documents but the manifest says {expected}")
         if self.missing_key > 1:
             raise _missing_key("backup", f"the backup of {self.collection}", key, self.missing_key, self.count)
+
+    def _insert(self, rows: list[tuple[int, bytes, int, bytes, bytes]]) -> None:
+        """Index a batch; a key identity seen before (this batch or earlier) is refused, the first in order.
+
+        Documents lacking the key share the identity ``MISSING``; only the first is
+        indexed (more than one is refused once the whole backup was read)."""
+        if not rows:
+            return
+        con = self._db
+        before = con.total_changes
+        write_rows(con, "INSERT OR IGNORE INTO b (off, ident, len, digest) VALUES (?, ?, ?, ?)",
+                   [r[:4] for r in rows])
+        if con.total_changes - before == len(rows):
+            return
+        for off, ident, _ln, _digest, kb in rows:
+            if kb == MISSING:
+                continue
+            first_off, first_len = con.execute("SELECT off, len FROM b WHERE ident = ?", (ident,)).fetchone()
+            if first_off != off:
+                first = key_bytes(self.read(first_off, first_len), self.key)
+                raise _not_unique("backup", f"the backup of {self.collection}", self.key, first, kb)
 
     def iter_documents(self) -> Iterator[bytes]:
         """The backup's documents in backup order (from the spill file, already decoded once)."""
@@ -277,33 +420,54 @@ class BackupIndex:
             n = _I32.unpack(head)[0]
             yield head + fh.read(n - 4)
 
-    def read(self, number: int) -> bytes:
-        """The raw BSON of document ``number`` (a value of ``entries``)."""
-        self._fh.seek(self._offsets[number])
-        return self._fh.read(self._lengths[number])
+    def read(self, offset: int, length: int) -> bytes:
+        """The raw BSON of the backup document at ``offset`` of the spill file."""
+        self._fh.seek(offset)
+        return self._fh.read(length)
+
+    def locate(self, ident: bytes) -> tuple[int, int] | None:
+        """(offset, length) of the backup document with key identity ``ident``, or None."""
+        with temp_errors():
+            return self._db.execute("SELECT off, len FROM b WHERE ident = ?", (ident,)).fetchone()
 
     def read_key(self, ident: bytes) -> bytes:
         """The raw BSON of the backup document with key identity ``ident``."""
-        return self.read(self.entries[ident])
+        found = self.locate(ident)
+        if found is None:
+            raise KeyError(ident)
+        return self.read(*found)
 
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def pairs(self, db: Database, matcher=None) -> Iterator[Pair]:
-        """Every document of either side, paired: live order first, then backup-only ones.
+        """Every document of either side, paired: live order first, then backup-only ones (backup order).
 
         The live cursor is fully consumed before the last pairs (only_in_backup)
         are produced; callers that write must collect first (restore does).
         """
-        entries, key = self.entries, self.key
-        seen, lengths, digests = self._seen, self._lengths, self._digests
-        live_only: dict[bytes, bytes] | None = None if key == "_id" else {}
+        with temp_errors():
+            yield from self._pairs(db, matcher)
+
+    def _pairs(self, db: Database, matcher) -> Iterator[Pair]:
+        key = self.key
         live_missing = live_total = 0
+        batch: list[tuple[bytes, bytes, bytes]] = []
+        # key != _id: live documents that pair with nothing are checked for repeats too (_id is unique)
+        self._db.execute("DROP TABLE IF EXISTS live_only")
+        if self._paired:
+            self._db.execute("UPDATE b SET seen = 0")
+        self._paired = True
+        if key != "_id":
+            self._db.execute("CREATE TABLE live_only (ident BLOB PRIMARY KEY, t BLOB) WITHOUT ROWID")
         coll = raw_collection(db, self.collection)
         with translate_errors(f"reading collection {self.collection}"):
             for doc in coll.find({}, sort=[("_id", 1)], batch_size=1000):
@@ -316,31 +480,67 @@ class BackupIndex:
                         continue  # reported once the whole collection was seen
                 if matcher is not None and not matcher(kb):
                     continue  # outside the chosen documents
-                ident = key_identity(kb)
-                number = entries.get(ident)
-                if number is None:
-                    if live_only is not None:
-                        if ident in live_only:
-                            raise _not_unique("live", f"live collection {self.collection}", key,
-                                              live_only[ident], kb)
-                        live_only[ident] = kb[:1]
-                    yield Pair("only_in_live", ident, None, raw)
-                    continue
-                if seen[number]:
-                    raise _not_unique("live", f"live collection {self.collection}", key, None, kb)
-                seen[number] = 1
-                if len(raw) == lengths[number] and \
-                        hashlib.blake2b(raw, digest_size=16).digest() == digests[16 * number:16 * number + 16]:
-                    yield Pair("identical", ident, None, raw)  # backup bytes equal live bytes
-                else:
-                    yield Pair("changed", ident, self.read(number), raw)
+                batch.append((raw, kb, key_identity(kb)))
+                if len(batch) >= _BATCH:
+                    yield from self._pair_batch(batch)
+                    batch = []
+            yield from self._pair_batch(batch)
         if live_missing > 1:
             raise _missing_key("live", f"live collection {self.collection}", key, live_missing, live_total)
-        for ident, number in entries.items():
-            if not seen[number]:
-                raw = self.read(number)
+        last = -1
+        while True:
+            rows = self._db.execute("SELECT off, len, ident FROM b WHERE seen = 0 AND off > ? ORDER BY off LIMIT ?",
+                                    (last, _BATCH)).fetchall()
+            if not rows:
+                break
+            last = rows[-1][0]
+            for off, ln, ident in rows:
+                raw = self.read(off, ln)
                 if matcher is None or matcher(key_bytes(raw, key)):
                     yield Pair("only_in_backup", ident, raw, None)
+
+    def _pair_batch(self, batch: list[tuple[bytes, bytes, bytes]]) -> Iterator[Pair]:
+        """Pair a batch of live documents (in live order) with the backup's index."""
+        if not batch:
+            return
+        con, key = self._db, self.key
+        idents = list({ident for _, _, ident in batch})
+        found: dict[bytes, tuple] = {}
+        for chunk in _chunks(idents):
+            marks = ",".join("?" * len(chunk))
+            for row in con.execute(f"SELECT ident, off, len, digest, seen FROM b WHERE ident IN ({marks})", chunk):
+                found[row[0]] = row[1:]
+        earlier: dict[bytes, bytes] = {}  # live-only identities of earlier batches -> key type byte
+        if key != "_id":
+            lonely = [i for i in idents if i not in found]
+            for chunk in _chunks(lonely):
+                marks = ",".join("?" * len(chunk))
+                earlier.update(con.execute(f"SELECT ident, t FROM live_only WHERE ident IN ({marks})", chunk))
+        seen_now: set[int] = set()
+        lonely_now: dict[bytes, bytes] = {}
+        where = f"live collection {self.collection}"
+        for raw, kb, ident in batch:
+            hit = found.get(ident)
+            if hit is None:
+                if key != "_id":
+                    first = earlier.get(ident, lonely_now.get(ident))
+                    if first is not None:
+                        raise _not_unique("live", where, key, first, kb)
+                    lonely_now[ident] = kb[:1]
+                yield Pair("only_in_live", ident, None, raw)
+                continue
+            off, ln, digest, seen = hit
+            if seen or off in seen_now:
+                raise _not_unique("live", where, key, None, kb)
+            seen_now.add(off)
+            if len(raw) == ln and hashlib.blake2b(raw, digest_size=16).digest() == digest:
+                yield Pair("identical", ident, None, raw)  # backup bytes equal live bytes
+            else:
+                yield Pair("changed", ident, self.read(off, ln), raw)
+        write_rows(con, "UPDATE b SET seen = 1 WHERE off = ?", [(o,) for o in seen_now])
+        if lonely_now:
+            write_rows(con, "INSERT INTO live_only (ident, t) VALUES (?, ?)", list(lonely_now.items()))
+        self._tick(len(batch))
 
 
 def _backup_and_collections(store: Store, backup_id: str, collections: list[str] | None) -> tuple[BackupInfo, list[str]]:

@@ -5,10 +5,13 @@ by status or text. Recomputing it on every click would rebuild the backup's
 index and rescan the live collection each time, so ``StoredComparison``
 pairs the documents once (``compare.BackupIndex``), writes every differing
 pair to an anonymous temporary file (status, key, both raw documents) plus a
-lower-cased search text, and keeps only offsets in memory (16 bytes a
-differing document). A page or a filter then reads that file, never the
-database or the backup. ``live_token`` is a cheap fingerprint of the live
-collections (document counts) that tells when the comparison is out of date.
+lower-cased search text, and keeps only an offset and a status code in memory
+(9 bytes a differing document). A page or a filter then reads that file,
+never the database or the backup: a text filter is one pass over the search
+text in large blocks (``bytes.find``), and the last few selections (statuses
+and text) are kept, so paging through one reads only the page's records.
+``live_token`` is a cheap fingerprint of the live collections (document
+counts) that tells when the comparison is out of date.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import struct
 import tempfile
 import time
 from array import array
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -36,6 +40,8 @@ from .timeutil import now_iso
 _HEAD = struct.Struct("<BIII")  # status, key length, backup length, live length
 _CODES = {s: i for i, s in enumerate(STATUSES)}
 DIFF_STATUSES = ("only_in_backup", "only_in_live", "changed")
+_SCAN_BLOCK = 1 << 22  # bytes of search text read at a time by a text filter
+_KEPT_SELECTIONS = 8  # (statuses, text) selections kept per collection
 
 
 def live_token(db: Database, collections: list[str]) -> tuple:
@@ -60,12 +66,59 @@ class _Records:
 
     fh: object = field(default_factory=_anonymous_file)
     hay: object = field(default_factory=_anonymous_file)
-    offsets: dict[str, array] = field(default_factory=lambda: {s: array("q") for s in DIFF_STATUSES})
     order: array = field(default_factory=lambda: array("q"))  # record number -> offset
+    codes: bytearray = field(default_factory=bytearray)  # record number -> status code
+    _selections: OrderedDict = field(default_factory=OrderedDict)  # (statuses, needle) -> record numbers
 
-    def matching(self, needle: bytes) -> set[int]:
-        self.hay.seek(0)  # type: ignore[attr-defined]
-        return {n for n, line in enumerate(self.hay) if needle in line}  # type: ignore[attr-defined]
+    def add(self, status: str, offset: int) -> None:
+        self.order.append(offset)
+        self.codes.append(_CODES[status])
+
+    def matching(self, needle: bytes) -> array:
+        """Numbers of the records whose search text contains ``needle``, ascending (one pass, in blocks)."""
+        out = array("q")
+        if not needle or b"\n" in needle:
+            return out
+        hay = self.hay
+        hay.seek(0)  # type: ignore[attr-defined]
+        line, carry = 0, b""
+        while True:
+            block = hay.read(_SCAN_BLOCK)  # type: ignore[attr-defined]
+            data = carry + block
+            end = data.rfind(b"\n") + 1 if block else len(data)
+            chunk, carry = data[:end], data[end:]
+            pos = counted = 0
+            while (hit := chunk.find(needle, pos)) >= 0:
+                line += chunk.count(b"\n", counted, hit)
+                out.append(line)
+                nl = chunk.find(b"\n", hit)
+                if nl < 0:
+                    break
+                pos = counted = nl + 1
+                line += 1
+            else:
+                line += chunk.count(b"\n", counted)
+            if not block:
+                return out
+
+    def selection(self, statuses: tuple[str, ...], needle: bytes) -> array:
+        """Record numbers with one of ``statuses`` whose text contains ``needle`` (kept for the next call)."""
+        key = (statuses, needle)
+        got = self._selections.get(key)
+        if got is not None:
+            self._selections.move_to_end(key)
+            return got
+        candidates = self.matching(needle) if needle else range(len(self.order))
+        if set(statuses) >= set(DIFF_STATUSES):
+            got = array("q", candidates)
+        else:
+            wanted = {_CODES[s] for s in statuses}
+            codes = self.codes
+            got = array("q", (n for n in candidates if codes[n] in wanted))
+        self._selections[key] = got
+        while len(self._selections) > _KEPT_SELECTIONS:
+            self._selections.popitem(last=False)
+        return got
 
     def close(self) -> None:
         for fh in (self.fh, self.hay):
@@ -116,24 +169,13 @@ class StoredComparison:
         rec = self._records.get(collection)
         if rec is None:
             raise UsageError(f"collection {collection!r} is not part of this comparison")
-        wanted = [s for s in (statuses or DIFF_STATUSES) if s in DIFF_STATUSES]
-        needle = text.strip().casefold().encode("utf-8")
-        numbers = sorted(n for s in wanted for n in rec.offsets[s])
-        if needle:
-            hits = rec.matching(needle)
-            numbers = [n for n in numbers if n in hits]
+        numbers = rec.selection(*_selector(statuses, text))
         start = page * page_size
         chosen = numbers[start:start + page_size]
         return [self._read(rec, n) for n in chosen], len(numbers) > start + page_size
 
     def count(self, collection: str, statuses: list[str] | None = None, text: str = "") -> int:
-        rec = self._records[collection]
-        wanted = [s for s in (statuses or DIFF_STATUSES) if s in DIFF_STATUSES]
-        needle = text.strip().casefold().encode("utf-8")
-        if not needle:
-            return sum(len(rec.offsets[s]) for s in wanted)
-        hits = rec.matching(needle)
-        return sum(1 for s in wanted for n in rec.offsets[s] if n in hits)
+        return len(self._records[collection].selection(*_selector(statuses, text)))
 
     def _read(self, rec: _Records, number: int) -> DocDiff:
         fh = rec.fh
@@ -175,8 +217,7 @@ def _compare_one(db: Database, store: Store, info, name: str, key: str,
             backup, live = pair.backup or b"", pair.live or b""
             blob = _HEAD.pack(_CODES[pair.status], len(key_obj), len(backup), len(live)) + key_obj + backup + live
             rec.fh.write(blob)  # type: ignore[attr-defined]
-            rec.offsets[pair.status].append(len(rec.order))
-            rec.order.append(offset)
+            rec.add(pair.status, offset)
             rec.hay.write(_haystack(kb, pair.backup, pair.live) + b"\n")  # type: ignore[attr-defined]
             offset += len(blob)
     rec.fh.flush()  # type: ignore[attr-defined]
@@ -184,6 +225,12 @@ def _compare_one(db: Database, store: Store, info, name: str, key: str,
     cc.indexes, cc.options = schema_differences(db, info, name, live_options)
     cc.warnings = check.findings() if check is not None else []
     return cc, rec
+
+
+def _selector(statuses: list[str] | None, text: str) -> tuple[tuple[str, ...], bytes]:
+    """(the chosen differing statuses in a fixed order, the lower-cased search text as bytes)."""
+    wanted = tuple(s for s in DIFF_STATUSES if s in (statuses or DIFF_STATUSES))
+    return wanted, text.strip().casefold().encode("utf-8")
 
 
 def _haystack(kb: bytes, backup: bytes | None, live: bytes | None) -> bytes:

@@ -28,28 +28,39 @@ audited, locked operation (``operation.py``):
 
 The counts come from the same pairing the dry run uses, so a dry run reports
 exactly what the real run then does (DESIGN.md section 7).
+
+Memory does not grow with the collections: the pairing is on disk
+(``compare.BackupIndex``) and so are the per-key writes of a merge (``_Ops``,
+a temporary SQLite table). Collections are planned, staged and written
+``jobs`` at a time (``backup.run_jobs``); the swaps stay one after the other,
+in order, once every collection is staged. Progress: a plain callback hears
+the writes; a phase-aware one (``progress.Progress``) also the comparison and
+the safety backup.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Iterator
 
 from bson.raw_bson import RawBSONDocument
 from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from .backup import BackupOptions, create_backup
-from .compare import BackupIndex, NotUnique, data_check, schema_differences
+from .backup import BackupOptions, create_backup, default_jobs, run_jobs
+from .compare import BackupIndex, NotUnique, data_check, schema_differences, temp_db, temp_errors, write_rows
 from .errors import BackupError, DatabaseUnavailable, IntegrityError, RestoreRefused, UsageError
 from .keys import MISSING, check_key, id_matcher, in_filter, key_bytes, key_filter, key_text
 from .mongoutil import (driver_message, error_hint, from_json_dialect, raw_collection, rename_collection,
                         translate_errors, user_collections)
 from .operation import Operation, operation
+from .progress import reporter
 from .staging import HEARTBEAT_S, StagingRegistry
 from .store import BackupInfo, Store
 
@@ -75,6 +86,8 @@ class RestoreOptions:
     allow_destructive_options: bool = False
     user: str = "unknown"
     lock_timeout: float = 10.0
+    # collections planned, staged and written at a time (threads; None: ``backup.default_jobs()``)
+    jobs: int | None = 1
     # test hook: called with "staging" after each staged collection and "swap" after each rename
     on_phase: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
@@ -160,6 +173,68 @@ class RestoreResult:
                 "counts": {n: c.counts() for n, c in self.collections.items()}}
 
 
+INSERT, REPLACE, DELETE = 1, 2, 3
+
+
+class _Ops:
+    """The per-key writes of one collection, in order, in a temporary SQLite table (memory stays flat).
+
+    A row: kind, where the backup document sits in the index's spill file
+    (offset, length), its ``_id`` bytes (``bid``) and the live ``_id`` (``lid``):
+    insert (offset, length, bid), replace (offset, length, bid, lid), delete (lid).
+    """
+
+    def __init__(self) -> None:
+        self._db = temp_db()
+        self._db.execute("CREATE TABLE ops (seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL, off INTEGER, "
+                         "len INTEGER, bid BLOB, lid BLOB)")
+        self._pending: list[tuple] = []
+        self.count = 0
+
+    def add(self, kind: int, off: int | None, length: int | None, bid: bytes | None, lid: bytes | None) -> None:
+        self.count += 1
+        self._pending.append((self.count, kind, off, length, bid, lid))
+        if len(self._pending) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self._pending = self._pending, []
+        if rows:
+            write_rows(self._db, "INSERT INTO ops (seq, kind, off, len, bid, lid) VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def select(self, where: str, columns: str = "kind, off, len, bid, lid") -> Iterator[tuple]:
+        """Rows matching ``where`` in order, a batch at a time (no statement stays open between batches)."""
+        self.flush()
+        last = 0
+        while True:
+            rows = self._db.execute(f"SELECT seq, {columns} FROM ops WHERE seq > ? AND ({where}) "
+                                    f"ORDER BY seq LIMIT {BATCH}", (last,)).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            for row in rows:
+                yield row[1:]
+
+    def __iter__(self) -> Iterator[tuple]:
+        return self.select("1")
+
+    def freed_ids(self) -> None:
+        """Fill table ``freed``: the live ``_id``s these writes delete or replace by another ``_id``."""
+        self.flush()
+        self._db.execute("CREATE TABLE IF NOT EXISTS freed (id BLOB PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute(f"INSERT OR IGNORE INTO freed SELECT lid FROM ops WHERE kind = {DELETE} OR "
+                         f"(kind = {REPLACE} AND bid != x'' AND bid != lid)")
+
+    def is_freed(self, ident: bytes) -> bool:
+        return self._db.execute("SELECT 1 FROM freed WHERE id = ?", (ident,)).fetchone() is not None
+
+    def close(self) -> None:
+        self._db.close()
+
+
 @dataclass
 class _Plan:
     """What one collection's restore will do: counts, and for per-key writes the operations."""
@@ -168,8 +243,12 @@ class _Plan:
     index: BackupIndex
     counts: CollectionRestore
     staged: bool  # True: whole-collection replace via a staging collection
-    # ("insert", backup key) | ("replace", backup key, live _id) | ("delete", live _id)
-    ops: list[tuple] = field(default_factory=list)
+    ops: _Ops | None = None  # per-key writes (not staged)
+
+    def close(self) -> None:
+        if self.ops is not None:
+            self.ops.close()
+        self.index.close()
 
 
 # --------------------------------------------------------------------------
@@ -204,10 +283,18 @@ def _restore(db: Database, store: Store, backup_id: str, o: RestoreOptions, prog
     if not o.dry_run:
         op.prepare_db(db)
     safety = None
+    jobs = default_jobs() if o.jobs is None else max(1, o.jobs)
     try:
         with contextlib.ExitStack() as stack:
             live = user_collections(db, op.meta_db)
-            plans = {n: _plan(db, store, info, n, o, stack, live) for n in names}
+            comparing = reporter(progress, "comparing backup and live data")
+
+            def plan_one(name: str, report: Progress | None) -> _Plan:
+                return _plan(db, store, info, name, o, live, report)
+
+            plans = run_jobs(names, plan_one, jobs, comparing, discard=_Plan.close)
+            for p in plans.values():
+                stack.callback(p.close)
             removals = _plan_removals(db, drops, live)
             for n, c in removals.items():
                 c.indexes, c.options = schema_differences(db, info, n, live.get(n))
@@ -216,9 +303,10 @@ def _restore(db: Database, store: Store, backup_id: str, o: RestoreOptions, prog
             result = RestoreResult(info.backup_id, o.mode, o.strategy, o.dry_run, None, counts, key=o.key,
                                    database=db.name)
             if not o.dry_run:
-                safety = result.safety_backup_id = _safety_backup(db, store, names + drops, o)
+                safety = result.safety_backup_id = _safety_backup(db, store, names + drops, o, info.backup_id,
+                                                                  jobs, reporter(progress, "safety backup"))
                 op.note(safety_backup_id=safety)
-                _execute(db, store, info, plans, o, progress, safety, op)
+                _execute(db, store, info, plans, o, reporter(progress, "writing", main=True), safety, op, jobs)
                 _remove_collections(db, list(removals), o)
     except BackupError as exc:
         if safety and not isinstance(exc, RestoreRefused) and "safety backup" not in str(exc):
@@ -273,53 +361,87 @@ def _validate(db: Database, store: Store, backup_id: str, o: RestoreOptions) -> 
 
 
 def _plan(db: Database, store: Store, info: BackupInfo, name: str, o: RestoreOptions,
-          stack: contextlib.ExitStack, live: dict[str, dict]) -> _Plan:
+          live: dict[str, dict], progress: Progress | None = None) -> _Plan:
+    """Pair one collection and count what its restore does (the caller closes the plan)."""
     exists = name in live
     # a merge into a collection that does not exist creates it like a replace: with its options and indexes
     staged = o.ids is None and (o.mode == "replace" or not exists)
+    report, total = None, 0
+    if progress is not None:
+        # documents read: the backup's, then the live ones
+        total = 0 if name in info.absent_collections else info.collection(name).count
+        if exists:
+            with translate_errors(f"counting collection {name}"):
+                total += db[name].estimated_document_count()
+        progress(name, 0, total)
+
+        def report(done: int) -> None:
+            progress(name, min(done, total), total)
+    index = BackupIndex(store, info, name, o.key, data_check(info, name), progress=report)
+    plan = None
     try:
-        index = stack.enter_context(BackupIndex(store, info, name, o.key, data_check(info, name)))
+        index.__enter__()
         if o.mode == "merge" and index.missing_key:
             raise RestoreRefused(f"cannot merge {name} by {o.key!r}: {index.missing_key} document(s) of the "
                                  "backup lack that field",
                                  hint="merge by _id" if o.key != "_id"
                                  else "use --mode replace (the server gives those documents a new _id)")
         matcher = id_matcher(o.ids)
-        plan = _Plan(name, index, CollectionRestore(), staged)
-        c = plan.counts
+        plan = _Plan(name, index, CollectionRestore(), staged, None if staged else _Ops())
+        c, ops = plan.counts, plan.ops
         for pair in index.pairs(db, matcher):
             s = pair.status
             if s == "identical":
                 c.unchanged += 1
             elif s == "only_in_backup":
                 c.inserted += 1
-                if not staged:
-                    plan.ops.append(("insert", pair.key))
+                if ops is not None:
+                    off, length = index.locate(pair.key)  # type: ignore[misc]
+                    ops.add(INSERT, off, length, key_bytes(pair.backup, "_id"), None)  # type: ignore[arg-type]
             elif s == "changed":
                 if o.mode == "merge" and o.strategy == "live-wins":
                     c.skipped += 1
                 else:
                     c.updated += 1
-                    if not staged:
-                        plan.ops.append(("replace", pair.key, key_bytes(pair.live, "_id")))
+                    if ops is not None:
+                        off, length = index.locate(pair.key)  # type: ignore[misc]
+                        ops.add(REPLACE, off, length, key_bytes(pair.backup, "_id"),  # type: ignore[arg-type]
+                                key_bytes(pair.live, "_id"))  # type: ignore[arg-type]
             else:  # only_in_live
                 if o.mode == "merge":
                     c.kept += 1
                 else:
                     c.deleted += 1
-                    if not staged:
-                        plan.ops.append(("delete", key_bytes(pair.live, "_id")))
-        if plan.ops:
+                    if ops is not None:
+                        ops.add(DELETE, None, None, None, key_bytes(pair.live, "_id"))  # type: ignore[arg-type]
+        if progress is not None:
+            progress(name, total, total)  # (documents outside ``ids`` were read, not reported)
+        if ops:
             _check_id_collisions(db, plan, o)
         if staged:
             c.indexes, c.options = schema_differences(db, info, name, live.get(name))
             c.warnings = index.check.findings() if index.check is not None else []
         return plan
+    except sqlite3.Error as exc:  # the merge's table of writes (the index maps its own)
+        _close(plan, index)
+        with temp_errors():
+            raise exc
     except NotUnique as exc:
+        _close(plan, index)
         if exc.side == "backup" and exc.key == "_id":
             raise IntegrityError(f"backup {info.backup_id} cannot be restored: {exc}; nothing was changed",
                                  hint=exc.hint) from None
         raise RestoreRefused(f"{exc}: nothing was changed", hint=exc.hint) from None
+    except BaseException:
+        _close(plan, index)
+        raise
+
+
+def _close(plan: _Plan | None, index: BackupIndex) -> None:
+    if plan is not None:
+        plan.close()
+    else:
+        index.close()
 
 
 def _refuse_destruction(plans: dict[str, _Plan], o: RestoreOptions) -> None:
@@ -338,26 +460,19 @@ def _check_id_collisions(db: Database, plan: _Plan, o: RestoreOptions) -> None:
     Happens when documents are paired by another key (the backup's _id now
     belongs to a different live document).
     """
-    inserted: list[bytes] = []
-    freed: set[bytes] = set()
-    for op in plan.ops:
-        if op[0] == "delete":
-            freed.add(op[1])
-            continue
-        backup_id = key_bytes(plan.index.read_key(op[1]), "_id")
-        if backup_id == MISSING:
-            continue  # the server gives such a document a new _id: it cannot collide
-        if op[0] == "insert":
-            inserted.append(backup_id)
-        elif backup_id != op[2]:
-            freed.add(op[2])
-            inserted.append(backup_id)
+    ops = plan.ops
+    assert ops is not None
+    ops.freed_ids()
+    # backup _ids these writes put in: inserts, and replaces that change the _id (a document without
+    # _id gets a new one from the server: it cannot collide)
+    inserted = (bid for (bid,) in ops.select(f"bid != x'' AND (kind = {INSERT} OR (kind = {REPLACE} AND bid != lid))",
+                                             "bid"))
     coll = raw_collection(db, plan.name)
-    for start in range(0, len(inserted), BATCH):
+    while batch := [b for _, b in zip(range(BATCH), inserted)]:
         with translate_errors(f"reading collection {plan.name}"):
             hits = [key_bytes(bytes(d.raw), "_id")
-                    for d in coll.find(in_filter("_id", inserted[start:start + BATCH]), projection={"_id": 1})]
-        clash = [h for h in hits if h not in freed]
+                    for d in coll.find(in_filter("_id", batch), projection={"_id": 1})]
+        clash = [h for h in hits if not ops.is_freed(h)]
         if clash:
             raise RestoreRefused(
                 f"cannot restore {plan.name} by {o.key!r}: backup documents would reuse the _id of other live "
@@ -382,7 +497,8 @@ def _remove_collections(db: Database, names: list[str], o: RestoreOptions) -> No
         _pause("swap", o)
 
 
-def _safety_backup(db: Database, store: Store, names: list[str], o: RestoreOptions) -> str:
+def _safety_backup(db: Database, store: Store, names: list[str], o: RestoreOptions, backup_id: str,
+                   jobs: int = 1, progress: Progress | None = None) -> str:
     """Back up the touched collections as they are now, recording those that do not exist yet.
 
     Restoring it (replace) undoes the restore, including removing collections the restore created.
@@ -393,7 +509,8 @@ def _safety_backup(db: Database, store: Store, names: list[str], o: RestoreOptio
     existing = [n for n in names if n in live]
     absent = [n for n in names if n not in live]
     res = create_backup(db, store, BackupOptions(collections=existing, absent=absent, trigger="safety",
-                                                 user=o.user, lock_timeout=o.lock_timeout))
+                                                 user=o.user, lock_timeout=o.lock_timeout,
+                                                 restore_of=backup_id, jobs=jobs), progress)
     return res.backup_id
 
 
@@ -417,19 +534,25 @@ def pause_hook(phase: str, seconds: float) -> Callable[[str], None]:
 
 
 def _execute(db: Database, store: Store, info: BackupInfo, plans: dict[str, _Plan], o: RestoreOptions,
-             progress: Progress | None, safety_id: str, op: Operation) -> None:
+             progress: Progress | None, safety_id: str, op: Operation, jobs: int = 1) -> None:
     staged = [p for p in plans.values() if p.staged]
-    direct = [p for p in plans.values() if not p.staged]
+    direct = {p.name: p for p in plans.values() if not p.staged}
     registry = StagingRegistry.of(db, op.meta_db)
     if staged:
-        _replace_collections(db, info, staged, o, progress, registry, op.id)
-    written: list[str] = []
+        _replace_collections(db, info, staged, o, progress, registry, op.id, jobs)
+    started: set[str] = set()
+    guard = threading.Lock()
+
+    def write(name: str, report: Progress | None) -> None:
+        with guard:
+            started.add(name)
+        _write_ops(db, direct[name], o, report)
+
     try:
-        for p in direct:
-            written.append(p.name)
-            _write_ops(db, p, o, progress)
+        run_jobs(list(direct), write, jobs, progress)
     except BackupError as exc:
         # per-key writes are not atomic: put the touched collections back as they were
+        written = [n for n in direct if n in started]
         try:
             _roll_back(db, store, safety_id, written, registry, op.id)
         except BackupError as again:
@@ -447,6 +570,7 @@ def _roll_back(db: Database, store: Store, safety_id: str, names: list[str], reg
     with contextlib.ExitStack() as stack:
         plans = [_Plan(n, stack.enter_context(BackupIndex(store, info, n, "_id")), CollectionRestore(), True)
                  for n in names if n in info.collections]
+        # (one at a time: a roll-back is rare, and its collections were being written a moment ago)
         if plans:
             _replace_collections(db, info, plans, RestoreOptions(), None, registry, op_id)
     for n in names:
@@ -456,13 +580,21 @@ def _roll_back(db: Database, store: Store, safety_id: str, names: list[str], reg
 
 
 def _replace_collections(db: Database, info: BackupInfo, plans: list[_Plan], o: RestoreOptions,
-                         progress: Progress | None, registry: StagingRegistry, op_id: str) -> None:
+                         progress: Progress | None, registry: StagingRegistry, op_id: str, jobs: int = 1) -> None:
+    """Stage every collection (``jobs`` at a time), then swap them in one after the other, in order."""
     temps: dict[str, str] = {}
+    guard = threading.Lock()
+    by_name = {p.name: p for p in plans}
+
+    def stage(name: str, report: Progress | None) -> None:
+        temp = registry.create(name, op_id)
+        with guard:
+            temps[name] = temp
+        _stage(db, info, by_name[name], temp, report, registry, o)
+        _pause("staging", o)
+
     try:
-        for p in plans:
-            temps[p.name] = registry.create(p.name, op_id)
-            _stage(db, info, p, temps[p.name], progress, registry, o)
-            _pause("staging", o)
+        run_jobs(list(by_name), stage, jobs, progress)
     except BaseException:
         # live data was not touched yet: only the staging collections go
         for t in temps.values():
@@ -537,6 +669,7 @@ def _id_filter(id_bytes: bytes) -> RawBSONDocument:
 
 def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | None) -> None:
     coll = raw_collection(db, p.name)
+    assert p.ops is not None
     total, done, applied = len(p.ops), 0, 0
     requests: list = []
 
@@ -555,29 +688,26 @@ def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | N
 
     if progress:
         progress(p.name, 0, total)
-    for op in p.ops:
-        kind = op[0]
-        if kind == "delete":
-            requests.append(DeleteOne(_id_filter(op[1])))
-        else:
-            raw = p.index.read_key(op[1])
-            doc = RawBSONDocument(raw)
-            if kind == "insert":
-                requests.append(InsertOne(doc))
+    with temp_errors():  # (the plan's writes are read from a temporary table)
+        for kind, off, length, backup_id, live_id in p.ops:
+            if kind == DELETE:
+                requests.append(DeleteOne(_id_filter(live_id)))
             else:
-                live_id = op[2]
-                if key_bytes(raw, "_id") == live_id:
+                doc = RawBSONDocument(p.index.read(off, length))
+                if kind == INSERT:
+                    requests.append(InsertOne(doc))
+                elif backup_id == live_id:
                     requests.append(ReplaceOne(_id_filter(live_id), doc))
                 else:
                     # paired with a live document whose _id differs (another key, or another numeric
                     # type of the same value): _id is immutable, so swap the document
                     requests.append(DeleteOne(_id_filter(live_id)))
                     requests.append(InsertOne(doc))
-        done += 1
-        if len(requests) >= BATCH:
-            flush()
-        if progress and done % BATCH == 0:
-            progress(p.name, done, total)
+            done += 1
+            if len(requests) >= BATCH:
+                flush()
+            if progress and done % BATCH == 0:
+                progress(p.name, done, total)
     flush()
     if progress:
         progress(p.name, total, total)

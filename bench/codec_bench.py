@@ -7,6 +7,12 @@ Extended JSON (what ``mongoexport --jsonFormat=canonical`` writes):
 ``bson.encode(json_util.loads(line))``. The floor is the BSON library itself:
 ``bson.decode`` (raw bytes -> objects) for encode and ``bson.encode`` (objects -> raw
 bytes) for decode, i.e. the cheapest way a lossless serialiser can touch a document.
+
+The headline figures use whatever path the codec runs by default (the compiled
+accelerator when it is built, see ``codec.accelerator()``, reported as
+``codec_accelerator``); ``codec_python_paths`` repeats our side with the
+accelerator switched off (pymongo's C extension and the exact walker), so the
+cost of a machine without a C compiler is measured in the same run.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import bson
 from bson import json_util
 
 from backup_core import codec
+from backup_core.codec import accel
 
 from .common import best_of, equipment_docs, log, wide_nested_docs
 
@@ -99,23 +106,35 @@ def measure_shape(name: str, raws: list[bytes], repeat: int) -> dict:
     return out
 
 
+def _ratios(per_shape: dict) -> dict:
+    """Headline ratios: total time over both shapes (each shape weighted by its own run time)."""
+    def ratio(ours: str, theirs: str) -> float:
+        return round(sum(s[ours] for s in per_shape.values()) / sum(s[theirs] for s in per_shape.values()), 3)
+
+    return {
+        "encode_vs_extjson": ratio("our_encode_s", "extjson_encode_s"),
+        "decode_vs_extjson": ratio("our_decode_s", "extjson_decode_s"),
+        "encode_vs_bson": ratio("our_encode_s", "bson_decode_s"),
+        "decode_vs_bson": ratio("our_decode_s", "bson_encode_s"),
+    }
+
+
 def run(equipment_n: int = 2000, wide_n: int = 300, repeat: int = 7) -> dict:
     shapes = {
         "equipment": [bson.encode(d) for d in equipment_docs(equipment_n)],
         "wide_nested": [bson.encode(d) for d in wide_nested_docs(wide_n)],
     }
     per_shape = {name: measure_shape(name, raws, repeat) for name, raws in shapes.items()}
-    # headline ratio: total time over both shapes (each shape weighted by its own run time)
-    def ratio(ours: str, theirs: str) -> float:
-        return round(sum(s[ours] for s in per_shape.values()) / sum(s[theirs] for s in per_shape.values()), 3)
-
-    return {
-        "codec_encode_vs_extjson": ratio("our_encode_s", "extjson_encode_s"),
-        "codec_decode_vs_extjson": ratio("our_decode_s", "extjson_decode_s"),
-        "codec_encode_vs_bson": ratio("our_encode_s", "bson_decode_s"),
-        "codec_decode_vs_bson": ratio("our_decode_s", "bson_encode_s"),
-        "codec_shapes": per_shape,
-    }
+    out = {f"codec_{k}": v for k, v in _ratios(per_shape).items()}
+    out["codec_accelerator"] = codec.accelerator()
+    out["codec_shapes"] = per_shape
+    if accel.on:
+        log("codec: again with the compiled accelerator switched off")
+        with accel.disabled():
+            python = {name: measure_shape(f"{name} (python paths)", raws, max(3, repeat // 2))
+                      for name, raws in shapes.items()}
+        out["codec_python_paths"] = {**_ratios(python), "shapes": python}
+    return out
 
 
 def profile(equipment_n: int = 2000, wide_n: int = 300, top: int = 25) -> str:

@@ -5,6 +5,11 @@ with new ids (one hour apart, so they spread over every weekday folder) and a
 recomputed manifest (``backup_id``, ``created_at``, ``day_of_week``,
 ``manifest_sha256``). Each page is timed on its first render after
 ``switch_page`` with Streamlit's data cache cleared (cold listing) and on a rerun (warm).
+
+``compare_page`` (run by ``scale_bench``): the Restore page with the
+comparison of a large collection on screen; each rerun after a change of
+page or filter is timed, and it checks that no rerun computed the
+comparison again.
 """
 
 from __future__ import annotations
@@ -65,6 +70,86 @@ def _render(page: str) -> tuple[float, float]:
     at.run()
     warm = time.perf_counter() - t
     return cold, warm
+
+
+ENV_KEYS = ("MONGODB_URI", "MONGODB_DB", "BACKUP_ROOT", "EMBEDDED_DATA_DIR", "BACKUP_DASHBOARD_SCHEDULER",
+            "BACKUP_SECRETS_FILE")
+
+
+def compare_page(uri: str, db_name: str, root: Path, tmp: Path) -> dict:
+    """Open the Restore page on ``root``'s newest backup, compare it with ``db_name``, then time reruns."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from backup_core import comparison
+    from backup_core.auth import User
+
+    saved = {k: os.environ.get(k) for k in ENV_KEYS}
+    cwd = os.getcwd()
+    real = comparison.StoredComparison.compute.__func__  # type: ignore[attr-defined]
+    calls: list[float] = []
+
+    def counting(cls, *a, **kw):
+        t = time.perf_counter()
+        try:
+            return real(cls, *a, **kw)
+        finally:
+            calls.append(time.perf_counter() - t)
+
+    comparison.StoredComparison.compute = classmethod(counting)  # type: ignore[method-assign]
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        os.environ.update({"MONGODB_URI": uri, "MONGODB_DB": db_name, "BACKUP_ROOT": str(root),
+                           "EMBEDDED_DATA_DIR": str(tmp / "data"), "BACKUP_DASHBOARD_SCHEDULER": "0",
+                           "BACKUP_SECRETS_FILE": str(tmp / "no-secrets.toml")})
+        os.chdir(ROOT)
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=900)
+        at.session_state["auth_user"] = User("admin", "admin")
+        at.run()
+        at.switch_page(PAGES["restore"])
+        st.cache_data.clear()
+        at.run()
+        t = time.perf_counter()
+        at.button(key="restore_compare_btn").click().run()
+        computed = time.perf_counter() - t
+        _check(at, "compare")
+        steps = {
+            "page_2": lambda: at.number_input(key="restore_diff_page").set_value(2).run(),
+            "page_3": lambda: at.number_input(key="restore_diff_page").set_value(3).run(),
+            "status_changed": lambda: at.multiselect(key="restore_diff_status").set_value(["changed"]).run(),
+            "status_all": lambda: at.multiselect(key="restore_diff_status").set_value(
+                ["only_in_backup", "only_in_live", "changed"]).run(),
+            "text_filter": lambda: at.text_input(key="restore_diff_text").input("EQ-00012").run(),
+            "text_filter_page_1": lambda: at.number_input(key="restore_diff_page").set_value(1).run(),
+            "text_cleared": lambda: at.text_input(key="restore_diff_text").input("").run(),
+        }
+        reruns = {}
+        for name, step in steps.items():
+            t = time.perf_counter()
+            step()
+            reruns[name] = round(time.perf_counter() - t, 3)
+            _check(at, name)
+        log(f"dashboard: compare page: computed in {computed:.1f}s, reruns {reruns}")
+        return {"compare_page_rerender_s": max(reruns.values()), "compare_page_reruns_s": reruns,
+                "compare_page_compute_s": round(computed, 2), "compare_page_computations": len(calls),
+                "compare_page_recomputed": len(calls) != 1}
+    finally:
+        comparison.StoredComparison.compute = classmethod(real)  # type: ignore[method-assign]
+        os.chdir(cwd)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _check(at, step: str) -> None:
+    if at.exception:
+        raise RuntimeError(f"Restore page raised at {step}: {at.exception[0].value}")
+    if at.error:
+        raise RuntimeError(f"Restore page showed an error at {step}: {[e.value for e in at.error]}")
+    if not any("Documents that differ" in m.value for m in at.markdown):
+        raise RuntimeError(f"Restore page shows no differences at {step}")
 
 
 def run(client, n: int = 500, db_name: str = "bench_dashboard") -> dict:

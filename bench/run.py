@@ -1,10 +1,12 @@
 """Run the benchmarks; print ONE JSON document on stdout and write bench/results/latest.json.
 
-    python -m bench.run [--uri URI] [--only codec,backup_restore,memory,dashboard] [--quick]
+    python -m bench.run [--uri URI] [--only codec,backup_restore,memory,dashboard,scale] [--quick]
 
 Without ``--uri`` a private embedded server (memory engine) is started and
-stopped. Progress goes to stderr. Targets are reported, not asserted
-(docs/PERFORMANCE.md explains each figure).
+stopped; the scale figures use a second one on a cached SQLite data dir
+(``bench/scale_data.py``, built once under ``bench/cache/``). Progress goes
+to stderr. Targets are reported, not asserted (docs/PERFORMANCE.md explains
+each figure).
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import codec_bench, dashboard_bench, db_bench, memory_bench
+from bench import codec_bench, dashboard_bench, db_bench, dedup_bench, memory_bench, offsite_bench, scale_bench
 from bench.common import log, memory_server
 
-FIGURES = ("codec", "backup_restore", "memory", "dashboard")
+FIGURES = ("codec", "backup_restore", "memory", "dashboard", "offsite", "dedup", "scale")
 TARGETS = {  # key: (comparison, limit)
     "codec_encode_vs_extjson": ("<=", 0.5),
     "codec_decode_vs_extjson": ("<=", 0.5),
@@ -32,6 +34,14 @@ TARGETS = {  # key: (comparison, limit)
     "restore_merge_vs_raw": ("<=", 1.5),
     "backup_rss_growth": ("<=", 1.10),
     "restore_rss_growth": ("<=", 1.10),
+    "scale_documents": (">=", 100000),
+    "scale_backup_s_per_1000": ("<=", 1.0),
+    "scale_backup_rss_growth": ("<=", 1.15),
+    "scale_restore_rss_growth": ("<=", 1.15),
+    "scale_compare_rss_growth": ("<=", 1.5),
+    "scale_peak_rss_mb": ("<=", 500),
+    "scale_restore_s_per_1000": ("<=", 2.0),
+    "compare_page_rerender_s": ("<=", 1.0),
 }
 
 
@@ -50,7 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     sizes = {"codec_equipment_documents": 300 if q else 2000, "codec_wide_documents": 60 if q else 300,
              "backup_restore_documents": 200 if q else 1000, "memory_small_documents": 100 if q else 300,
-             "memory_factor": 10, "dashboard_backups": 50 if q else 500}
+             "memory_factor": 10, "dashboard_backups": 50 if q else 500,
+             "offsite_documents": 200 if q else 1000,
+             # scale: Equipment documents (large = 10 x small), wide documents, 4 collections for the
+             # parallel backup, restore sizes with writes (embedded memory server; --uri: the large size)
+             "scale": {"large": 5000 if q else 100_000, "small": 500 if q else 10_000, "wide": 300 if q else 10_000,
+                       "parallel": [4, 300 if q else 5000]},
+             "scale_restore_sizes": [200, 400] if q else [250, 500, 1000, 2000]}
 
     result: dict = {
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -69,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             "backup_restore": lambda: db_bench.run(client, sizes["backup_restore_documents"]),
             "memory": lambda: memory_bench.run(client, uri, sizes["memory_small_documents"], sizes["memory_factor"]),
             "dashboard": lambda: dashboard_bench.run(client, sizes["dashboard_backups"]),
+            "offsite": lambda: offsite_bench.run(client, sizes["offsite_documents"]),
+            "dedup": lambda: dedup_bench.run(client),
+            "scale": lambda: scale_bench.run(None if args.uri else uri, args.uri, sizes["scale"],
+                                             sizes["scale_restore_sizes"]),
         }
         for name in only:
             log(f"== {name}")
@@ -83,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     result["total_s"] = round(time.perf_counter() - t0, 2)
     result["targets"] = {
         key: {"limit": f"{op} {limit}", "value": result.get(key),
-              "holds": None if result.get(key) is None else result[key] <= limit}
+              "holds": None if result.get(key) is None
+              else (result[key] <= limit if op == "<=" else result[key] >= limit)}
         for key, (op, limit) in TARGETS.items()
     }
     text = json.dumps(result, indent=2, sort_keys=False)

@@ -16,7 +16,7 @@ from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import LockBusy, UsageError
 from backup_core.locks import root_lock
 from backup_core.mongoutil import from_json_dialect, raw_collection
-from backup_core.store import MANIFEST, LocalStore
+from backup_core.store import FORMAT_VERSION, MANIFEST, LocalStore
 
 from .strategies import documents
 
@@ -37,7 +37,7 @@ def test_backup_writes_manifest_and_files(db, store):
     assert info.day in folder.parts and folder.name == result.backup_id
     assert result.path == info.location == str(folder)
     m = info.manifest.data
-    assert m["format_version"] == 1 and m["database"] == db.name and m["trigger"] == "manual"
+    assert m["format_version"] == FORMAT_VERSION and m["database"] == db.name and m["trigger"] == "manual"
     assert m["record_counts"] == {"Equipment": 20, "Options": 1}
     assert m["day_of_week"] == info.day
     eq = m["collections"]["Equipment"]
@@ -152,3 +152,112 @@ def test_manifest_field_order_is_kept_in_indexes(db, store):
     spec = [i for i in info.collections["a"].indexes if i["name"] == "ba"][0]
     assert list(spec["key"]) == ["b", "a"]
     assert json.dumps(spec["key"]) == '{"b": 1, "a": -1}'
+
+
+# --------------------------------------------------------------------------
+# Parallel jobs
+
+
+def _four_collections(db) -> None:
+    for k, n in enumerate((30, 1, 45, 12)):
+        db[f"c{k}"].insert_many([{"_id": i, "name": f"{k}-{i}", "v": i * 1.5, "tags": ["a"] * (i % 3)}
+                                 for i in range(n)])
+    db.c2.create_index("name", unique=True)
+
+
+def _files(store, bid) -> dict[str, bytes]:
+    folder = store.folder(bid)
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.name != MANIFEST}
+
+
+def _entries(store, bid) -> dict:
+    return store.get(bid).manifest.data["collections"]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_parallel_jobs_write_byte_identical_backups(db, tmp_path, compress):
+    _four_collections(db)
+    stores = {jobs: LocalStore(tmp_path / f"jobs{jobs}") for jobs in (1, 2, 4)}
+    ids = {jobs: create_backup(db, s, BackupOptions(jobs=jobs, compress=compress)).backup_id
+           for jobs, s in stores.items()}
+    for jobs in (2, 4):
+        assert _files(stores[jobs], ids[jobs]) == _files(stores[1], ids[1])
+        # the same manifest entries, in the same (collection) order
+        assert list(_entries(stores[jobs], ids[jobs]).items()) == list(_entries(stores[1], ids[1]).items())
+        assert stores[jobs].verify(ids[jobs]).ok
+
+
+def test_parallel_progress_is_reported_on_the_calling_thread(db, store):
+    _four_collections(db)
+    me = threading.get_ident()
+    heard: list[tuple] = []
+
+    def progress(collection, done, total):
+        heard.append((threading.get_ident(), collection, done, total))
+
+    res = create_backup(db, store, BackupOptions(jobs=3), progress=progress)
+    assert res.jobs == 3
+    assert {h[0] for h in heard} == {me}
+    last = {c: (d, t) for _, c, d, t in heard}
+    assert last == {f"c{k}": (n, n) for k, n in enumerate((30, 1, 45, 12))}
+
+
+def test_default_jobs_follow_the_cpus(monkeypatch):
+    from backup_core import backup
+
+    for cpus, jobs in ((1, 1), (2, 2), (16, 4), (None, 1)):
+        monkeypatch.setattr(backup.os, "cpu_count", lambda cpus=cpus: cpus)
+        assert backup.default_jobs() == jobs
+
+
+def test_a_failing_job_stops_the_others_and_leaves_nothing(db, store, monkeypatch):
+    from backup_core import backup
+    from backup_core.errors import DatabaseUnavailable
+
+    _four_collections(db)
+    real = backup._backup_collection
+    started = []
+
+    def failing(db_, name, *a, **kw):
+        started.append(name)
+        if name in ("c1", "c3"):
+            raise DatabaseUnavailable(f"reading collection {name} failed: simulated")
+        return real(db_, name, *a, **kw)
+
+    monkeypatch.setattr(backup, "_backup_collection", failing)
+    with pytest.raises(DatabaseUnavailable, match="c1 failed"):  # the first failure in collection order
+        create_backup(db, store, BackupOptions(jobs=2))
+    assert store.list_backups() == []
+    assert [p for p in store.root.rglob("*") if p.is_dir() and p.name.startswith(".tmp-")] == []
+
+
+def test_run_jobs_relays_errors_in_order_and_discards_results():
+    from backup_core.backup import JobCancelled, run_jobs
+
+    all_running = threading.Barrier(3, timeout=10)
+    discarded = []
+    reports = []
+
+    def work(name, report):
+        if name in ("b", "c"):
+            all_running.wait()
+            if name == "b":
+                threading.Event().wait(0.3)  # fails after c...
+                raise ValueError("b broke")
+            raise KeyError("c broke")
+        if name == "slow":
+            all_running.wait()
+            for i in range(1000):  # stops at its next report once another job failed
+                report(name, i, 1000)
+                threading.Event().wait(0.01)
+        return name.upper()
+
+    # ...but b comes first in collection order: its error is the one raised
+    with pytest.raises(ValueError, match="b broke"):
+        run_jobs(["a", "b", "c", "slow"], work, 4, lambda *a: reports.append(a), discard=discarded.append)
+    # the results of the jobs that succeeded are handed back for clean-up; "slow" was stopped
+    assert discarded == ["A"]
+    assert all(r[0] == "slow" for r in reports) and len(reports) < 1000
+    assert run_jobs(["x", "y"], lambda n, r: n * 2, 2) == {"x": "xx", "y": "yy"}
+    assert run_jobs(["x", "y"], lambda n, r: n * 2, 1) == {"x": "xx", "y": "yy"}
+    assert issubclass(JobCancelled, Exception)

@@ -79,6 +79,17 @@ def _mutate(db, coll: str, docs: list[SON], actions: list[str], new: list[list])
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_compare_reports_exactly_the_changes(db, data):
+    _compare_reports_exactly_the_changes(db, data)
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_compare_reports_exactly_the_changes_in_tiny_batches(db, data, tiny_batches):
+    # the disk-backed index looks documents up a batch at a time: batches of 2 cross every boundary
+    _compare_reports_exactly_the_changes(db, data)
+
+
+def _compare_reports_exactly_the_changes(db, data):
     bodies_ = data.draw(st.lists(bodies, min_size=1, max_size=10))
     docs = [_doc(i, b) for i, b in enumerate(bodies_)]
     actions = data.draw(st.lists(st.sampled_from(ACTIONS), min_size=len(docs), max_size=len(docs)))
@@ -113,6 +124,14 @@ def test_compare_reports_exactly_the_changes(db, data):
         assert got == expect
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def tiny_batches(monkeypatch):
+    from backup_core import compare
+
+    monkeypatch.setattr(compare, "_BATCH", 2)
+    monkeypatch.setattr(compare, "_SQL_VARS", 3)
 
 
 def test_field_diffs_nested_types_and_missing():
@@ -210,3 +229,153 @@ def test_paging_and_statuses(db, store):
     assert sum(1 for _ in iter_differences(db, store, bid, "c", statuses=["identical"])) == 20
     with pytest.raises(UsageError):
         list(iter_differences(db, store, bid, "c", statuses=["bogus"]))
+
+
+# --------------------------------------------------------------------------
+# The disk-backed pairing: batches, repeats across batches, order
+
+
+def _forged_backup(store, database: str, name: str, docs: list) -> str:
+    """A backup holding exactly ``docs`` (raw BSON), even ones MongoDB would refuse (repeated _ids)."""
+    from backup_core.store import FORMAT_VERSION, day_for, write_csv
+    from backup_core.timeutil import iso, utc_now
+
+    now = utc_now()
+    bid = store.new_backup_id(now)
+    writer = store.begin(bid, day_for(now))
+    file_name = writer.file_name(name, False)
+    with writer.open(file_name) as out:
+        w = write_csv(iter(docs), out, writer.scratch("spill"), compress=False)
+    writer.commit({"format_version": FORMAT_VERSION, "backup_id": bid, "created_at": iso(now), "database": database,
+                   "trigger": "manual", "user": "t", "day_of_week": day_for(now), "backup_interval_hours": None,
+                   "record_counts": {name: w.count}, "duration_s": 0.0, "tool": "backup_core",
+                   "collections": {name: {"file": file_name, "count": w.count, "bytes": w.bytes,
+                                          "sha256": w.sha256, "plain_bytes": w.plain_bytes, "compressed": False,
+                                          "schema": w.schema.to_json(), "indexes": [], "options": {}}}})
+    return bid
+
+
+@pytest.mark.parametrize("batch", [1000, 2])
+def test_repeated_keys_of_other_numeric_types_are_found_across_batches(db, store, monkeypatch, batch):
+    from backup_core import compare
+
+    monkeypatch.setattr(compare, "_BATCH", batch)
+    docs = [bson.encode({"_id": i, "g": i}) for i in range(2, 9)]
+    docs.insert(6, bson.encode(SON([("_id", Int64(4)), ("g", 100)])))  # _id 4 again, as an int64
+    bid = _forged_backup(store, db.name, "c", docs)
+    with pytest.raises(NotUnique, match="not unique in the backup of c: several documents share the key value 4 "
+                                        r"\(as int and long, which MongoDB treats as the same value\)"):
+        compare_backup(db, store, bid)
+    # the first repeat in backup order is the one reported
+    docs = [bson.encode({"_id": i}) for i in (1, 2, 3, 3.0, 2)]
+    bid = _forged_backup(store, db.name, "d", docs)
+    with pytest.raises(NotUnique, match=r"share the key value 3\.0 \(as int and double"):
+        compare_backup(db, store, bid, ["d"])
+
+
+@pytest.mark.parametrize("batch", [1000, 2])
+def test_live_repeats_are_found_across_batches(db, store, monkeypatch, batch):
+    from backup_core import compare
+
+    monkeypatch.setattr(compare, "_BATCH", batch)
+    db.c.insert_many([{"_id": i, "g": i} for i in range(6)])
+    bid = _backup(db, store)
+    db.c.insert_one({"_id": 10, "g": Int64(3)})  # pairs with a backup document another live one has
+    with pytest.raises(NotUnique, match="not unique in live collection c: several documents share the key value 3"):
+        compare_backup(db, store, bid, key="g")
+    db.c.delete_one({"_id": 10})
+    db.c.insert_many([{"_id": 11, "g": 50}, {"_id": 12, "g": 51}, {"_id": 13, "g": 50.0}])  # live-only repeats
+    with pytest.raises(NotUnique, match=r"share the key value 50.* \(as int and double"):
+        compare_backup(db, store, bid, key="g")
+
+
+def test_order_is_live_order_then_backup_order_in_any_batch_size(db, store, monkeypatch):
+    from backup_core import compare
+
+    db.c.insert_many([{"_id": i, "v": 0} for i in range(12)])
+    bid = _backup(db, store)
+    db.c.delete_many({"_id": {"$in": [1, 5, 9]}})
+    db.c.update_many({"_id": {"$in": [2, 7]}}, {"$set": {"v": 1}})
+    db.c.insert_many([{"_id": 20}, {"_id": -1}])
+    orders = []
+    for batch in (1000, 2, 1):
+        monkeypatch.setattr(compare, "_BATCH", batch)
+        orders.append([(d.status, d.key) for d in iter_differences(db, store, bid, "c")])
+    assert orders[0] == [("only_in_live", -1), ("changed", 2), ("changed", 7), ("only_in_live", 20),
+                         ("only_in_backup", 1), ("only_in_backup", 5), ("only_in_backup", 9)]
+    assert orders[1] == orders[0] and orders[2] == orders[0]
+
+
+def test_duplicate_keys_finder():
+    from backup_core import compare
+    from backup_core.compare import DuplicateKeys
+
+    for batch in (1000, 3, 1):
+        compare._BATCH, saved = batch, compare._BATCH
+        try:
+            with DuplicateKeys() as dk:
+                for ident, tag in [(b"a", b"1"), (b"b", b"1"), (b"c", b"1"), (b"d", b"1"), (b"b", b"2"),
+                                   (b"a", b"3")]:
+                    dk.add(ident, tag)
+                assert dk.first_duplicate() == (5, b"1", b"2") and dk.count == 6
+            with DuplicateKeys() as dk:
+                for k in range(10):
+                    dk.add(str(k).encode(), b"x")
+                assert dk.first_duplicate() is None and dk.count == 10
+        finally:
+            compare._BATCH = saved
+
+
+@pytest.mark.parametrize("block", [1 << 22, 7])
+def test_stored_comparison_pages_and_filters(db, store, monkeypatch, block):
+    from backup_core import comparison
+    from backup_core.comparison import StoredComparison
+
+    monkeypatch.setattr(comparison, "_SCAN_BLOCK", block)  # 7 bytes: every line crosses a block boundary
+    db.c.insert_many([{"_id": i, "name": f"item {i}", "v": 0} for i in range(40)])
+    bid = _backup(db, store)
+    db.c.delete_many({"_id": {"$lt": 5}})
+    db.c.update_many({"_id": {"$gte": 30}}, {"$set": {"v": 1}})
+    db.c.insert_many([{"_id": 100 + i, "name": f"new {i}"} for i in range(3)])
+    cmp = StoredComparison.compute(db, store, bid)
+    try:
+        expected = [(d.status, d.key) for d in iter_differences(db, store, bid, "c")]
+        pages = []
+        for p in range(10):
+            docs, more = cmp.page("c", page=p, page_size=4)
+            pages += [(d.status, d.key) for d in docs]
+            if not more:
+                break
+        assert pages == expected and cmp.count("c") == 18
+        assert cmp.count("c", ["changed"]) == 10 and cmp.count("c", ["only_in_backup", "only_in_live"]) == 8
+        assert [d.key for d in cmp.page("c", ["changed"], "ITEM 3")[0]] == [30, 31, 32, 33, 34, 35, 36, 37, 38, 39]
+        assert [d.key for d in cmp.page("c", None, "item 3")[0]] == list(range(30, 40)) + [3]  # live order first
+        assert [d.key for d in cmp.page("c", None, "new 2")[0]] == [102]
+        assert cmp.count("c", None, "no such text") == 0 and cmp.page("c", None, "x\ny")[0] == []
+        # a selection is computed once and kept: paging through it reads no search text again
+        calls = []
+        real = comparison._Records.matching
+        monkeypatch.setattr(comparison._Records, "matching", lambda self, n: calls.append(n) or real(self, n))
+        for p in range(3):
+            cmp.page("c", None, "item 3", page=p, page_size=2)
+        assert calls == []
+    finally:
+        cmp.close()
+
+
+def test_a_full_temporary_disk_is_a_one_line_storage_error(db, store, monkeypatch):
+    import sqlite3
+
+    from backup_core import compare
+    from backup_core.errors import StorageError
+
+    db.c.insert_many([{"_id": i} for i in range(3)])
+    bid = _backup(db, store)
+
+    def full(*a, **kw):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(compare, "write_rows", full)
+    with pytest.raises(StorageError, match="temporary index on disk failed: database or disk is full") as err:
+        compare_backup(db, store, bid)
+    assert "TMPDIR" in err.value.hint

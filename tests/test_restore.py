@@ -453,3 +453,112 @@ def test_merge_by_id_pairs_numerically_equal_ids_of_another_type(db, store):
     res = restore_backup(db, store, bid, yes(mode="replace"))
     assert live(db, "c") == backed_up(store, bid, "c")
     assert (res.collections["c"].updated, res.collections["c"].deleted) == (1, 0)
+
+
+# --------------------------------------------------------------------------
+# Parallel jobs, progress phases
+
+
+def _three_collections(db):
+    for k, n in enumerate((25, 3, 40)):
+        db[f"p{k}"].insert_many([{"_id": i, "k": f"K{k}-{i}", "v": i} for i in range(n)])
+    db.p2.create_index("k", unique=True)
+
+
+def _change_all(db):
+    for k in range(3):
+        db[f"p{k}"].update_many({"v": {"$lt": 10}}, {"$set": {"v": -1}})
+        db[f"p{k}"].delete_one({"_id": 1})
+        db[f"p{k}"].replace_one({"_id": 1000 + k}, {"k": f"new{k}", "v": 0}, upsert=True)
+
+
+@pytest.mark.parametrize("mode", ["replace", "merge"])
+def test_parallel_restore_does_what_one_job_does(db, store, mode):
+    _three_collections(db)
+    bid = backup(db, store)
+    results = {}
+    for jobs in (1, 3):
+        _change_all(db)
+        plan = plan_restore(db, store, bid, yes(mode=mode, jobs=jobs))
+        res = restore_backup(db, store, bid, yes(mode=mode, jobs=jobs))
+        assert {n: c.counts() for n, c in res.collections.items()} == \
+            {n: c.counts() for n, c in plan.collections.items()}
+        results[jobs] = ({n: c.counts() for n, c in res.collections.items()},
+                         {n: live(db, n) for n in ("p0", "p1", "p2")},
+                         {n: indexes(db, n) for n in ("p0", "p1", "p2")})
+        if mode == "replace":
+            assert results[jobs][1] == {n: backed_up(store, bid, n) for n in ("p0", "p1", "p2")}
+        # undo, so that the next round starts from the same live data
+        restore_backup(db, store, res.safety_backup_id, yes(mode="replace"))
+    assert results[1] == results[3]
+    assert_no_staging_left(db, "p0", "p1", "p2")
+
+
+def test_parallel_staging_failure_leaves_live_untouched(db, store):
+    _three_collections(db)
+    bid = backup(db, store)
+    _change_all(db)
+    before = {n: live(db, n) for n in ("p0", "p1", "p2")}
+
+    def boom(phase):
+        if phase == "staging":
+            from backup_core.errors import DatabaseUnavailable
+            raise DatabaseUnavailable("simulated failure while staging")
+
+    with pytest.raises(Exception, match="simulated"):
+        restore_backup(db, store, bid, yes(jobs=3, on_phase=boom))
+    assert {n: live(db, n) for n in ("p0", "p1", "p2")} == before
+    assert_no_staging_left(db, "p0", "p1", "p2")
+
+
+def test_parallel_merge_failure_rolls_every_touched_collection_back(db, store, monkeypatch):
+    from backup_core import restore as restore_mod
+    from backup_core.errors import DatabaseUnavailable
+
+    _three_collections(db)
+    bid = backup(db, store)
+    _change_all(db)
+    before = {n: live(db, n) for n in ("p0", "p1", "p2")}
+    real = restore_mod._write_ops
+
+    def failing(db_, plan, o, progress):
+        real(db_, plan, o, progress)  # the writes happen...
+        if plan.name == "p2":
+            raise DatabaseUnavailable("writing restored documents to p2 failed: simulated")
+
+    monkeypatch.setattr(restore_mod, "_write_ops", failing)
+    with pytest.raises(DatabaseUnavailable, match="rolled back"):
+        restore_backup(db, store, bid, yes(mode="merge", jobs=3))
+    assert {n: live(db, n) for n in ("p0", "p1", "p2")} == before
+
+
+def test_progress_phases_and_plain_callbacks(db, store):
+    from backup_core.progress import Progress
+
+    _three_collections(db)
+    bid = backup(db, store)
+    _change_all(db)
+    plain: list[tuple] = []
+    plan_restore(db, store, bid, yes())
+    restore_backup(db, store, bid, RestoreOptions(dry_run=True, jobs=2), lambda *a: plain.append(a))
+    assert plain == []  # a plain callback hears the writes only, as before: a dry run writes nothing
+
+    phases: list[str] = []
+
+    class Recorder(Progress):
+        def phase(self, name):
+            phases.append(name)
+            super().phase(name)
+
+    p = Recorder("restore")
+    _change_all(db)
+    restore_backup(db, store, bid, yes(jobs=2), p)
+    assert phases == ["comparing backup and live data", "safety backup", "writing"]
+    s = p.snapshot()
+    assert s.phase == "writing" and {c.name for c in s.collections} == {"p0", "p1", "p2"}
+    assert all(c.finished for c in s.collections) and s.done == sum(len(backed_up(store, bid, n))
+                                                                   for n in ("p0", "p1", "p2"))
+    _change_all(db)
+    restore_backup(db, store, bid, yes(jobs=2), lambda *a: plain.append(a))
+    last = {c: (d, t) for c, d, t in plain}
+    assert set(last) == {"p0", "p1", "p2"} and all(d == t for d, t in last.values())

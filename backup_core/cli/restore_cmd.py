@@ -1,16 +1,21 @@
 """``restore ID --mode replace|merge [...] [--dry-run] [--yes]``: restore a backup into the database.
 
 Without ``--yes`` and without ``--dry-run`` nothing changes: the command
-refuses with a non-zero exit and says how to preview or proceed.
+refuses with a non-zero exit and says how to preview or proceed. On a
+terminal, stderr shows one updating progress line per phase (comparing,
+safety backup, writing); piped or redirected, nothing is added.
 """
 
 from __future__ import annotations
 
 import json
 
+from ..backup import default_jobs
 from ..context import open_operation
 from ..errors import RestoreRefused, UsageError
+from ..progress import terminal_progress
 from ..restore import MODES, STRATEGIES, RestoreOptions, pause_hook, restore_backup
+from .backup_cmd import add_jobs
 from .common import add_collections, collections_arg
 
 
@@ -32,6 +37,7 @@ def register(sub):
     p.add_argument("--allow-destructive-options", action="store_true",
                    help="restore even when the backup's TTL indexes or capped size would delete restored "
                         "documents (compare shows them)")
+    add_jobs(p, "compare, stage and write")
     p.set_defaults(handler=run)
     return p
 
@@ -61,6 +67,7 @@ def run(args, settings):
                              strategy=args.strategy, dry_run=args.dry_run, confirmed=args.yes,
                              key=args.key, ids=ids_arg(args.ids), allow_other_db=args.allow_other_db,
                              allow_destructive_options=args.allow_destructive_options, user=settings.user,
+                             jobs=args.jobs if args.jobs is not None else default_jobs(),
                              on_phase=pause_hook(*settings.test_pause) if settings.test_pause else None)
     action = "restore_dry_run" if args.dry_run else "restore"
     details = {"backup_id": args.backup_id, "database": settings.db_name, **options.audit_details()}
@@ -70,4 +77,9 @@ def run(args, settings):
             raise RestoreRefused("restore needs confirmation: nothing was changed",
                                  hint="add --dry-run to preview or --yes to proceed")
     with open_operation(settings, action, details=details) as ctx:
-        return restore_backup(ctx.db, ctx.store, args.backup_id, options)
+        progress = terminal_progress("dry run" if args.dry_run else "restore")
+        try:
+            return restore_backup(ctx.db, ctx.store, args.backup_id, options, progress)
+        finally:
+            if progress is not None:
+                progress.close()

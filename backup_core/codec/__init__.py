@@ -31,6 +31,7 @@ Modules, by job:
   BSON bytes, cell text and pymongo objects (the one place per-type rules live);
 * ``dialect``: the JSON dialect, raw BSON <-> JSON text;
 * ``fast``: the fast paths through pymongo's C extension, their switch and counters;
+* ``accel``: the optional compiled accelerator (``_speedups.c``), its switch and its report;
 * ``schema``: columns and their types (the first pass);
 * ``rows``: one document <-> one CSV row, fast path first, exact walker as fallback.
 """
@@ -38,7 +39,7 @@ Modules, by job:
 from __future__ import annotations
 
 from ..errors import CodecError
-from . import fast
+from . import accel, fast
 from .bsonwalk import (MAX_BSON_SIZE, T_ARRAY, T_BINARY, T_BOOL, T_CODE, T_CODE_W_SCOPE, T_DATE, T_DBPOINTER,
                        T_DECIMAL, T_DOC, T_DOUBLE, T_INT32, T_INT64, T_MAXKEY, T_MINKEY, T_NULL, T_OID, T_REGEX,
                        T_STRING, T_SYMBOL, T_TIMESTAMP, T_UNDEFINED, iter_elements)
@@ -49,6 +50,12 @@ from .schema import META_COLUMN, Column, Schema, SchemaBuilder
 
 FORMAT_VERSION = 1
 
+
+def accelerator() -> dict:
+    """Which codec path is active: ``{"compiled": bool, "fast_path": bool, "reason": str}`` (see ``accel.info``)."""
+    return accel.info()
+
+
 __all__ = [
     "FORMAT_VERSION", "META_COLUMN", "MAX_BSON_SIZE", "MAX_CELL_CHARS", "FORMULA_CHARS", "PLAIN_TYPES", "CELL_TYPES",
     "T_DOUBLE", "T_STRING", "T_DOC", "T_ARRAY", "T_BINARY", "T_UNDEFINED", "T_OID", "T_BOOL", "T_DATE", "T_NULL",
@@ -56,5 +63,5 @@ __all__ = [
     "T_DECIMAL", "T_MINKEY", "T_MAXKEY",
     "iter_elements", "to_json_text", "value_to_json_text", "from_json_text",
     "Column", "Schema", "SchemaBuilder", "RowEncoder", "RowDecoder", "encode_documents", "decode_rows",
-    "CodecError", "fast",
+    "CodecError", "fast", "accel", "accelerator",
 ]

@@ -77,6 +77,8 @@ def iter_elements(buf: bytes, start: int = 0) -> Iterator[tuple[int, str, int, i
                 vend = vstart + extra + unpack(buf, vstart)[0] if extra is not None else value_end(t, buf, vstart)
             if vend > end:
                 raise CodecError("corrupt BSON: element runs past the end of its document")
+            if vend < vstart:  # a negative length: the walk would go back and loop forever
+                raise CodecError("corrupt BSON: negative length")
             yield t, name, vstart, vend
             pos = vend
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
@@ -85,10 +87,18 @@ def iter_elements(buf: bytes, start: int = 0) -> Iterator[tuple[int, str, int, i
         raise CodecError("corrupt BSON document: bad length")
 
 
+def utf8_text(b: bytes) -> str:
+    """Text bytes of a value (string, code, regex, ...); corrupt UTF-8 is a ``CodecError`` like any corrupt BSON."""
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CodecError(f"corrupt BSON: invalid UTF-8 in a text value: {exc}") from None
+
+
 def str_at(buf: bytes, pos: int) -> str:
     """The length-prefixed string at ``pos``."""
     n = I32.unpack_from(buf, pos)[0]
-    return buf[pos + 4:pos + 3 + n].decode("utf-8")
+    return utf8_text(buf[pos + 4:pos + 3 + n])
 
 
 def _utf8(s: str) -> bytes:

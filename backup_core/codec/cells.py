@@ -31,7 +31,7 @@ from bson.objectid import ObjectId
 
 from ..errors import CodecError
 from .bsonwalk import (DBL, I32, I64, T_BOOL, T_DATE, T_DECIMAL, T_DOUBLE, T_INT32, T_INT64, T_NULL, T_OID,
-                       T_STRING, bstring)
+                       T_STRING, bstring, utf8_text)
 
 
 class NotFast(Exception):
@@ -254,7 +254,7 @@ class CellType:
 #             text_from_bytes, text_from_obj;   (encoding: exact walker, fast path)
 #             bytes_from_text, obj_from_text.   (decoding: exact walker, fast path)
 STRING = CellType("string", T_STRING, str, None,
-                  lambda buf, vs, ve: guard(buf[vs + 4:ve - 1].decode("utf-8")), guard,
+                  lambda buf, vs, ve: guard(utf8_text(buf[vs + 4:ve - 1])), guard,
                   lambda text: bstring(unguard(text)), unguard)
 INT32 = CellType("int32", T_INT32, int, None,
                  lambda buf, vs, ve: str(I32.unpack_from(buf, vs)[0]), int.__repr__,

@@ -28,7 +28,7 @@ from ..errors import CodecError
 from .bsonwalk import (DBL, I32, I64, T_ARRAY, T_BINARY, T_BOOL, T_CODE, T_CODE_W_SCOPE, T_DATE, T_DBPOINTER,
                        T_DECIMAL, T_DOC, T_DOUBLE, T_INT32, T_MAXKEY, T_MINKEY, T_NULL, T_REGEX, T_STRING,
                        T_SYMBOL, T_TIMESTAMP, T_UNDEFINED, bstring, cstring, cstring_end, document, iter_elements,
-                       str_at)
+                       str_at, utf8_text)
 from .cells import BY_WRAPPER, DOUBLE, INT32, hex_bytes
 
 # plain types the dialect writes as {wrapper: cell text}, by BSON type / wrapper read back
@@ -92,7 +92,7 @@ def value_to_obj(t: int, buf: bytes, vs: int, ve: int) -> Any:
     """The value of type ``t`` at ``buf[vs:ve]`` as a JSON-able object of the dialect."""
     # JSON's own values first: they are most of what nested documents hold
     if t == T_STRING:
-        return buf[vs + 4:ve - 1].decode("utf-8")
+        return utf8_text(buf[vs + 4:ve - 1])
     if t == T_INT32:
         return I32.unpack_from(buf, vs)[0]
     if t == T_DOUBLE:
@@ -123,8 +123,8 @@ def value_to_obj(t: int, buf: bytes, vs: int, ve: int) -> Any:
         return {"$timestamp": {"t": ts, "i": inc}}
     if t == T_REGEX:
         p_end = cstring_end(buf, vs)
-        return {"$regularExpression": {"pattern": buf[vs:p_end].decode("utf-8"),
-                                       "options": buf[p_end + 1:ve - 1].decode("utf-8")}}
+        return {"$regularExpression": {"pattern": utf8_text(buf[vs:p_end]),
+                                       "options": utf8_text(buf[p_end + 1:ve - 1])}}
     if t == T_CODE:
         return {"$code": str_at(buf, vs)}
     if t == T_SYMBOL:

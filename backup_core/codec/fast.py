@@ -20,8 +20,9 @@ the same input (property-tested in ``tests/codec/test_fast_path.py``).
 
 ``available()`` says whether this pymongo build has the C functions (a
 pymongo upgrade that drops them fails a test instead of silently slowing
-down); ``disabled()`` switches every fast path off, e.g. to compare with
-the exact walker; ``stats()`` counts which path each document took.
+down); ``disabled()`` switches every fast path off, the compiled
+accelerator (``accel.py``) included, e.g. to compare with the exact walker;
+``stats()`` counts which path each document took.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from bson.code import Code
 from bson.codec_options import CodecOptions, DatetimeConversion, TypeCodec, TypeDecoder, TypeRegistry
 from bson.int64 import Int64
 
+from . import accel
 from .bsonwalk import FIXED_SIZE, I32, I64, LEN_PREFIXED, T_DATE
 from .cells import BY_PY_TYPE, BY_WRAPPER, INT32_MAX, INT32_MIN, INT64, MAX_ISO_MS, MIN_ISO_MS, NotFast
 from .dialect import READ_WRAPPERS, binary_json, binary_parts, double_from_ext, dumps
@@ -76,6 +78,7 @@ def set_enabled(on: bool) -> None:
     _enabled = bool(on)
     _bson_to_dict = (_C_DECODE if _enabled else None) or _unavailable
     _dict_to_bson = (_C_ENCODE if _enabled else None) or _unavailable
+    accel._set_fast_enabled(_enabled)
 
 
 @contextlib.contextmanager
@@ -89,12 +92,14 @@ def disabled() -> Iterator[None]:
         set_enabled(before)
 
 
-# documents per step and path: schema pass (shape), row encode, row decode; counted by the callers
-COUNTS = dict.fromkeys(("shape_fast", "shape_exact", "encode_fast", "encode_exact", "decode_fast", "decode_exact"), 0)
+# documents per step and path (compiled accelerator, pymongo's C extension, exact walker): schema
+# pass (shape), row encode, row decode; counted by the callers
+COUNTS = dict.fromkeys(("shape_compiled", "shape_fast", "shape_exact", "encode_compiled", "encode_fast", "encode_exact",
+                        "decode_compiled", "decode_fast", "decode_exact"), 0)
 
 
 def stats() -> dict[str, int]:
-    """How many documents took the fast path and how many the exact walker, per step, since the last reset.
+    """How many documents took each path (compiled, fast, exact), per step, since the last reset.
 
     For tests and diagnosis: threads encoding at the same time may lose a count now and then.
     """
@@ -353,7 +358,7 @@ def shape_key(raw: bytes) -> tuple[bytes, ...]:
                 raise NotFast
             size = extra + unpack(raw, vs)[0]
         pos = vs + size
-        if pos > end:
+        if pos > end or size < 0:
             raise NotFast
     if pos != end or raw[end] != 0:
         raise NotFast

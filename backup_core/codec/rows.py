@@ -1,11 +1,12 @@
-"""Rows: one raw BSON document <-> one CSV row (list of cells), by the fast path or the exact walker.
+"""Rows: one raw BSON document <-> one CSV row (list of cells), by the fastest path that vouches for it.
 
-``RowEncoder.encode`` and ``RowDecoder.decode`` first try the fast path
-(``_fast_row`` / ``_fast_document``, through pymongo's C extension, see
-``fast.py``); whenever it cannot vouch for its result, the exact walker
-(``_exact_row`` / ``_exact_document``) runs, which also raises the errors the
-format defines. Both consult the same ``cells`` table, so the text and bytes
-written never depend on which path ran.
+``RowEncoder.encode`` and ``RowDecoder.decode`` first try the compiled
+accelerator (``accel.py``, C, when built), then the fast path (``_fast_row`` /
+``_fast_document``, through pymongo's C extension, see ``fast.py``);
+whenever neither can vouch for its result, the exact walker (``_exact_row`` /
+``_exact_document``) runs, which also raises the errors the format defines.
+All follow the same ``cells`` table, so the text and bytes written never
+depend on which path ran.
 
 A cell of the column's type is plain text; a cell of another type is noted
 in the row's meta cell (``types``), as are missing fields, a field order
@@ -21,8 +22,9 @@ import struct
 from typing import Any, Iterable, Sequence
 
 from ..errors import CodecError
+from . import accel
 from .bsonwalk import MAX_BSON_SIZE, cstring, document, iter_elements
-from .cells import BY_BSON_TYPE, BY_NAME, STRING, NotFast
+from .cells import BY_BSON_TYPE, BY_NAME, PLAIN, STRING, NotFast
 from .dialect import Pairs, dumps, from_json_text, loads, obj_to_value, to_json_text, value_to_json_text
 from .fast import COUNTS, obj_from_json, value_json, walked_json
 from .fast import cell as fast_cell
@@ -61,6 +63,21 @@ def _exact_value(ctype: str, cell: str) -> tuple[int, bytes]:
         raise CodecError(f"invalid {ctype} cell {cell[:60]!r}: {exc}") from None
 
 
+# cell type -> its code in the compiled accelerator (the BSON type of the plain form; json: 0)
+_COMPILED_CODES = {ct.name: ct.bson_type for ct in PLAIN} | {"json": 0}
+
+
+def _compiled_names(schema: Schema) -> list[bytes] | None:
+    """Column names as the accelerator takes them (UTF-8, no NUL, distinct), or None: no accelerator."""
+    try:
+        names = [cstring(c.name)[:-1] for c in schema.columns]
+    except CodecError:
+        return None
+    if len(set(names)) != len(names) or not all(c.type in _COMPILED_CODES for c in schema.columns):
+        return None
+    return names
+
+
 _FieldPlan = tuple[int, "type | None", Any]  # (column, expected Python type, formatter)
 # (fields, meta ``missing``, meta ``order``, meta cell when no cell needs a type note)
 _RowPlan = tuple[list[_FieldPlan], "list[int] | None", "list[int] | None", str]
@@ -81,9 +98,17 @@ class RowEncoder:
                          for t in self._types]
         # field names in document order -> what _fast_row needs for them (None: a name without column)
         self._plans: dict[tuple[str, ...], _RowPlan | None] = {}
+        names = _compiled_names(schema) if accel.speedups is not None else None
+        self._compiled = None if names is None else accel.speedups.RowEncoder(
+            names, bytes(_COMPILED_CODES[t] for t in self._types))
 
     def encode(self, raw: bytes) -> list[str]:
         raw = bytes(raw)  # pymongo may hand out memoryviews
+        if accel.on and self._compiled is not None:
+            cells = self._compiled.encode(raw)
+            if cells is not None:
+                COUNTS["encode_compiled"] += 1
+                return cells
         try:
             cells = self._fast_row(raw)
         except Exception:  # NotFast, or anything the exact walker turns into its own error
@@ -202,23 +227,24 @@ class RowDecoder:
         self._keys = [c.name for c in schema.columns]
         self._types = [c.type for c in schema.columns]
         self._all = list(range(len(schema.columns)))
-        # meta cell text -> (per field in order: (column, name, parser; None for strings), missing columns)
-        self._plans: dict[str, tuple[list[tuple[int, str, Any]], list[int]]] = {}
+        # meta cell text -> (per field in order: (column, name, parser; None for strings), missing columns,
+        # the same for the compiled accelerator: (int32 pairs (column, cell type code), int32 missing columns))
+        self._plans: dict[str, tuple[list[tuple[int, str, Any]], list[int], tuple[bytes, bytes]]] = {}
+        names = _compiled_names(schema) if accel.speedups is not None else None
+        self._compiled = None if names is None else accel.speedups.RowDecoder(names)
 
     def decode(self, row: Sequence[str]) -> bytes:
         n = len(self._types)
         if len(row) != n + 1:
             raise CodecError(f"row has {len(row)} cells, expected {n + 1}")
         try:
-            raw = self._fast_document(row)
+            raw = self._fast_document(row)  # counts the path it took
         except Exception:  # NotFast, or anything the exact walker turns into its own error
             COUNTS["decode_exact"] += 1
             raw = self._exact_document(row)
-        else:
-            COUNTS["decode_fast"] += 1
         return self._check_size(raw)
 
-    def _plan(self, meta_cell: str) -> tuple[list[tuple[int, str, Any]], list[int]]:
+    def _plan(self, meta_cell: str) -> tuple[list[tuple[int, str, Any]], list[int], tuple[bytes, bytes]]:
         """What ``_fast_document`` does for rows with this meta cell (valid, without ``doc``; else ``NotFast``).
 
         A plain dict is what ``_exact_document`` makes of the pairs too (the
@@ -244,25 +270,35 @@ class RowDecoder:
             if (type(types) is not dict or type(order) is not list or type(missing) is not list
                     or not all(type(i) is int for i in order + missing) or sorted(order + missing) != self._all):
                 raise NotFast
-        fields = []
+        fields, codes = [], []
         for i in order:
             ctype = types.get(str(i), self._types[i])
             fields.append((i, self._keys[i], _OBJ_FROM_TEXT[ctype]))
+            codes += (i, _COMPILED_CODES[ctype])
+        compiled = (struct.pack(f"<{len(codes)}i", *codes), struct.pack(f"<{len(missing)}i", *missing))
         if len(self._plans) >= self.MAX_PLANS:
             self._plans.clear()
-        plan = self._plans[meta_cell] = fields, missing
+        plan = self._plans[meta_cell] = fields, missing, compiled
         return plan
 
     def _fast_document(self, row: Sequence[str]) -> bytes:
-        """The document as pymongo objects (``CellType.obj_from_text``), encoded by pymongo's C code in one call."""
-        fields, missing = self._plan(row[len(self._types)])
+        """The document by the compiled accelerator, else as pymongo objects (``CellType.obj_from_text``)
+        encoded by pymongo's C code in one call."""
+        fields, missing, compiled = self._plan(row[len(self._types)])
+        if accel.on and self._compiled is not None:
+            raw = self._compiled.decode(row, *compiled)
+            if raw is not None:
+                COUNTS["decode_compiled"] += 1
+                return raw
         if missing and any(row[i] for i in missing):
             raise NotFast  # the exact walker refuses it
         doc = {}
         for i, name, parse in fields:
             cell = row[i]
             doc[name] = (cell[1:] if cell[:1] == "'" else cell) if parse is None else parse(cell)
-        return fast_encode(doc)
+        raw = fast_encode(doc)
+        COUNTS["decode_fast"] += 1
+        return raw
 
     def _exact_document(self, row: Sequence[str]) -> bytes:
         """The document by the exact byte writer: every valid row, and the errors for invalid ones."""

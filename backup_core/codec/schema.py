@@ -9,9 +9,10 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import CodecError
+from . import accel
 from .fast import COUNTS, shape_key
 from .bsonwalk import I64, T_DATE, cstring, iter_elements
 from .cells import CELL_TYPES, MAX_ISO_MS, MIN_ISO_MS, PLAIN_TYPES, NotFast, guard
@@ -99,28 +100,37 @@ class SchemaBuilder:
 
     def add(self, raw: bytes) -> None:
         raw = bytes(raw)  # pymongo may hand out memoryviews
-        try:
-            key = shape_key(raw)
-        except (NotFast, struct.error, IndexError):
-            shape = self._exact_shape(raw)
-            COUNTS["shape_exact"] += 1
-        else:
-            shape = self._known.get(key)
+        # the compiled walk: one bytes key (type byte, name, NUL per field; a date without ISO text
+        # has type byte 0xFE), or None when the Python walks must look at the document
+        ckey = accel.speedups.shape_key(raw) if accel.on else None
+        if ckey is not None:
+            shape = self._known.get(ckey)
             if shape is None:
-                shape = self._known[key] = self._named_shape(key, raw)
-            COUNTS["shape_fast"] += 1
+                shape = self._known[ckey] = self._named_shape(ckey.split(b"\x00")[:-1], raw)
+            COUNTS["shape_compiled"] += 1
+        else:
+            try:
+                key = shape_key(raw)
+            except (NotFast, struct.error, IndexError):
+                shape = self._exact_shape(raw)
+                COUNTS["shape_exact"] += 1
+            else:
+                shape = self._known.get(key)
+                if shape is None:
+                    shape = self._known[key] = self._named_shape(key, raw)
+                COUNTS["shape_fast"] += 1
         shapes = self._shapes
         shapes[shape] = shapes.get(shape, 0) + 1
         if len(shapes) >= self.MAX_SHAPES:
             self._flush()
 
     @staticmethod
-    def _named_shape(key: tuple[bytes, ...], raw: bytes) -> Shape:
+    def _named_shape(key: Sequence[bytes], raw: bytes) -> Shape:
         """Decode a new shape key; stop before the first repeated name, as ``_exact_shape``."""
         shape: list[tuple[str, str]] = []
         seen: set[str] = set()
         for item in key:
-            ctype = PLAIN_TYPES.get(item[0], "json")  # type byte 0: a date without ISO text
+            ctype = PLAIN_TYPES.get(item[0], "json")  # type byte 0 or 0xFE: a date without ISO text
             try:
                 text = item[1:].decode("utf-8")
             except UnicodeDecodeError:
