@@ -10,9 +10,12 @@ Every rerun re-checks the logged-in user against the user store
 locked out or given a new password since logging in is logged out at once,
 with the reason on the login page, and a changed role applies at once.
 User accounts are created with ``python -m backup_core set-password admin``.
-In the embedded demo mode only, setting ``BACKUP_DEMO_ADMIN_PASSWORD`` makes
-the first start create the user ``admin`` with that password, so a fresh
-``make run`` can be logged into without a terminal step.
+With no user at all, the first start creates ``admin`` with a one-time
+password (printed on the console, kept in a 0600 file; see
+``webui/first_start.py``); logging in with it leads to a form that sets a new
+password before anything else is shown. In the embedded demo mode only,
+setting ``BACKUP_DEMO_ADMIN_PASSWORD`` makes the first start create ``admin``
+with that password instead.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import streamlit as st
 
 from backup_core import audit
 from backup_core.context import open_store
-from webui import common
+from webui import account, common
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,15 +53,28 @@ def _auth_module():
 
 
 # ---------------------------------------------------------------- login
-def _bootstrap_demo_admin(auth, settings) -> None:
-    """Embedded demo only: create ``admin`` from BACKUP_DEMO_ADMIN_PASSWORD when no user exists."""
-    password = settings.demo_admin_password
-    if not password or not settings.embedded or st.session_state.get("_demo_admin_checked"):
-        return
-    st.session_state["_demo_admin_checked"] = True
-    if not auth.has_users(settings):
-        auth.set_password(settings.with_user("demo-setup"), "admin", password, "admin")
+def _first_login(settings):
+    """The demo admin or the one-time admin password (webui/first_start.py); the pending one or None."""
+    from webui import first_start
+
+    demo, initial = first_start.prepare(settings)
+    if demo:
         st.info("Demo mode: created the user **admin** with the password from BACKUP_DEMO_ADMIN_PASSWORD.")
+    if initial is not None and initial.created:
+        # started without `make run` (which prints it before Streamlit starts): the console gets it now, once
+        print(initial.console_text(), flush=True)
+    return initial
+
+
+def _first_login_hint(auth, initial) -> None:
+    path = auth.display_path(initial.path)
+    st.info(f"**First start.** Log in as **{initial.user}** with the one-time password printed in the console "
+            "that started the dashboard (`make run`). It is also in a file readable only by the account that "
+            "runs the dashboard; show it in a terminal in the application folder:")
+    st.code(f"cat {path}", language="bash", wrap_lines=True)
+    st.markdown("You then choose your own password. Or set it yourself now, in that terminal:")
+    st.code(f"{auth.python_command()} -m backup_core set-password {initial.user}", language="bash",
+            wrap_lines=True)
 
 
 def login_page() -> None:
@@ -74,24 +90,25 @@ def login_page() -> None:
     settings = common.run_core(common.get_settings)  # a broken secrets.toml is an error line, not a traceback
     if settings is None:
         return
-    common.run_core(_bootstrap_demo_admin, auth, settings)
+    initial = common.run_core(_first_login, settings)
     has_users = common.run_core(auth.has_users, settings)
     if has_users is None:
         return
-    if not has_users:
+    if not has_users:  # only when the one-time password could not be made (the error is shown above)
         st.warning("No dashboard user exists yet, so nobody can log in.")
-        st.markdown(
-            "Create the first administrator in a terminal, in the application folder:\n\n"
-            "```\npython -m backup_core set-password admin --role admin\n```\n\n"
-            "It asks for the password and stores only its hash. Then reload this page.\n\n"
-            "For a local demo on the embedded database you can instead start the dashboard with "
-            "`BACKUP_DEMO_ADMIN_PASSWORD=... make run`, which creates the user `admin` on first start.")
+        st.markdown("Create the first administrator in a terminal, in the application folder "
+                    "(it asks for the password and stores only its hash), then reload this page:")
+        st.code(f"{auth.python_command()} -m backup_core set-password admin", language="bash")
         return
     st.caption("Log in to see and manage the backups.")
-    with st.columns([2, 3])[0], st.form("login_form"):
+    left, right = st.columns([2, 3], gap="large")
+    with left, st.form("login_form"):
         name = st.text_input("User", key="login_user")
         password = st.text_input("Password", type="password", key="login_password")
         submitted = st.form_submit_button("Log in", key="login_submit", type="primary")
+    if initial is not None:
+        with right:  # beside the form: what to type into it
+            _first_login_hint(auth, initial)
     if submitted:
         if not name or not password:
             st.error("Enter both a user name and a password.")
@@ -147,12 +164,12 @@ def ensure_scheduler_once() -> None:
 
 
 # ---------------------------------------------------------------- home
-def _scheduler_status(root):
+def _scheduler_status(settings):
     try:
         from backup_core import scheduler
     except ImportError:
         return None
-    return scheduler.scheduler_status(root)
+    return scheduler.scheduler_status(settings)
 
 
 def _parse_dt(value):
@@ -190,7 +207,7 @@ def home_page() -> None:
     info = common.run_core(common.database_overview, settings)
     listing = common.run_core(common.list_backups_cached, store)
     backups, errors = listing if listing is not None else ([], [])
-    status = common.run_core(_scheduler_status, settings.backup_root) or {}
+    status = common.run_core(_scheduler_status, settings) or {}
     now = datetime.now(timezone.utc)
     last = backups[0] if backups else None
 
@@ -205,7 +222,8 @@ def home_page() -> None:
     if failure:
         st.warning(f"The last scheduled backup failed: {failure}. See the Audit Log and Auto Backup pages.")
     if errors:
-        st.warning(f"{len(errors)} folder(s) in the backup root are not readable backups: "
+        st.warning(f"{common.plural(len(errors), 'folder')} in the backup root "
+                   f"{'is not a readable backup' if len(errors) == 1 else 'are not readable backups'}: "
                    + "; ".join(errors[:3]) + (" …" if len(errors) > 3 else ""))
 
     c1, c2, c3, c4 = st.columns(4)
@@ -219,9 +237,18 @@ def home_page() -> None:
              else "not running" if status else "unknown")
     c3.metric("Scheduler", state,
               help=f"every {interval:g} h" if interval else None)
-    usage = common.run_core(store.usage)
-    c4.metric("Backup storage", common.human_bytes(usage) if usage is not None else "?",
-              help=f"{common.plural(len(backups), 'backup')} in {store.url}")
+    storage = common.backup_storage(store, backups)  # the same figures as Browse Backups
+    c4.metric("Backup storage", common.human_bytes(storage.on_disk) if storage.on_disk is not None else "?",
+              help=common.storage_text(storage, store.url))
+
+    st.markdown(common.where_backups_live(settings, store))
+    mirror = common.run_core(common.mirror_status_cached, settings, store) if settings.mirror_root else None
+    if mirror is not None and mirror.error:
+        st.warning(f"The second copy in `{mirror.mirror}` cannot be read: {mirror.error}")
+    elif mirror is not None and mirror.behind:
+        st.warning(f"The second copy in `{mirror.mirror}` lacks {common.plural(len(mirror.missing), 'backup')} "
+                   f"(the oldest since {common.human_age(mirror.behind_since)}); the scheduler copies what is "
+                   "missing after each backup, or run `copy --all-missing --to` by hand.")
 
     st.subheader("Database")
     if info is not None:
@@ -237,41 +264,67 @@ def home_page() -> None:
 
     if last is not None:
         st.subheader("Last backup")
+        tz, zone = common.local_zone()
         st.markdown(f"`{last.backup_id}` ({last.trigger}, {last.day.capitalize()}) — "
-                    f"{last.total_documents} documents in {len(last.collections)} collections, "
-                    f"{common.human_bytes(last.total_bytes)}, created {common.human_age(last.created)}")
+                    f"{common.plural(last.total_documents, 'document')} in "
+                    f"{common.plural(len(last.collections), 'collection')}, "
+                    f"{common.human_bytes(last.total_bytes)}, created {common.human_age(last.created)} "
+                    f"({common.local_time(last.created, tz)} {zone})")
 
     if backups:
+        from webui import charts
+
         st.subheader("Backups over time")
-        df = pd.DataFrame({
-            "created": [b.created for b in backups],
-            "size (KB)": [b.total_bytes / 1024 for b in backups],
-            "documents": [b.total_documents for b in backups],
-        }).sort_values("created")
+        tz, zone = common.local_zone()
+        shown = backups[:charts.MAX_POINTS]
+        size_chart, docs_chart = charts.size_and_documents(shown, tz, zone)
         left, right = st.columns(2)
-        chart = st.line_chart if len(df) > 2 else st.scatter_chart  # a line needs points to join
         with left:
-            st.caption("Size of each backup (KB)")
-            chart(df, x="created", y="size (KB)", height=250)
+            st.caption("Size of each backup")
+            st.altair_chart(size_chart, width="stretch", key="home_chart_size")
         with right:
             st.caption("Documents in each backup")
-            chart(df, x="created", y="documents", height=250)
+            st.altair_chart(docs_chart, width="stretch", key="home_chart_documents")
+        if len(backups) > len(shown):
+            st.caption(f"The newest {len(shown)} of {common.plural(len(backups), 'backup')}.")
+        common.storage_section(shown, tz, zone, key="home")
 
 
 # ---------------------------------------------------------------- main
 def app_pages() -> list:
-    """Home plus every page file that exists (a missing one is left out, so the app keeps working)."""
+    """Home, every page file that exists (a missing one is left out, so the app keeps working), Change password."""
     pages = [st.Page(home_page, title="Home", icon=":material/home:", default=True, url_path="home")]
     for rel, title, icon in PAGE_FILES:
         if (HERE / rel).exists():
             pages.append(st.Page(rel, title=title, icon=icon))
+    pages.append(st.Page(account.change_password_page, title="Change password", icon=":material/key:",
+                         url_path="account"))
     return pages
+
+
+def _sidebar_user(user) -> None:
+    with st.sidebar:
+        st.markdown(f"Logged in as **{user.name}** ({user.role})")
+        if st.button("Log out", key="logout"):
+            logout()
+            st.rerun()
 
 
 def main() -> None:
     # current_user() re-checks the session against the user store first (auth.refresh), before
     # navigation: a user deleted or locked since the last click gets the login page and the reason
     user = common.current_user()
+    if user is not None and user.must_change_password:
+        # logged in with the one-time password: choosing a new one comes before anything else,
+        # whatever page URL was asked for
+        aliases = [st.Page(account.first_login_page, title="Choose your password", url_path=p.url_path)
+                   for p in app_pages() if p.url_path]
+        first = st.Page(account.first_login_page, title="Choose your password", icon=":material/key:",
+                        default=True)
+        page = st.navigation([first, *aliases], position="hidden")
+        _sidebar_user(user)
+        page.run()
+        return
     if user is None:
         # Only the login form exists before login. Every page URL is an alias of it, so a
         # bookmarked link shows the login form (not "page not found"), and after logging
@@ -284,11 +337,8 @@ def main() -> None:
     page = st.navigation(app_pages())
     # sidebar widgets after st.navigation: their ids then belong to the resolved page,
     # so the first click after logging in is not lost
-    with st.sidebar:
-        st.markdown(f"Logged in as **{user.name}** ({user.role})")
-        if st.button("Log out", key="logout"):
-            logout()
-            st.rerun()
+    _sidebar_user(user)
+    account.show_changed_notice()
     ensure_scheduler_once()
     page.run()
 

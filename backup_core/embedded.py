@@ -14,10 +14,25 @@ server per data dir, shared by the dashboard, the CLI and the scheduler:
   ``<data_dir>/start.lock`` so that concurrent callers share one server.
 - ``seed_demo`` writes the deterministic equipment-management demo data.
 
+Lifetime. A server that ``ensure_server`` started for the dashboard or the
+CLI (``server --auto-stop``) stops by itself once no process uses it any
+more; one started by hand (``python -m backup_core server``) runs until it is
+stopped. Every process that calls ``ensure_server`` holds a *shared* ``flock``
+on ``<data_dir>/clients.lock`` for the rest of its life (the spawner takes it
+before spawning, so a new server never looks unused). An auto-stop server
+polls for an *exclusive* lock on that file: when it gets one for
+``AUTO_STOP_GRACE_S`` seconds in a row, no client is left. It then keeps the
+exclusive lock, removes ``server.json`` and exits; a client that arrives
+meanwhile waits for its shared lock until the old server is gone, finds no
+``server.json`` and starts a new one. The kernel drops a dead process's locks,
+so Ctrl-C, SIGTERM and SIGKILL of the last client all end the server, and a
+recycled pid cannot keep it alive. (A shared lock is the one kind ``filelock``
+does not offer, hence ``fcntl`` here.)
+
 Files in a data dir: ``mongoeco.sqlite`` (the data), ``server.json``,
-``server.pid.lock``, ``start.lock``, ``server.log`` (output of servers started
-by ``ensure_server``) and ``seeded`` (marker: demo data was written once, never
-again, even after the admin deleted it).
+``server.pid.lock``, ``start.lock``, ``clients.lock``, ``server.log`` (output
+of servers started by ``ensure_server``) and ``seeded`` (marker: demo data was
+written once, never again, even after the admin deleted it).
 """
 
 from __future__ import annotations
@@ -40,6 +55,11 @@ from typing import Any, Callable, TextIO
 
 from filelock import FileLock, Timeout
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: servers started for a client then run until stopped
+    fcntl = None  # type: ignore[assignment]
+
 from .errors import BackupError, DatabaseUnavailable, UsageError
 from .fsutil import atomic_write
 from .locks import process_alive
@@ -50,6 +70,10 @@ SERVER_FILE = "server.json"
 PID_LOCK_FILE = "server.pid.lock"
 START_LOCK_FILE = "start.lock"
 LOG_FILE = "server.log"
+CLIENTS_FILE = "clients.lock"
+# how long an auto-stop server waits without any client before it stops: a script running
+# one CLI command after another keeps one server instead of starting one per command
+AUTO_STOP_GRACE_S = 3.0
 SEED_MARKER = "seeded"
 HOST = "127.0.0.1"
 
@@ -68,6 +92,7 @@ def serve(
     seed_db: str | None = "equipment_db",
     on_ready: Callable[[str], None] | None = None,
     stop_event: threading.Event | None = None,
+    auto_stop: bool = False,
 ) -> None:
     """Run the embedded server on 127.0.0.1 until SIGTERM/SIGINT or ``stop_event``.
 
@@ -75,11 +100,15 @@ def serve(
     lock, no ``server.json``): such a server is private to whoever started
     it. ``on_ready(uri)`` is called once the server answers and is seeded.
     Signals are only handled when called from the main thread; elsewhere use
-    ``stop_event``.
+    ``stop_event``. ``auto_stop=True`` (servers that ``ensure_server``
+    starts) also stops once no process holds the data dir's client lease
+    (module docstring).
     """
     if not 0 <= port <= 65535:
         raise UsageError(f"invalid port {port}: use 0 (any free port) to 65535")
     if memory:
+        if auto_stop:
+            raise UsageError("--auto-stop needs a data dir: a memory server belongs to whoever started it")
         asyncio.run(_serve_async(None, port, True, seed_db, on_ready, stop_event))
         return
     if data_dir is None:
@@ -90,11 +119,14 @@ def serve(
     except OSError as exc:
         raise BackupError(f"cannot create embedded data dir {data_dir}: {exc.strerror}") from None
     lock = _acquire_server_lock(data_dir)
+    idle = _IdleWatch(data_dir) if auto_stop and fcntl is not None else None
     try:
-        asyncio.run(_serve_async(data_dir, port, False, seed_db, on_ready, stop_event))
+        asyncio.run(_serve_async(data_dir, port, False, seed_db, on_ready, stop_event, idle))
     finally:
         _remove_own_server_file(data_dir)
         lock.release()
+        if idle is not None:
+            idle.close()  # last: a client waiting for its lease now finds no server.json and no lock
 
 
 async def _serve_async(
@@ -104,6 +136,7 @@ async def _serve_async(
     seed_db: str | None,
     on_ready: Callable[[str], None] | None,
     stop_event: threading.Event | None,
+    idle: "_IdleWatch | None" = None,
 ) -> None:
     from mongoeco.engines import MemoryEngine, SQLiteEngine
     from mongoeco.wire import AsyncMongoEcoProxyServer
@@ -145,9 +178,15 @@ async def _serve_async(
             on_ready(uri)
         # Polling keeps stop_event cheap to honour without a thread that
         # could outlive the loop.
+        next_idle_check = 0.0
         while not stop.is_set():
             if stop_event is not None and stop_event.is_set():
                 break
+            if idle is not None and time.monotonic() >= next_idle_check:
+                next_idle_check = time.monotonic() + 0.5
+                if idle.unused():
+                    _log(f"no dashboard or CLI process has used this server for {idle.grace:g} s")
+                    break
             try:
                 await asyncio.wait_for(stop.wait(), timeout=0.2)
             except TimeoutError:
@@ -216,6 +255,88 @@ def _remove_own_server_file(data_dir: Path) -> None:
 
 
 # --------------------------------------------------------------------------
+# the client lease: who still uses a server that was started for them
+
+
+class _IdleWatch:
+    """The server's side of the client lease (module docstring)."""
+
+    def __init__(self, data_dir: Path, grace: float = AUTO_STOP_GRACE_S) -> None:
+        self.grace = grace
+        self._fd: int | None = os.open(data_dir / CLIENTS_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._idle_since: float | None = None
+
+    def unused(self) -> bool:
+        """True once no client has held the lease for ``grace`` seconds.
+
+        From then on this process keeps the exclusive lock until it exits, so
+        no client can start using the server while it shuts down.
+        """
+        if self._fd is None:
+            return False
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._idle_since = None  # some client holds its shared lock
+            return False
+        except OSError as exc:  # a filesystem without flock: clients cannot register either
+            _log(f"cannot watch {CLIENTS_FILE} ({exc.strerror}); this server runs until it is stopped")
+            self.close()
+            return False
+        now = time.monotonic()
+        if self._idle_since is None:
+            self._idle_since = now
+        if now - self._idle_since >= self.grace:
+            return True
+        fcntl.flock(self._fd, fcntl.LOCK_UN)  # not yet: let clients in while waiting
+        return False
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+# data dir -> the descriptor holding this process's shared lock on its clients.lock
+_leases: dict[str, int] = {}
+_leases_lock = threading.Lock()
+
+
+def hold_client_lease(data_dir: Path, timeout: float = 30) -> None:
+    """Mark this process as a user of ``data_dir``'s server until it exits (once per process).
+
+    Waits while a server that found itself unused is shutting down (it holds
+    the exclusive lock until it has exited).
+    """
+    if fcntl is None:
+        return
+    key = str(Path(data_dir).absolute())
+    with _leases_lock:
+        if key in _leases:
+            return
+        try:
+            fd = os.open(Path(key) / CLIENTS_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise DatabaseUnavailable(f"cannot open {Path(key) / CLIENTS_FILE}: {exc.strerror}") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
+            except OSError:  # a filesystem without flock: the server cannot watch either, so it stays up
+                os.close(fd)
+                return
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise DatabaseUnavailable(
+                    f"the embedded server for {key} is shutting down and did not finish within {timeout:g} s")
+            time.sleep(0.05)
+        _leases[key] = fd  # held, deliberately, until the process exits
+
+
+# --------------------------------------------------------------------------
 # ensure_server: find or start the shared server of a data dir
 
 
@@ -235,13 +356,17 @@ def ensure_server(data_dir: Path, timeout: float = 30, *, db_name: str | None = 
     check-then-spawn, and the server's own flock makes a second server on the
     same dir impossible anyway. ``db_name`` names the database a newly started
     server seeds on the data dir's first start (default: the server's
-    ``MONGODB_DB`` or ``equipment_db``).
+    ``MONGODB_DB`` or ``equipment_db``). The calling process becomes one of
+    the server's clients for the rest of its life: a server started here
+    stops a few seconds after the last of them has exited.
     """
     data_dir = Path(data_dir).absolute()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DatabaseUnavailable(f"cannot create embedded data dir {data_dir}: {exc.strerror}") from None
+    # before looking for a server: one that saw no client and is stopping is waited for here
+    hold_client_lease(data_dir, timeout)
     uri = _live_uri(data_dir)
     if uri:  # the common case needs no lock
         return uri
@@ -308,7 +433,7 @@ def _spawn_server(data_dir: Path, db_name: str | None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "backup_core"]
     if db_name:
         cmd += ["--db", db_name]
-    cmd += ["server", "--data", str(data_dir), "--port", "0"]
+    cmd += ["server", "--data", str(data_dir), "--port", "0", "--auto-stop"]
     # its cwd stays the caller's, so relative settings such as .streamlit/secrets.toml mean the same
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
     with open(data_dir / LOG_FILE, "ab") as log:

@@ -73,6 +73,15 @@ def parse_duration(text: object, *, what: str = "duration", default_unit: str = 
     return timedelta(seconds=seconds)
 
 
+def compact_duration(td: timedelta) -> str:
+    """A duration as ``parse_duration`` reads it back: ``7d``, ``36h``, ``90m``, ``45s``."""
+    s = td.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size and s % size == 0:
+            return f"{int(s // size)}{unit}"
+    return f"{s:g}s"
+
+
 def format_duration(seconds: float) -> str:
     """A short duration for messages: ``45s``, ``12m 5s``, ``3h 20m``, ``2d 4h``."""
     s = int(max(seconds, 0))

@@ -1,4 +1,4 @@
-"""Create Backup: pick collections, optionally compress, watch per-collection progress."""
+"""Create Backup: pick collections, optionally compress, watch each collection's documents done / total, rate, time left."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import streamlit as st
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.context import open_operation
 from webui import common
+from webui.progress import CollectionProgress
 
 st.title("Create Backup")
 common.require_login()
@@ -27,24 +28,31 @@ st.caption(f"Database **{info['database']}** on `{info['uri']}` → backup root 
 with st.form("create_form"):
     chosen = st.multiselect(
         "Collections", list(live), default=list(live), key="create_collections",
-        format_func=lambda n: f"{n} ({live[n]['count']} documents)")
+        format_func=lambda n: f"{n} ({common.plural(live[n]['count'], 'document')})")
     compress = st.checkbox("Compress the CSV files (gzip)", value=False, key="create_compress",
                            help="Smaller files; spreadsheets cannot open .csv.gz directly.")
     submitted = st.form_submit_button("Create backup", key="create_submit", type="primary")
 
 
 def _run(names: list[str], compress: bool):
-    bars = {n: st.progress(0.0, text=f"{n}: waiting") for n in names}
+    """Back up, with one progress bar per collection: documents done / total, rate, time left."""
+    lines = {n: CollectionProgress(n, live.get(n, {}).get("count")) for n in names}
+    bars = {n: st.progress(0.0, text=lines[n].waiting_text()) for n in names}
 
     def progress(collection: str, done: int, total: int) -> None:
-        bar = bars.get(collection)
-        if bar is not None:
-            frac = 1.0 if total <= 0 else min(1.0, done / total)
-            bar.progress(frac, text=f"{collection}: {frac:.0%}")
+        line, bar = lines.get(collection), bars.get(collection)
+        if line is not None:
+            text = line.update(done, total)
+            if text is not None:
+                bar.progress(line.fraction, text=text)
 
     options = BackupOptions(collections=names, compress=compress, trigger="manual", user=settings.user)
     with open_operation(settings, "backup", details={"database": settings.db_name, **options.audit_details()}) as ctx:
-        return create_backup(ctx.db, ctx.store, options, progress=progress)
+        result = create_backup(ctx.db, ctx.store, options, progress=progress)
+    for name, summary in result.to_json()["collections"].items():
+        if name in bars:
+            bars[name].progress(1.0, text=lines[name].finished_text(summary["count"]))
+    return result
 
 
 if submitted:
@@ -53,8 +61,9 @@ if submitted:
     else:
         with st.status("Backing up…", expanded=True) as box:
             result = common.run_core(_run, chosen, compress)
+            # stays open: the final line of each collection says what was written, how fast
             box.update(label="Backup finished" if result else "Backup failed",
-                       state="complete" if result else "error")
+                       state="complete" if result else "error", expanded=True)
         if result is not None:
             st.session_state["create_last_result"] = result.to_json()
 

@@ -21,8 +21,9 @@ from backup_core.comparison import DIFF_STATUSES
 from backup_core.context import open_store
 from backup_core.restore import RestoreOptions
 from webui import restore_flow as flow
-from webui.common import (backup_picker, get_settings, human_bytes, is_admin, require_admin, require_login,
-                          run_core)
+from webui.common import (backup_picker, get_settings, human_bytes, is_admin, local_time, local_zone,
+                          require_admin, require_login, run_core)
+from webui.progress import PhaseBar
 
 PAGE_SIZE = 50
 STATUS_LABELS = {"only_in_backup": "only in backup", "only_in_live": "only in live", "changed": "changed",
@@ -97,7 +98,11 @@ if st.session_state.pop("restore_clear_confirm", False):  # before the widgets a
     st.session_state["restore_allow_other_db"] = False
     st.session_state["restore_allow_destructive"] = False
 
-info = backup_picker(store, "restore")
+show_safety = st.toggle("Show safety backups", key="restore_show_safety",
+                        help="Every restore first backs up what it changes (a safety backup); restoring one "
+                             "undoes that restore. Hidden by default: the latest restore's is under "
+                             "**Recent restores** below, with its Undo button.")
+info = backup_picker(store, "restore", include_safety=show_safety)
 if info is not None:
     # a safety backup records the collections its restore created: restoring it (replace) removes them
     absent = info.absent_collections
@@ -130,7 +135,9 @@ if info is not None:
             {"collection": name, "only in backup": c.only_in_backup, "only in live": c.only_in_live,
              "changed": c.changed, "identical": c.identical} for name, c in cmp.collections.items()]),
             hide_index=True, width="content")
-        st.caption(f"Compared at {cmp.computed_at} (in {cmp.duration_s:.1f} s); click Compare again to refresh.")
+        tz, zone = local_zone()
+        st.caption(f"Compared at {local_time(cmp.computed_at, tz)} {zone} (in {cmp.duration_s:.1f} s); "
+                   "click Compare again to refresh.")
         for note in _schema_notes(cmp.collections):
             st.markdown("Indexes and options: " + note)
         for name, c in cmp.collections.items():
@@ -234,39 +241,58 @@ if info is not None:
         ready = confirmed and (allow_other or not other_db)
         if st.button(f"Restore into {settings.db_name}", type="primary", disabled=not ready,
                      key="restore_run_btn"):
-            bar = st.progress(0.0, text="Taking a safety backup…")
-
-            def on_progress(name: str, done: int, total: int) -> None:
-                if total:
-                    bar.progress(min(1.0, done / total), text=f"{name}: {done:,} of {total:,}")
-
-            res = run_core(flow.restore, settings, info.backup_id, options(False, True), on_progress)
-            bar.empty()
+            # comparing, safety backup, writing: documents done / total, rate, time left
+            bar = PhaseBar(st.progress(0.0, text="Starting the restore…"))
+            res = run_core(flow.restore, settings, info.backup_id, options(False, True), bar.callback)
+            bar.element.empty()
             if res is not None:
                 st.session_state["restore_clear_confirm"] = True  # no accidental second restore
                 st.rerun()
     elif can_change:
         st.info("Choose at least one collection to restore.")
 
-# ---- the last restore and its Undo (shown whatever backup is selected now) -----
+# ---- recent restores, their safety backups, and the Undo of the latest ----------
 last = flow.last_restore()
-if last and is_admin():
+if last and is_admin():  # this session's restore or undo: what it did
     res = last.result
-    st.subheader("Last restore")
-    st.success(f"Restored backup {last.backup_id} into {settings.db_name} ({', '.join(last.collections)}) "
-               f"in {res.duration_s:.1f} s. "
+    what = (f"Undid the restore of backup {last.undo_of} (restored safety backup {last.backup_id})"
+            if last.undo_of else f"Restored backup {last.backup_id}")
+    st.success(f"{what} into {settings.db_name} ({', '.join(last.collections)}) in {res.duration_s:.1f} s. "
                + (f"Safety backup: **{res.safety_backup_id}**" if res.safety_backup_id
                   else "No safety backup was taken, so there is nothing to undo."))
     st.dataframe(_counts_frame(res), hide_index=True, width="content")
-    if last.undone_by:
-        st.info(f"Undone: restored safety backup {res.safety_backup_id} (its own safety backup is {last.undone_by}).")
-    elif res.safety_backup_id and st.button(f"Undo (restore safety backup {res.safety_backup_id})",
-                                            key="restore_undo_btn"):
-        with st.spinner("Undoing the restore…"):
-            undone = run_core(flow.undo, settings, last, user.name)
-        if undone is not None:
-            st.session_state["restore_clear_confirm"] = True
-            st.rerun()
+    if last.undo_of:
+        st.info(f"Undone: the data is back as it was before backup {last.undo_of} was restored.")
+restores = run_core(flow.recent_restores, settings)
+if restores:
+    st.subheader("Recent restores")
+    tz, zone = local_zone()
+    st.dataframe(pd.DataFrame([{
+        "when": local_time(r.at, tz), "user": r.user, "restored backup": r.backup_id, "mode": r.mode,
+        "collections": ", ".join(r.collections), "safety backup": r.safety_backup_id or "(none)",
+        "undo": (f"undone {local_time(r.undone_at, tz)}" if r.undone_by
+                 else "possible" if i == 0 and r.safety_backup_id else ""),
+    } for i, r in enumerate(restores)]), hide_index=True, width="stretch")
+    st.caption(f"Newest first, times in {zone}. Each restore first took the safety backup shown next to it; "
+               "only the latest restore can be undone from here (an older one would also undo the later ones: "
+               "restore its safety backup above to do that on purpose).")
+    undoable = run_core(flow.latest_undoable, settings)
+    # a click reruns the page: undo what the button showed then, which flow.undo checks is still the latest
+    offered = st.session_state.get("restore_undo_offered")
+    st.session_state["restore_undo_offered"] = undoable
+    if undoable is not None and is_admin():
+        undoing_undo = any(r.safety_backup_id == undoable.backup_id for r in restores[1:])
+        label = (f"Undo the latest restore (backup {undoable.backup_id}, {local_time(undoable.at, tz)}): "
+                 f"restore safety backup {undoable.safety_backup_id}")
+        if undoing_undo:
+            st.caption("The latest restore was itself an undo: undoing it restores the data as the restore "
+                       "before left it.")
+        if st.button(label, key="restore_undo_btn"):
+            with st.spinner("Undoing the restore…"):
+                undone = run_core(flow.undo, settings, offered or undoable, user.name)
+            if undone is not None:
+                st.session_state["restore_clear_confirm"] = True
+                st.rerun()
 
 # ---- upload a backup zip ---------------------------------------------------------
 st.divider()

@@ -28,43 +28,71 @@ if listing is None:
     st.stop()
 backups, errors = listing
 if not backups:
-    st.info(f"There are no backups in `{settings.backup_root}` yet. Create one on the Create Backup page.")
+    st.info(f"There are no backups in `{store.url}` yet. Create one on the Create Backup page.")
     st.stop()
+st.markdown(common.where_backups_live(settings, store))
+
+TRIGGERS = ["manual", "scheduled", "safety"]
+present = [t for t in TRIGGERS if any(b.trigger == t for b in backups)]
+wanted = st.multiselect("Show backups taken", present, default=present, key="browse_triggers",
+                        format_func={"manual": "by hand", "scheduled": "by the scheduler",
+                                     "safety": "by restores (safety backups)"}.get)
+all_backups = backups
+backups = [b for b in backups if b.trigger in wanted]
+if not backups:
+    st.info("No backup of the chosen kinds.")
+    st.stop()
+mirror = common.run_core(common.mirror_status_cached, settings, store) if settings.mirror_root else None
+if mirror is not None and mirror.error:
+    st.warning(f"The second copy in `{mirror.mirror}` cannot be read: {mirror.error}")
+elif mirror is not None and mirror.behind:
+    st.warning(f"The second copy in `{mirror.mirror}` lacks {common.plural(len(mirror.missing), 'backup')}.")
 
 # ---- overview: every backup, grouped by day of the week
 by_day: dict[str, list] = {}
 for b in backups:
     by_day.setdefault(b.day, []).append(b)
 days = [d for d in WEEKDAYS if d in by_day]
-st.caption(f"{common.plural(len(backups), 'backup')} in `{store.url}`, "
-           f"{common.human_bytes(sum(b.total_bytes for b in backups))} of data files.")
+tz, zone = common.local_zone()
+with st.expander("Storage over time"):
+    common.storage_section(backups[:500], tz, zone, key="browse")
+st.caption(common.storage_text(common.backup_storage(store, all_backups), store.url) + ".")  # the same as Home
 for tab, day in zip(st.tabs([f"{d.capitalize()} ({len(by_day[d])})" for d in days]), days):
     with tab:
         st.dataframe(
             pd.DataFrame([{"backup": b.backup_id, "created": common.human_age(b.created),
-                           "trigger": b.trigger, "collections": len(b.collections),
-                           "documents": b.total_documents, "size": common.human_bytes(b.total_bytes)}
+                           f"time ({zone})": common.local_time(b.created, tz),
+                           "trigger": b.trigger if not b.restore_of else f"safety (before restoring {b.restore_of})",
+                           "collections": len(b.collections), "documents": b.total_documents,
+                           "size": common.human_bytes(b.total_bytes),
+                           "stored": common.human_bytes(b.stored_bytes),
+                           "encrypted": "yes" if b.encrypted else "no",
+                           **({"second copy": "yes" if b.backup_id in mirror.in_mirror else "missing"}
+                              if mirror is not None and not mirror.error else {})}
                           for b in by_day[day]]),
             hide_index=True, key=f"browse_overview_{day}", height=min(400, 38 + 35 * len(by_day[day])))
 
 # ---- one backup in detail
 st.subheader("Backup details")
-info = common.backup_picker(store, "browse")
+info = common.backup_picker(store, "browse", triggers=wanted)
 if info is None:
     st.stop()
 
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Created", common.human_age(info.created), help=info.created_at)
+c1.metric("Created", common.human_age(info.created), help=f"{common.local_time(info.created, tz)} ({zone})")
 c2.metric("Trigger", info.trigger)
 c3.metric("Documents", info.total_documents)
 c4.metric("Size", common.human_bytes(info.total_bytes))
-st.caption(f"Database `{info.database}` · stored at `{info.location}`")
+st.caption(f"Database `{info.database}` · stored at `{info.location}`"
+           + (f" · encrypted with key {info.key_fingerprint}" if info.encrypted else "")
+           + (f" · taken before restoring {info.restore_of}" if info.restore_of else ""))
 
 verified = st.session_state.get("browse_verified", {}).get(info.backup_id)
 rows = []
 for name, c in info.collections.items():
     row = {"collection": name, "documents": c.count, "file": c.file,
-           "size": common.human_bytes(c.bytes), "sha256": c.sha256[:16] + "…"}
+           "size": common.human_bytes(c.bytes), "sha256": c.sha256[:16] + "…",
+           "stored": f"shared with {c.reused_from}" if c.reused_from else "in this backup"}
     if verified is not None:
         row["verify"] = verified["collections"].get(name, {}).get("status", "not checked")
     rows.append(row)
@@ -178,4 +206,6 @@ with st.expander("Delete this backup"):
                 st.rerun()
 
 if errors:
-    st.warning(f"{len(errors)} folder(s) are not readable backups: " + "; ".join(errors[:5]))
+    st.warning(f"{common.plural(len(errors), 'folder')} in the backup root "
+               f"{'is not a readable backup' if len(errors) == 1 else 'are not readable backups'}: "
+               + "; ".join(errors[:5]))

@@ -431,3 +431,121 @@ def test_restore_of_nan_into_sqlite_is_refused_and_rolled_back(thread_server: Th
             assert StagingRegistry.of(target).leftovers() == [], mode
             assert target.list_collection_names() == ["c"], mode
         assert "rolled back" in str(err.value)
+
+
+# --------------------------------------------------------------------------
+# lifetime: a server started for the dashboard or the CLI ends with its last client
+
+# a client as the dashboard and the CLI are: connect() on the embedded default, then keep running
+CLIENT = """
+import sys, time
+from pathlib import Path
+from backup_core.config import Settings
+from backup_core.db import connect
+with connect(Settings(data_dir=Path(sys.argv[1]))) as conn:
+    print(conn.uri.split("?")[0], flush=True)
+time.sleep(600)
+"""
+# auto-stop grace + one poll + shutdown, with room for a slow CI machine
+STOP_WITHIN_S = embedded.AUTO_STOP_GRACE_S + 12
+
+
+def _start_client(data_dir: Path) -> tuple[subprocess.Popen, dict]:
+    proc = subprocess.Popen([PY, "-c", CLIENT, str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env())
+    line = _read_line(proc, timeout=60)
+    assert line.startswith("mongodb://127.0.0.1:"), proc.stderr.read() if proc.poll() is not None else line
+    info = read_server_file(data_dir)
+    assert info is not None and pid_alive(info["pid"])
+    return proc, info
+
+
+def _end(proc: subprocess.Popen, sig: int) -> None:
+    proc.send_signal(sig)
+    proc.wait(15)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_a_server_started_for_a_client_stops_when_the_client_ends(data_dir: Path, sig: int) -> None:
+    client, info = _start_client(data_dir)
+    try:
+        assert "--auto-stop" in Path(f"/proc/{info['pid']}/cmdline").read_bytes().decode().split("\0")
+        time.sleep(embedded.AUTO_STOP_GRACE_S + 1)
+        assert pid_alive(info["pid"]), "the server must run as long as its client does"
+        t0 = time.monotonic()
+        _end(client, sig)
+        _wait_gone(info["pid"], timeout=STOP_WITHIN_S)
+        assert time.monotonic() - t0 < STOP_WITHIN_S
+        assert read_server_file(data_dir) is None, "a clean stop removes server.json"
+        assert "no dashboard or CLI process has used this server" in (data_dir / embedded.LOG_FILE).read_text()
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+
+
+def test_a_server_started_by_a_cli_command_stops_after_it(data_dir: Path, tmp_path: Path) -> None:
+    env = dict(_env(), EMBEDDED_DATA_DIR=str(data_dir), BACKUP_ROOT=str(tmp_path / "backups"))
+    proc = subprocess.run([PY, "-m", "backup_core", "status", "--json"], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["embedded"] is True
+    info = read_server_file(data_dir)
+    assert info is not None, "status started the embedded server for itself"
+    _wait_gone(info["pid"], timeout=STOP_WITHIN_S)
+    assert read_server_file(data_dir) is None
+
+
+def test_the_server_stays_while_any_client_remains(data_dir: Path) -> None:
+    first, info = _start_client(data_dir)
+    second, again = _start_client(data_dir)
+    try:
+        assert again["pid"] == info["pid"], "the second client shares the first one's server"
+        _end(first, signal.SIGKILL)
+        time.sleep(embedded.AUTO_STOP_GRACE_S + 2)
+        assert pid_alive(info["pid"]), "the second client still uses it"
+        _end(second, signal.SIGTERM)
+        _wait_gone(info["pid"], timeout=STOP_WITHIN_S)
+    finally:
+        for p in (first, second):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_a_server_started_by_hand_keeps_running_without_clients(data_dir: Path) -> None:
+    server = subprocess.Popen([PY, "-m", "backup_core", "server", "--data", str(data_dir), "--no-seed"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        uri = _read_line(server, timeout=30).strip()
+        client, info = _start_client(data_dir)
+        assert info["pid"] == server.pid and info["uri"] == uri
+        _end(client, signal.SIGKILL)
+        time.sleep(embedded.AUTO_STOP_GRACE_S + 3)
+        assert server.poll() is None, "an explicit server stops only when told to"
+        assert embedded.ping(uri)
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=15)
+        assert server.returncode == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_a_client_waits_while_an_unused_server_shuts_down(data_dir: Path) -> None:
+    """The stopping server holds clients.lock exclusively until it has exited; a new client waits."""
+    import fcntl
+
+    data_dir.mkdir(parents=True)
+    fd = os.open(data_dir / embedded.CLIENTS_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        with pytest.raises(DatabaseUnavailable, match="shutting down"):
+            embedded.hold_client_lease(data_dir, timeout=0.5)
+        assert time.monotonic() - t0 >= 0.5
+        threading.Timer(0.3, fcntl.flock, (fd, fcntl.LOCK_UN)).start()
+        embedded.hold_client_lease(data_dir, timeout=10)  # granted once the old server is gone
+    finally:
+        os.close(fd)

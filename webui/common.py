@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import streamlit as st
 
@@ -164,6 +164,22 @@ def run_core(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         return None
 
 
+FLASH_KEY = "_flash_message"
+
+
+def flash(kind: str, text: str) -> None:
+    """Show ``text`` (``st.success``/``info``/``error``...) after a rerun, so the page shows the new state."""
+    st.session_state[FLASH_KEY] = (kind, text)
+    st.rerun()
+
+
+def show_flash() -> None:
+    """Show the message a ``flash`` left, once."""
+    message = st.session_state.pop(FLASH_KEY, None)
+    if message:
+        getattr(st, message[0])(message[1])
+
+
 def human_bytes(n: int | float | None) -> str:
     if n is None:
         return "–"
@@ -229,15 +245,149 @@ def human_age(dt: Any, now: datetime | None = None) -> str:
 
 
 def backup_label(info) -> str:
-    return (f"{info.backup_id} — {info.trigger} — {info.total_documents} docs — "
-            f"{human_age(info.created)}")
+    trigger = info.trigger
+    if trigger == "safety" and getattr(info, "restore_of", None):
+        trigger = f"safety, taken before restoring {info.restore_of}"
+    return (f"{info.backup_id} — {trigger} — {plural(info.total_documents, 'doc')} — "
+            f"{human_age(info.created)}" + (" — encrypted" if getattr(info, "encrypted", False) else ""))
 
 
-def backup_picker(store, key_prefix: str, label: str = "Backup"):
+# ---------------------------------------------------------------- local time
+
+def _offset_text(offset: timedelta | None) -> str:
+    minutes = int((offset or timedelta()).total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def local_zone() -> tuple[tzinfo, str]:
+    """The time zone to show times in, and its name for headings ("Europe/Paris, UTC+01:00").
+
+    The browser's zone (``st.context.timezone``) when it sent one, otherwise
+    the dashboard server's.
+    """
+    name = None
+    try:
+        name = st.context.timezone
+    except Exception:  # noqa: BLE001 - no browser (AppTest, bare mode): the server's zone
+        name = None
+    if name:
+        try:
+            from zoneinfo import ZoneInfo
+
+            tz = ZoneInfo(name)
+            offset = datetime.now(tz).utcoffset()
+            return tz, "UTC" if name in ("UTC", "Etc/UTC") else f"{name}, {_offset_text(offset)}"
+        except Exception:  # noqa: BLE001 - an unknown zone name: fall back
+            pass
+    tz = datetime.now().astimezone().tzinfo or timezone.utc
+    offset = datetime.now(tz).utcoffset()
+    abbrev = datetime.now(tz).tzname() or ""
+    if not offset and abbrev in ("UTC", "GMT", ""):
+        return tz, "UTC"
+    return tz, f"{_offset_text(offset)}" + (f" ({abbrev})" if abbrev and not abbrev[0] in "+-" else "")
+
+
+def local_time(dt: Any, tz: tzinfo | None = None) -> str:
+    """``2026-11-23 19:05:11`` in ``tz`` (default :func:`local_zone`), 24 h; '' for no time."""
+    when = _as_datetime(dt)
+    if when is None:
+        return ""
+    return when.astimezone(tz or local_zone()[0]).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# ---------------------------------------------------------------- storage
+
+class StorageFigures(NamedTuple):
+    on_disk: int | None   # store.usage(): every byte under the root (backups, audit log, state)
+    data_files: int       # the backups' own files, as their manifests record them
+    backups: int
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=60)
+def _cached_usage(url: str, token: object, bucket: int, _store) -> int:
+    return _store.usage()
+
+
+def backup_storage(store, backups) -> StorageFigures:
+    """The one place Home and Browse get their storage figures from.
+
+    ``on_disk`` walks the root, so it is cached until a backup is added or
+    removed (and for at most 10 s when the store cannot tell).
+    """
+    import time
+
+    token = store.change_token()
+    bucket = int(time.time() // 10) if token is None else 0
+    try:
+        used = _cached_usage(store.url, token, bucket, store)
+    except Exception:  # noqa: BLE001 - the figure is informative; the listing already reported problems
+        logging.getLogger("webui").warning("cannot measure the backup storage", exc_info=True)
+        used = None
+    return StorageFigures(used, sum(b.total_bytes for b in backups), len(backups))
+
+
+def storage_text(fig: StorageFigures, url: str) -> str:
+    """``3 backups in `…`: 1.2 MB in storage (…); their data files add up to 2.0 MB``.
+
+    The data files can add up to more than is stored: an unchanged collection
+    is stored once and shared by every backup that holds it.
+    """
+    where = f"{plural(fig.backups, 'backup')} in `{url}`"
+    files = f"their data files add up to {human_bytes(fig.data_files)}"
+    if fig.on_disk is None:
+        return f"{where}; {files} (the stored size could not be measured)"
+    return (f"{where}: {human_bytes(fig.on_disk)} in storage (manifests included, data shared by several "
+            f"backups counted once); {files}")
+
+
+def where_backups_live(settings, store) -> str:
+    """For people: the kind of storage, where (never credentials), and whether new backups are encrypted."""
+    url = store.url
+    if url.startswith("s3://"):
+        bucket, _, prefix = url[5:].partition("/")
+        place = f"S3 bucket **{bucket}**" + (f", prefix `{prefix}`" if prefix else "")
+    else:
+        place = f"local folder `{url}`"
+    key = store.keyring.current
+    crypt = (f"new backups are **encrypted** (AES-256-GCM, key {key.fingerprint})" if key
+             else "new backups are **not encrypted** (set BACKUP_KEY_FILE to encrypt them)")
+    mirror = f"; a second copy of each goes to `{settings.mirror_root}`" if settings.mirror_root else ""
+    return f"Backups are stored in the {place}; {crypt}{mirror}."
+
+
+@st.cache_data(show_spinner=False, ttl=60, max_entries=8)
+def _mirror_status(_settings, _store, url: str, mirror: str, token: object):
+    from backup_core.context import open_store as _open
+    from backup_core.mirror import mirror_status
+
+    return mirror_status(_store, _open(_settings, mirror))
+
+
+def mirror_status_cached(settings, store):
+    """``mirror.mirror_status`` of the configured mirror, cached for a minute (it lists the mirror)."""
+    return _mirror_status(settings, store, store.url, settings.mirror_root, store.change_token())
+
+
+def storage_section(backups, tz, zone: str, *, key: str) -> None:
+    """The storage picture Home and Browse both show: stored bytes over time, and per collection."""
+    from webui import charts
+
+    if not backups:
+        return
+    st.markdown("**Storage over time**: each backup's logical size against what it really added "
+                "(unchanged collections are stored once and shared; compression saves the rest)")
+    st.altair_chart(charts.storage_over_time(backups, tz, zone), width="stretch", key=f"{key}_chart_storage")
+    st.dataframe(charts.storage_by_collection(backups), hide_index=True, key=f"{key}_storage_by_collection")
+
+
+def backup_picker(store, key_prefix: str, label: str = "Backup", *, include_safety: bool = True,
+                  triggers: list[str] | None = None):
     """Pick a backup: a day-of-week selectbox, then a backup of that day (newest first).
 
     Keys ``f"{key_prefix}_day"`` and ``f"{key_prefix}_backup"``. Returns the
-    chosen ``BackupInfo`` or None when there is none.
+    chosen ``BackupInfo`` or None when there is none. ``include_safety=False``
+    leaves out the safety backups restores take; ``triggers`` keeps only those.
     """
     from backup_core.store import WEEKDAYS
 
@@ -245,8 +395,17 @@ def backup_picker(store, key_prefix: str, label: str = "Backup"):
     if listing is None:
         return None
     backups, errors = listing
+    hidden = 0
+    if not include_safety or triggers is not None:
+        shown = [b for b in backups if (include_safety or b.trigger != "safety")
+                 and (triggers is None or b.trigger in triggers)]
+        hidden, backups = len(backups) - len(shown), shown
+    if hidden and not backups:
+        st.info(f"No backup to show: {plural(hidden, 'backup')} hidden by the choice above.")
+        return None
     if errors:
-        st.warning(f"{len(errors)} folder(s) in the backup root are not readable backups: "
+        st.warning(f"{plural(len(errors), 'folder')} in the backup root "
+                   f"{'is not a readable backup' if len(errors) == 1 else 'are not readable backups'}: "
                    + "; ".join(errors[:3]) + (" …" if len(errors) > 3 else ""))
     if not backups:
         st.info("There are no backups yet. Create one on the Create Backup page.")
@@ -270,6 +429,8 @@ def backup_picker(store, key_prefix: str, label: str = "Backup"):
     with cols[1]:
         chosen = st.selectbox(label, list(by_id), format_func=lambda i: backup_label(by_id[i]),
                               key=f"{key_prefix}_backup")
+    if hidden:
+        st.caption(f"{plural(hidden, 'backup')} not listed by the choice above.")
     return by_id.get(chosen)
 
 

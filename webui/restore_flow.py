@@ -15,9 +15,12 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from backup_core import undo as undo_log
 from backup_core.comparison import StoredComparison, live_token
-from backup_core.context import open_context, open_operation
+from backup_core.context import open_context, open_operation, open_store
+from backup_core.errors import UsageError
 from backup_core.restore import RestoreOptions, RestoreResult, plan_restore, restore_backup
+from backup_core.undo import RestoreRecord
 
 COMPARISON_KEY = "restore_comparison"
 PLAN_KEY = "restore_plan"
@@ -33,7 +36,7 @@ class LastRestore:
     result: RestoreResult
     backup_id: str
     collections: list[str]
-    undone_by: str | None = None
+    undo_of: str | None = None  # this restore undid the restore of that backup
 
 
 def comparison(settings, backup_id: str, collections: list[str], key: str, *,
@@ -83,17 +86,35 @@ def restore(settings, backup_id: str, options: RestoreOptions,
     return result
 
 
-def undo(settings, last: LastRestore, user: str) -> RestoreResult:
-    """Restore the last restore's safety backup (replace): the data as it was before it."""
-    options = RestoreOptions(mode="replace", collections=last.collections, confirmed=True, user=user)
-    result = restore(settings, last.result.safety_backup_id, options)  # type: ignore[arg-type]
-    last.undone_by = result.safety_backup_id or "none"
-    st.session_state[LAST_KEY] = last
+def undo(settings, record: RestoreRecord, user: str) -> RestoreResult:
+    """Undo ``record`` (the latest restore): restore its safety backup in replace mode, all of it.
+
+    The safety backup holds exactly the collections the restore changed (and
+    records those it created, which this removes again).
+    """
+    latest = undo_log.latest_undoable(open_store(settings))
+    if latest is None or (latest.at, latest.safety_backup_id) != (record.at, record.safety_backup_id):
+        raise UsageError("that restore is no longer the latest one that can be undone (another restore or undo "
+                         "happened since): nothing was changed; look at the list again")
+    options = RestoreOptions(mode="replace", confirmed=True, user=user)
+    result = restore(settings, record.safety_backup_id, options)  # type: ignore[arg-type]
+    st.session_state[LAST_KEY] = LastRestore(result, record.safety_backup_id, list(result.collections),  # type: ignore[arg-type]
+                                             undo_of=record.backup_id)
     return result
 
 
 def last_restore() -> LastRestore | None:
+    """This session's last restore or undo, with its counts."""
     return st.session_state.get(LAST_KEY)
+
+
+def recent_restores(settings, limit: int = 10) -> list[RestoreRecord]:
+    """The newest restores of this backup root (every session and host), each with its safety backup."""
+    return undo_log.recent_restores(open_store(settings), limit=limit)
+
+
+def latest_undoable(settings) -> RestoreRecord | None:
+    return undo_log.latest_undoable(open_store(settings))
 
 
 def document_label(doc: Any) -> str:

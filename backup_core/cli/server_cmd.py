@@ -1,6 +1,8 @@
 """``python -m backup_core server``: run the embedded MongoDB-compatible server.
 
-Runs in the foreground on 127.0.0.1 until SIGTERM/SIGINT. Once it answers,
+Runs in the foreground on 127.0.0.1 until SIGTERM/SIGINT (with
+``--auto-stop``, the way the dashboard and the CLI start it for themselves,
+also once no process has used it for a few seconds). Once it answers,
 one line goes to stdout: the URI, or with ``--json`` one JSON document
 ``{"uri", "port", "pid", "data_dir", "memory"}``; callers (tests,
 ``ensure_server``) read that line from the pipe while the server keeps running.
@@ -31,6 +33,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--memory", action="store_true",
                    help="keep data in memory only: no persistence, full BSON fidelity (for tests)")
     p.add_argument("--no-seed", action="store_true", help="do not write demo data on first start")
+    p.add_argument("--auto-stop", action="store_true",
+                   help="stop once no dashboard or CLI process has used it for a few seconds "
+                        "(how they start it for themselves; a server started by hand runs until stopped)")
     p.set_defaults(handler=run)
     return p
 
@@ -54,5 +59,5 @@ def run(args: argparse.Namespace, settings: Settings) -> None:
 
     serve(data_dir, port=args.port, memory=args.memory,
           seed_db=None if args.no_seed else settings.db_name,
-          on_ready=on_ready, stop_event=None)
+          on_ready=on_ready, stop_event=None, auto_stop=args.auto_stop)
     return None  # the ready line was this command's output

@@ -64,7 +64,7 @@ def read_password(stdin=None) -> str:
 
 
 def run(args, settings):
-    auth._check_name(args.user)
+    auth.common._check_name(args.user)
     password = read_password()
     if args.print_hash:
         return SetPasswordResult(args.user, args.role, None, auth.hash_password(password))

@@ -21,7 +21,7 @@ def test_list_json_into_a_closed_pipe_is_not_a_traceback(db, store, cli_env):
         create_backup(db, store, BackupOptions(user="t"))
     proc = subprocess.run(f"'{sys.executable}' -m backup_core list --json | head -c 5", shell=True, cwd=ROOT,
                           env=cli_env, capture_output=True, text=True, timeout=60)
-    assert proc.stdout == '{"bac'
+    assert len(proc.stdout) == 5 and proc.stdout.startswith("{")
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
     assert proc.stderr == ""
 

@@ -109,3 +109,23 @@ def test_corrupt_manifest(cli, seeded):
     msg = _err(cli("verify", b["backup_id"]), 5)
     assert "manifest" in msg
     assert _json(cli("list", "--json"))["backups"] == []
+
+
+def test_backup_progress_only_on_a_terminal(cli, cli_env, seeded):
+    from tests.test_progress import run_cli_on_tty
+
+    # stderr a pipe (scripts, logs): no progress line at all
+    proc = cli("backup", "--json")
+    assert proc.returncode == 0 and proc.stderr == ""
+    # stderr a terminal: one line redrawn in place, cleared at the end; stdout is still the JSON alone
+    code, stdout, tty = run_cli_on_tty(cli_env, "backup", "--json", "--jobs", "2")
+    assert code == 0, tty
+    assert json.loads(stdout)["jobs"] == 2
+    assert "\r\x1b[K" in tty and "backup · " in tty and " documents" in tty
+    assert "\n" not in tty.replace("\r\n", "\n").rstrip("\n") and tty.endswith("\r\x1b[K")
+
+
+def test_backup_jobs_flag(cli, seeded):
+    assert _json(cli("backup", "--jobs", "1", "--json"))["jobs"] == 1
+    proc = cli("backup", "--jobs", "0")
+    assert proc.returncode == 2 and "--jobs" in proc.stderr and proc.stderr.count("\n") == 1

@@ -121,3 +121,18 @@ def test_audit_json_newest_first(cli, changed):
     assert restores[0]["op"] == restores[1]["op"] != restores[2]["op"] == restores[3]["op"]
     assert len(_json(cli("audit", "--limit", "1", "--json"))["entries"]) == 1
     assert cli("audit").returncode == 0
+
+
+def test_restore_progress_only_on_a_terminal(cli, cli_env, db, changed):
+    from tests.test_progress import run_cli_on_tty
+
+    proc = cli("restore", changed, "--mode", "replace", "--dry-run", "--json")
+    assert proc.returncode == 0 and proc.stderr == ""
+    code, stdout, tty = run_cli_on_tty(cli_env, "restore", changed, "--mode", "replace", "--yes", "--json",
+                                       "--jobs", "2")
+    assert code == 0, tty
+    assert json.loads(stdout)["collections"]["Equipment"]["inserted"] == 1
+    # each phase on the one line: the comparison, the safety backup, the writes
+    for phase in ("comparing backup and live data", "safety backup", "writing"):
+        assert f"restore · {phase} · " in tty, tty
+    assert tty.endswith("\r\x1b[K")

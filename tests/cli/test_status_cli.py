@@ -19,15 +19,32 @@ def test_status_without_backups(cli, db, root):
     sched = out["scheduler"]
     assert sched["active"] is False and sched["interval_hours"] == 1.0
     assert sched["next_run"] is None and sched["last_run"] is None
+    assert out["storage"] == {"url": str(root), "encrypted": False, "key_fingerprint": None, "mirror": None}
+    from backup_core import codec
+
+    assert out["codec"] == codec.accelerator() and set(out["codec"]) == {"compiled", "fast_path", "reason"}
 
 
-def test_status_after_backup_and_saved_interval(cli, db, root):
+def test_status_says_where_and_how_backups_are_stored(cli, db, root, tmp_path):
+    key = tmp_path / "backup.key"
+    assert cli("keygen", "--out", str(key)).returncode == 0
+    r = cli("--key-file", str(key), "status")
+    assert r.returncode == 0, r.stderr
+    from backup_core import codec
+    from backup_core.store.crypto import load_key_file
+
+    fingerprint = load_key_file(key).fingerprint
+    assert f"backups stored in {root}; new backups encrypted (key {fingerprint})" in r.stdout
+    assert f"codec: {codec.accelerator()['reason']}" in r.stdout
+
+
+def test_status_after_backup_and_saved_interval(cli, db, root, settings):
     db["Equipment"].insert_one({"n": 1})
     db["Equipment_select_options"].insert_many([{"k": "a"}, {"k": "b"}, {"k": "c"}])
     backup = cli("backup", "--json")
     assert backup.returncode == 0, backup.stderr
     backup_id = json.loads(backup.stdout)["backup_id"]
-    save_config(root, ScheduleConfig(interval_hours=6))
+    save_config(settings, ScheduleConfig(interval_hours=6))
     r = cli("status", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)

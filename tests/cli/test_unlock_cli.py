@@ -20,8 +20,8 @@ PW = "correct horse battery"
 @pytest.fixture
 def settings(root, monkeypatch):
     # in-process logins only; the CLI subprocess uses its own (real) hasher and never hashes here
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    monkeypatch.setattr(auth, "_dummy_hash", None)
+    monkeypatch.setattr(auth.common, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(auth.common, "_dummy_hash", None)
     for var in ("BACKUP_ADMIN_USER", "BACKUP_ADMIN_PASSWORD_HASH"):
         monkeypatch.delenv(var, raising=False)
     return Settings(backup_root=root, user="tester", secrets={})

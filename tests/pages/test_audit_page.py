@@ -82,3 +82,44 @@ def test_details_are_readable(page_env, make_app, root):
     at = run_page(make_app("viewer"), PAGE)
     details = frame_with(at, "details")["details"].tolist()[0]
     assert "mode: merge" in details and "{" not in details.split("counts:")[0]
+
+
+def test_times_are_local_with_the_zone_stated(page_env, make_app, root, monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        audit.record(root, user="ann", action="backup")
+        at_utc = audit.read(root, 1)[0]["at"]
+        at = run_page(make_app("viewer"), PAGE)
+        table = frame_with(at, "action")
+        column = next(c for c in table.columns if c.startswith("time ("))
+        assert column in ("time (UTC-05:00 (EST))", "time (UTC-04:00 (EDT))")
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        local = datetime.fromisoformat(at_utc.replace("Z", "+00:00")).astimezone(ZoneInfo("America/New_York"))
+        assert table[column].tolist() == [local.strftime("%Y-%m-%d %H:%M:%S")]
+        assert "at" not in table.columns  # no raw UTC strings in the table
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_a_chosen_entry_is_shown_whole_and_readable(page_env, make_app, root):
+    long_error = "disk full while writing Equipment.csv: " + "x" * 600 + " END"
+    audit.record(root, user="ann", action="backup", outcome="error", error=long_error,
+                 counts={"Equipment": {"inserted": 3, "updated": 1}}, collections=["Equipment", "設備"])
+    audit.record(root, user="bob", action="login")
+    at = run_page(make_app("viewer"), PAGE)
+    picker = at.selectbox(key="audit_entry")
+    assert picker.value == 2  # the newest by default
+    picker.set_value(1).run()
+    assert not at.exception, at.exception
+    (shown,) = [c.value for c in at.code]
+    assert f"error: {long_error}" in shown  # nothing cut off
+    assert "counts:\n  Equipment:\n    inserted: 3\n    updated: 1" in shown  # nested values indented
+    assert "collections: Equipment, 設備" in shown and "{" not in shown
+    assert "user: ann" in shown and "seq: 1" in shown and "(UTC)" in shown
+    assert any("Select a row to see the whole entry" in c.value for c in at.caption)

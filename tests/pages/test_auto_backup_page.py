@@ -1,13 +1,17 @@
-"""The Auto Backup page through Streamlit's AppTest: settings, Run now, the check, roles."""
+"""The Auto Backup page through Streamlit's AppTest: settings, Run now, the check, notifications, roles."""
 
 from __future__ import annotations
 
 import pytest
 
 from backup_core import scheduler
+from backup_core.config import Settings
+from backup_core.locks import root_lock
 from backup_core.store import LocalStore
 
+from tests.pages.conftest import frame_with
 from tests.pages.conftest import values as texts
+from tests.test_notify import Receiver
 
 PAGE = "pages/3_Auto_Backup.py"
 
@@ -18,33 +22,55 @@ def auto_env(page_env, db):
     return page_env
 
 
+@pytest.fixture
+def settings_of(page_env):
+    return Settings(uri=page_env["uri"], db_name=page_env["db"], backup_root=page_env["root"])
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
 def test_page_renders_defaults(open_page, auto_env):
     at = open_page()
     assert not at.exception
     assert at.number_input(key="auto_interval").value == pytest.approx(1.0)
-    assert at.number_input(key="auto_retention").value == pytest.approx(7.0)
-    interval = at.number_input(key="auto_interval")
-    assert (interval.min, interval.max) == (pytest.approx(0.1), pytest.approx(168.0))
+    assert at.number_input(key="auto_keep_last").value is None  # not used
+    assert at.number_input(key="auto_safety_days").value == pytest.approx(7.0)
+    assert "keep everything younger than 7d" in texts(at, "caption")
     assert "No runs yet" in texts(at, "info")
 
 
-def test_out_of_range_interval_is_refused_and_valid_one_persists(open_page, auto_env, root):
+@pytest.mark.parametrize("bad", [0.0, 1000.0, -5.0, 0.05])
+def test_out_of_range_interval_is_a_clear_error_and_nothing_is_saved(open_page, auto_env, settings_of, bad):
     at = open_page()
-    at.number_input(key="auto_interval").set_value(500.0)
-    submit = next(b for b in at.button if b.label == "Save")
-    submit.click().run()
+    at.number_input(key="auto_interval").set_value(bad)
+    next(b for b in at.button if b.label == "Save").click().run()
     assert not at.exception, at.exception
-    assert scheduler.load_config(root).interval_hours != 500.0
-    assert at.number_input(key="auto_interval").value <= 168.0
+    assert "between 0.1 and 168 hours" in texts(at, "error")
+    assert not at.success
+    assert scheduler.load_config(settings_of).interval_hours == 1.0
+    assert at.number_input(key="auto_interval").value == pytest.approx(bad)  # shown as typed, not clamped
 
-    at.number_input(key="auto_interval").set_value(2.5)
-    at.number_input(key="auto_retention").set_value(3.0)
+
+def test_saved_interval_shows_at_once_and_keeps_the_policy(open_page, auto_env, settings_of):
+    from backup_core.retention import RetentionPolicy
+
+    scheduler.save_retention_policy(settings_of, RetentionPolicy(keep_last=4, keep_daily=7), user="t")
+    at = open_page()
+    at.number_input(key="auto_interval").set_value(6.0)
     next(b for b in at.button if b.label == "Save").click().run()
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
-    cfg = scheduler.load_config(root)
-    assert (cfg.interval_hours, cfg.retention_days) == (2.5, 3.0)
-    assert "Saved" in texts(at, "success")
+    assert "Saved: every 6 h" in texts(at, "success")
+    assert next(m for m in at.metric if m.label == "Every").value == "6 h"
+    assert at.number_input(key="auto_interval").value == pytest.approx(6.0)
+    cfg = scheduler.load_config(settings_of)
+    assert cfg.interval_hours == 6.0
+    assert cfg.retention_policy() == RetentionPolicy(keep_last=4, keep_daily=7)  # saving the schedule kept it
 
 
 def test_run_now_then_check_says_not_needed(open_page, auto_env, root):
@@ -72,20 +98,132 @@ def test_check_backs_up_when_there_is_none(open_page, auto_env, root):
     assert "created" in texts(at, "success")
 
 
-def test_clean_up_now(open_page, auto_env, root):
+def _aged_backups(db, settings_of, hours: list[float]) -> list[str]:
+    """Backups as if made ``hours`` ago (newest last in ``hours``), through the aging helper of the core tests."""
+    from backup_core.backup import BackupOptions, create_backup
+    from tests.test_retention import _aged
+
+    store = LocalStore(settings_of.backup_root)
+    return [_aged(store, create_backup(db, store, BackupOptions(user="t")).backup_id, h / 24) for h in hours]
+
+
+def test_policy_preview_then_save_then_confirmed_clean_up(open_page, auto_env, db, settings_of, root):
+    from backup_core.retention import RetentionPolicy
+
+    ids = _aged_backups(db, settings_of, [30, 20, 10, 2])  # oldest first
     at = open_page()
+    table = frame_with(at, "decision")
+    assert list(table["decision"]) == ["keep"] * 4  # the default: younger than 7 days
+    assert set(table["why"]) == {"newest backup, younger than 7d", "younger than 7d"}
+    scheduler.save_retention_policy(settings_of, RetentionPolicy(keep_last=3), user="t")
+    at = open_page()
+    assert at.number_input(key="auto_older_than").value is None and at.number_input(key="auto_keep_last").value == 3
+    assert dict(zip(frame_with(at, "decision")["backup"], frame_with(at, "decision")["decision"]))[ids[0]] == "delete"
+
+    at.number_input(key="auto_keep_last").set_value(2)
+    at.number_input(key="auto_safety_days").set_value(3.0)
+    next(b for b in at.button if b.label == "Preview").click().run()
+    assert not at.exception and not at.error, texts(at, "error")
+    table = frame_with(at, "decision")
+    assert dict(zip(table["backup"], table["decision"])) == {
+        ids[3]: "keep", ids[2]: "keep", ids[1]: "delete", ids[0]: "delete"}
+    assert "not saved" in texts(at, "markdown")
+    assert not [b for b in at.button if b.key == "auto_cleanup_now"]  # deleting only what the saved policy says
+    assert scheduler.load_config(settings_of).retention_policy() == RetentionPolicy(keep_last=3)
+
+    next(b for b in at.button if b.label == "Save policy").click().run()
+    assert not at.exception and not at.error, texts(at, "error")
+    assert "Saved the clean-up policy: keep last 2;" in texts(at, "success")
+    table = frame_with(at, "decision")
+    assert dict(zip(table["backup"], table["decision"])) == {
+        ids[3]: "keep", ids[2]: "keep", ids[1]: "delete", ids[0]: "delete"}
+    why = dict(zip(table["backup"], table["why"]))
+    assert why[ids[3]] == "newest backup, last 2" and why[ids[0]] == "no rule keeps it"
+    assert len(LocalStore(root).list_backups()) == 4  # nothing deleted before the confirmation
+    button = at.button(key="auto_cleanup_now")
+    assert button.label == "Delete 2 backups now"
+    button.click().run()
+    assert not at.exception, at.exception
+    assert "Clean-up deleted 2 backups, kept 2" in texts(at, "success")
+    assert sorted(b.backup_id for b in LocalStore(root).list_backups()) == sorted(ids[2:])
+    assert at.button(key="auto_cleanup_now").disabled  # nothing left to delete
+
+
+def test_clean_up_refuses_when_the_backups_changed_since_the_preview(open_page, auto_env, db, settings_of, root):
+    from backup_core.retention import RetentionPolicy
+
+    _aged_backups(db, settings_of, [30, 20])
+    scheduler.save_retention_policy(settings_of, RetentionPolicy(keep_last=1), user="t")
+    at = open_page()
+    assert at.button(key="auto_cleanup_now").label == "Delete 1 backup now"
+    _aged_backups(db, settings_of, [1])  # made meanwhile: the policy would now delete two
     at.button(key="auto_cleanup_now").click().run()
     assert not at.exception, at.exception
-    assert "Clean-up deleted 0 backup(s)" in texts(at, "success")
+    assert "changed since the preview" in texts(at, "error")
+    assert len(LocalStore(root).list_backups()) == 3
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("auto_keep_daily", -1, "“Keep daily” must be a whole number of 0 or more"),
+    ("auto_keep_last", -3, "“Keep the last” must be a whole number of 0 or more"),
+    ("auto_safety_days", -2.0, "“Keep safety backups for (days)” must be 0 or more"),
+    ("auto_older_than", 0.0, "must be more than 0"),
+])
+def test_invalid_policy_values_are_errors_and_save_nothing(open_page, auto_env, settings_of, field, value, message):
+    at = open_page()
+    at.number_input(key=field).set_value(value)
+    next(b for b in at.button if b.label == "Save policy").click().run()
+    assert not at.exception, at.exception
+    assert message in texts(at, "error") and "Not saved" in texts(at, "error")
+    assert scheduler.load_config(settings_of).policy is None
+
+
+def test_keep_within_takes_a_duration(open_page, auto_env, settings_of):
+    at = open_page()
+    at.text_input(key="auto_keep_within").set_value("soon")
+    next(b for b in at.button if b.label == "Save policy").click().run()
+    assert "invalid “Keep everything within … of the newest”" in texts(at, "error")
+    at.text_input(key="auto_keep_within").set_value("36h")
+    next(b for b in at.button if b.label == "Save policy").click().run()
+    assert not at.error, texts(at, "error")
+    assert scheduler.load_config(settings_of).retention_policy().keep_within.total_seconds() == 36 * 3600
+    assert at.text_input(key="auto_keep_within").value == "36h"
 
 
 def test_failed_last_run_shows_warning(open_page, auto_env, monkeypatch, root):
+    monkeypatch.setattr(scheduler.runs, "BACKUP_LOCK_TIMEOUT", 0.2)
+    at = open_page()
+    with root_lock(root, "restore"):  # a restore holds the root: the backup gives up
+        at.button(key="auto_run_now").click().run()
+    assert not at.exception, at.exception
+    assert "backup failed" in texts(at, "error").lower() and "locked by restore" in texts(at, "error")
+    assert "last backup run" in texts(at, "warning").lower()
+
+
+def test_an_unreachable_database_is_said_not_a_crash(open_page, auto_env, monkeypatch):
     monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=300")
     at = open_page()
-    at.button(key="auto_run_now").click().run()
+    assert "scheduler's state cannot be read" in texts(at, "error")
+    assert any(m.label == "Scheduler" and m.value == "unknown" for m in at.metric)
+
+
+def test_notifications_not_configured(open_page, auto_env, monkeypatch):
+    monkeypatch.delenv("BACKUP_NOTIFY", raising=False)
+    at = open_page()
+    assert "Notifications are not configured" in texts(at, "info")
+    assert at.button(key="auto_test_notify").disabled
+
+
+def test_notifications_are_shown_masked_and_a_test_is_sent(open_page, auto_env, monkeypatch, receiver):
+    monkeypatch.setenv("BACKUP_NOTIFY", receiver.url.replace("json://", "json://bob:s3cretpw@"))
+    at = open_page()
+    shown = " ".join(str(c.value) for c in at.caption)
+    assert "json://bob:****@127.0.0.1:" in shown and "s3cretpw" not in shown
+    at.button(key="auto_test_notify").click().run()
     assert not at.exception, at.exception
-    assert "backup failed" in texts(at, "error").lower()
-    assert "last backup run" in texts(at, "warning").lower()
+    assert "notification sent" in texts(at, "success")
+    assert len(receiver.messages) == 1 and receiver.messages[0]["title"].startswith("[MongoDB backup] Test")
+    assert "s3cretpw" not in texts(at, "success")
 
 
 def test_viewer_cannot_change(open_page, auto_env, root):
@@ -93,4 +231,8 @@ def test_viewer_cannot_change(open_page, auto_env, root):
     assert at.button(key="auto_run_now").disabled
     assert at.button(key="auto_check_now").disabled
     assert next(b for b in at.button if b.label == "Save").disabled
+    assert next(b for b in at.button if b.label == "Save policy").disabled
+    assert at.button(key="auto_test_notify").disabled
+    assert "Deleting backups needs the admin role" in texts(at, "caption")
+    assert not [b for b in at.button if b.key == "auto_cleanup_now"]
     assert "admin role" in texts(at, "error")

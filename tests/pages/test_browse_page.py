@@ -107,7 +107,9 @@ def test_unreadable_backup_folder_is_reported(seeded, make_app, root):
     broken = LocalStore(root).folder(info.backup_id).parent / "20200101T000000Z"
     broken.mkdir()
     at = _open(make_app)
-    assert "not readable backups" in texts(at)
+    body = texts(at)
+    assert "1 folder in the backup root is not a readable backup" in body
+    assert "folder(s)" not in body and "1 backups" not in body
 
 
 def test_a_backup_with_no_collections_is_shown_not_a_crash(seeded, make_app, root):
@@ -129,3 +131,35 @@ def test_json_view_labels_each_document(seeded, make_app, root):
     assert not at.exception
     labels = [e.label for e in at.expander if e.label[:1].isdigit()]
     assert labels and labels[0].startswith("1. ") and "name: Pump" in labels[0]
+
+
+def test_filter_by_trigger_and_the_storage_picture(seeded, make_app, root):
+    from backup_core.backup import BackupOptions, create_backup
+    from backup_core.restore import RestoreOptions, restore_backup
+
+    store = LocalStore(root)
+    first = make_backup(seeded, root).backup_id
+    create_backup(seeded, store, BackupOptions(user="scheduler", trigger="scheduled"))
+    res = restore_backup(seeded, store, first, RestoreOptions(mode="replace", confirmed=True, user="t"))
+    at = _open(make_app, "viewer")
+    listed = frame_with(at, "backup")
+    assert len(listed) == 3
+    by_id = dict(zip(listed["backup"], listed["trigger"]))
+    assert by_id[res.safety_backup_id] == f"safety (before restoring {first})"
+    # unchanged data is shared: the later backups store (almost) nothing of their own
+    from webui.common import human_bytes
+
+    stored = dict(zip(listed["backup"], listed["stored"]))
+    infos = {b: store.get(b) for b in by_id}
+    assert stored == {b: human_bytes(i.stored_bytes) for b, i in infos.items()}
+    assert all(infos[b].stored_bytes < 0.5 * infos[first].stored_bytes for b in by_id if b != first)  # manifests
+    assert set(frame_with(at, "actually stored")["collection"]) == {"Equipment", "Equipment_select_options"}
+
+    at.multiselect(key="browse_triggers").set_value(["safety"]).run()
+    assert not at.exception, at.exception
+    assert frame_with(at, "backup")["backup"].tolist() == [res.safety_backup_id]
+    assert at.selectbox(key="browse_backup").value == res.safety_backup_id
+    colls = frame_with(at, "file")
+    assert set(colls["stored"]) == {f"shared with {first}"}
+    at.multiselect(key="browse_triggers").set_value([]).run()
+    assert "No backup of the chosen kinds" in texts(at)

@@ -66,3 +66,35 @@ def test_backup_error_is_shown_without_traceback(seeded, make_app, root):
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
     assert "cannot write" in errors and "Traceback" not in errors
+
+
+def test_progress_shows_documents_done_of_total_rate_and_time_left():
+    from webui.progress import CollectionProgress, duration_text
+
+    now = {"t": 100.0}
+    line = CollectionProgress("Equipment", 1000, clock=lambda: now["t"])
+    assert line.waiting_text() == "Equipment: waiting (1,000 documents)"
+    # the core counts its own steps (a backup: two per document); the text counts documents
+    assert line.update(0, 2000) == "Equipment: 0 / 1,000 documents · estimating the time left"
+    now["t"] = 102.0
+    assert line.update(1000, 2000) == "Equipment: 500 / 1,000 documents · 250 documents/s · about 2.0 s left"
+    now["t"] = 102.1
+    assert line.update(1100, 2000) is None  # too soon to redraw
+    now["t"] = 104.0
+    assert line.update(2000, 2000) == "Equipment: 1,000 / 1,000 documents · 250 documents/s"
+    now["t"] = 109.0  # other collections still running: this one's own time counts
+    assert line.finished_text(1000) == "Equipment: 1,000 / 1,000 documents · done in 4.0 s · 250 documents/s"
+    assert [duration_text(s) for s in (0.05, 3.21, 42, 185, 7440)] == \
+        ["under 0.1 s", "3.2 s", "42 s", "3 min 5 s", "2 h 4 min"]
+
+
+def test_backup_progress_on_the_page_counts_documents(seeded, make_app, root):
+    import re
+
+    at = run_page(make_app("admin"), PAGE)
+    at.button(key="create_submit").click().run()
+    assert not at.exception, at.exception
+    lines = [p.proto.text for p in at.get("progress")]
+    assert len(lines) == 2
+    assert re.fullmatch(r"Equipment: 60 / 60 documents · done in .+ s( · [\d,]+ documents/s)?", lines[0]), lines
+    assert lines[1].startswith("Equipment_select_options: 3 / 3 documents · done in ")

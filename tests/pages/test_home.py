@@ -40,7 +40,10 @@ def test_home_shows_database_and_last_backup(seeded, make_app, root):
     assert result.backup_id in body
     assert "Last backup: just now" in body
     assert "Backup storage" in body
-    assert len(at.get("vega_lite_chart")) == 2  # size and documents over time
+    assert len(at.get("vega_lite_chart")) == 3  # size, documents and storage over time
+    assert "Storage over time" in body
+    per_coll = frame_with(at, "actually stored")
+    assert set(per_coll["collection"]) == {"Equipment", "Equipment_select_options"}
     assert not at.warning
 
 
@@ -122,3 +125,85 @@ def test_scheduler_failure_is_a_warning_not_a_crash(seeded, make_app, monkeypatc
     at = run_page(make_app("admin"))
     assert not at.exception
     assert any("lease directory not writable" in w.value for w in at.sidebar.warning)
+
+
+# ---------------------------------------------------------------- charts and storage
+
+def _chart_specs(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+
+
+def _x(spec: dict) -> dict:
+    return spec["layer"][0]["encoding"]["x"]
+
+
+def test_home_charts_have_a_real_time_axis_in_a_stated_zone(seeded, make_app, root, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # the dashboard server's zone (AppTest has no browser to ask)
+    time.tzset()
+    try:
+        info = LocalStore(root).get(make_backup(seeded, root).backup_id)
+        at = run_page(make_app("viewer"))
+        assert not at.exception
+        specs = _chart_specs(at)
+        assert len(specs) == 3  # size, documents and storage over time
+        for n, spec in enumerate(specs):
+            x = _x(spec)
+            assert x["type"] == "temporal" and x["scale"]["type"] == "utc"
+            assert x["title"] == "time (UTC+09:00 (JST))"  # the zone is stated ...
+            fmt = x["axis"]["format"]
+            assert "%H:%M" in fmt and "%I" not in fmt and "%p" not in fmt  # ... and the clock is 24 h
+            # one backup: a padded domain (half an hour either side), not an axis of milliseconds
+            lo, hi = (datetime.fromisoformat(v) for v in x["scale"]["domain"])
+            wall = info.created.astimezone(timezone(timedelta(hours=9))).replace(tzinfo=timezone.utc)
+            assert lo <= wall - timedelta(minutes=30) and hi >= wall + timedelta(minutes=30)
+            assert "formatType" not in x["axis"]  # (it turns the format into AM/PM labels in the browser)
+            marks = [layer["mark"]["type"] for layer in spec["layer"]]
+            assert "point" in marks
+            if n < 2:
+                assert "text" in marks  # every point carries its value (storage: two series, tooltips)
+        assert any(f"({info.created.astimezone(timezone(timedelta(hours=9))):%Y-%m-%d %H:%M:%S} UTC+09:00 (JST))"
+                   in m.value for m in at.markdown)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_home_charts_join_several_backups_with_a_line(seeded, make_app, root):
+    store = LocalStore(root)
+    for hours in (30, 5):
+        _age_backup(store, make_backup(seeded, root).backup_id, hours=hours)
+    make_backup(seeded, root)
+    at = run_page(make_app("viewer"))
+    assert not at.exception
+    size, docs, storage = _chart_specs(at)
+    for spec in (size, docs):
+        assert [layer["mark"]["type"] for layer in spec["layer"]] == ["line", "point", "text"]
+    assert [layer["mark"]["type"] for layer in storage["layer"]] == ["line", "point"]
+    for spec in (size, docs, storage):
+        assert _x(spec)["axis"]["format"] == "%d %b %H:%M"  # more than a day: the date too
+
+
+def test_home_and_browse_show_the_same_storage_figure(seeded, make_app, root):
+    make_backup(seeded, root)
+    make_backup(seeded, root, collections=["Equipment_select_options"])
+    at = run_page(make_app("viewer"))
+    storage = next(m for m in at.metric if m.label == "Backup storage")
+    on_disk = LocalStore(root).usage()
+    from webui.common import human_bytes
+
+    assert storage.value == human_bytes(on_disk)
+    assert f"{human_bytes(on_disk)} in storage" in storage.help and "2 backups" in storage.help
+    at.switch_page("pages/4_Browse_Backups.py")
+    at.run()
+    assert not at.exception
+    caption = next(c.value for c in at.caption if "in storage" in c.value)
+    assert f"{human_bytes(on_disk)} in storage" in caption and "2 backups" in caption
+    assert storage.help.split(":", 1)[1].strip() in caption  # word for word the same figures
+
+
+def test_one_backup_of_one_collection_is_singular(seeded, make_app, root):
+    make_backup(seeded, root, collections=["Equipment_select_options"])
+    at = run_page(make_app("viewer"))
+    body = texts(at)
+    assert "3 documents in 1 collection," in body and "1 collections" not in body
+    assert "1 backup in" in next(m.help for m in at.metric if m.label == "Backup storage")

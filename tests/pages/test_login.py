@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from backup_core import audit, auth
 from backup_core.auth import set_password
 from backup_core.config import Settings
+from backup_core.errors import AuthError
 from tests.pages.conftest import frame_with, make_backup, run_page, texts
 
 PW = "correct horse battery"
@@ -17,11 +20,15 @@ def _settings(page_env):
     return Settings.load().with_user("test-setup")
 
 
-def test_no_users_shows_how_to_create_one_and_no_data(seeded, make_app):
+def test_no_users_and_no_way_to_make_one_says_how_with_this_interpreter(seeded, make_app, page_env):
+    # the one-time password cannot be stored: a folder where its file goes
+    (page_env["root"] / auth.AUTH_DIR / auth.INITIAL_PASSWORD_FILE).mkdir(parents=True)
     at = run_page(make_app(role=None))
     assert not at.exception
     body = texts(at)
-    assert "python -m backup_core set-password admin" in body
+    assert "No dashboard user exists yet" in body
+    assert [c.value for c in at.code] == [f"{auth.python_command()} -m backup_core set-password admin"]
+    assert not auth.python_command().startswith("python")  # the installation's interpreter, e.g. .venv/bin/python
     assert "Equipment" not in body and seeded.name not in body
     assert not at.text_input  # no login form without users
     assert not at.sidebar.button
@@ -81,14 +88,19 @@ def test_right_password_logs_in_and_logout_logs_out(seeded, make_app, page_env):
     assert "Equipment" not in texts(at)
 
 
-def test_demo_admin_is_created_only_for_the_embedded_demo(make_app, page_env, monkeypatch):
-    from backup_core.auth import authenticate, has_users
+def test_demo_admin_is_created_only_for_the_embedded_demo(make_app, page_env, monkeypatch, tmp_path):
+    from backup_core.auth import authenticate
 
     monkeypatch.setenv("BACKUP_DEMO_ADMIN_PASSWORD", "demo-password-1")
-    at = run_page(make_app(role=None))  # external MONGODB_URI: never create a default admin
+    at = run_page(make_app(role=None))  # external MONGODB_URI: never an admin with a known password
     assert not at.exception
-    assert not has_users(_settings(page_env))
-    monkeypatch.delenv("MONGODB_URI")  # the embedded demo (the login page does not start the server)
+    assert not any("created the user **admin**" in i.value for i in at.info)
+    with pytest.raises(AuthError):
+        authenticate(_settings(page_env), "admin", "demo-password-1")
+    assert auth.initial_password_path(_settings(page_env)).is_file()  # the one-time password instead
+
+    monkeypatch.setenv("BACKUP_ROOT", str(tmp_path / "fresh-root"))  # a fresh start ...
+    monkeypatch.delenv("MONGODB_URI")  # ... of the embedded demo (the login page does not start the server)
     at = run_page(make_app(role=None))
     assert not at.exception
     assert any("created the user **admin**" in i.value for i in at.info)

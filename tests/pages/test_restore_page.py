@@ -121,6 +121,8 @@ def test_undo_removes_a_collection_the_restore_created(open_page, restore_env, b
     # the safety backup, picked on the page, offers the created collection as one to remove
     safety = next(b for b in LocalStore(root).list_backups() if b.trigger == "safety"
                   and b.absent_collections == ["Equipment_select_options"])
+    assert not any(o.startswith(safety.backup_id) for o in at.selectbox(key="restore_backup").options)  # hidden
+    at.toggle(key="restore_show_safety").set_value(True).run()
     at.selectbox(key="restore_backup").set_value(safety.backup_id).run()
     assert not at.exception, at.exception
     assert "Equipment_select_options" in at.multiselect(key="restore_collections").options[-1]
@@ -173,6 +175,30 @@ def test_good_upload_imports(open_page, restore_env, backed_up, root, tmp_path):
     assert not at.error, texts(at, "error")
     assert backed_up in texts(at, "success")
     assert LocalStore(root).get(backed_up).backup_id == backed_up
+
+
+def test_uploading_the_same_zip_twice_says_it_was_already_there(open_page, restore_env, backed_up, root,
+                                                                  tmp_path):
+    from backup_core import audit, transfer
+
+    out = tmp_path / "b.zip"
+    transfer.export_backup(LocalStore(root), backed_up, out)
+    LocalStore(root).delete(backed_up)
+    at = open_page()
+    for attempt in (1, 2):
+        at.file_uploader(key="restore_upload").upload("b.zip", out.read_bytes(), "application/zip").run()
+        at.button(key="restore_import_btn").click().run()
+        assert not at.exception, at.exception
+        assert not at.error, texts(at, "error")
+        if attempt == 1:
+            assert f"Imported backup **{backed_up}**" in texts(at, "success")
+        else:
+            assert "Imported" not in texts(at, "success")
+            assert f"Backup **{backed_up}** was already present (identical); nothing was imported." \
+                in texts(at, "info")
+    assert [b.backup_id for b in LocalStore(root).list_backups()] == [backed_up]
+    entry = audit.read(root, 1, audit.AuditFilter(action="import"))[0]
+    assert entry["backup_id"] == backed_up and entry["already_present"] is True
 
 
 def test_backup_of_another_database_needs_explicit_checkbox(open_page, page_env, client, db, root):
@@ -240,3 +266,107 @@ def test_a_match_key_no_document_has(open_page, restore_env, backed_up, db):
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
     assert "no document" in errors and "no_such_field" in errors and "several" not in errors
+
+
+def _restore_replace(at, db_name):
+    at.text_input(key="restore_confirm_text").set_value(db_name).run()
+    at.button(key="restore_run_btn").click().run()
+    assert not at.exception and not at.error, texts(at, "error")
+
+
+def _frame(at, column):
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def test_safety_backups_are_hidden_and_listed_next_to_their_restore(open_page, restore_env, backed_up, db,
+                                                                     db_name, root):
+    change_live(db)
+    at = open_page()
+    _restore_replace(at, db_name)
+    safety = next(b.backup_id for b in LocalStore(root).list_backups() if b.trigger == "safety")
+    options = at.selectbox(key="restore_backup").options  # labels: "<id> — manual — 11 docs — just now"
+    assert [o.split(" ")[0] for o in options] == [backed_up]  # the safety backup is not in the list
+    assert "1 backup not listed by the choice above" in texts(at, "caption")
+    recent = _frame(at, "safety backup")
+    assert list(recent["restored backup"]) == [backed_up] and list(recent["safety backup"]) == [safety]
+    assert list(recent["undo"]) == ["possible"]
+    at.toggle(key="restore_show_safety").set_value(True).run()
+    assert safety in [o.split(" ")[0] for o in at.selectbox(key="restore_backup").options]
+
+
+def test_undo_stays_available_in_a_new_session_and_only_for_the_latest(open_page, restore_env, backed_up, db,
+                                                                         db_name, root):
+    change_live(db)
+    _restore_replace(open_page(), db_name)
+    assert db["Equipment"].find_one({"_id": 100}) is None
+    at = open_page()  # another session (a reload, another admin): the audit log knows the restore
+    assert not at.success  # no result of this session
+    undo = at.button(key="restore_undo_btn")
+    assert backed_up in undo.label
+    undo.click().run()
+    assert not at.exception and not at.error, texts(at, "error")
+    assert db["Equipment"].find_one({"_id": 100})["name"] == "new since backup"
+    assert "Undone" in texts(at, "info")
+    recent = _frame(at, "safety backup")
+    assert len(recent) == 2 and recent["undo"].iloc[1].startswith("undone ")
+    assert "itself an undo" in texts(at, "caption")  # undoing again would redo: said before the click
+
+
+def test_an_undo_offered_before_another_restore_is_refused(open_page, restore_env, backed_up, db, db_name):
+    change_live(db)
+    first = open_page()
+    _restore_replace(first, db_name)
+    second = open_page()
+    _restore_replace(second, db_name)  # another admin restores again meanwhile
+    db["Equipment"].insert_one({"_id": 500, "name": "written after the second restore"})
+    first.button(key="restore_undo_btn").click().run()  # still shows the undo of the first restore
+    assert not first.exception, first.exception
+    assert "no longer the latest" in texts(first, "error")
+    assert db["Equipment"].find_one({"_id": 500}) is not None  # nothing changed
+
+
+def test_compared_at_is_local_time(open_page, restore_env, backed_up, db, monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        at = open_page()
+        at.button(key="restore_compare_btn").click().run()
+        caption = next(c for c in texts(at, "caption").splitlines() if c.startswith("Compared at"))
+        assert "UTC+09:00" in caption and "Z" not in caption.split(" (in")[0]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_restore_progress_bar_shows_each_phase_with_rate_and_time_left():
+    """The bar the page draws during a restore: phase, documents done / total, rate, time left."""
+    from webui.progress import PhaseBar
+
+    class Element:
+        def __init__(self):
+            self.drawn = []
+
+        def progress(self, fraction, text):
+            self.drawn.append((round(fraction, 2), text))
+
+    now = {"t": 0.0}
+    element = Element()
+    bar = PhaseBar(element, clock=lambda: now["t"])
+    bar.callback.phase("comparing backup and live data")
+    bar.callback("Equipment", 0, 1000)
+    now["t"] = 1.0
+    bar.callback("Equipment", 400, 1000)
+    now["t"] = 1.1
+    bar.callback("Equipment", 450, 1000)  # too soon: not drawn
+    bar.callback.phase("writing")  # a new phase is drawn at once, from zero
+    now["t"] = 2.0
+    bar.callback("Equipment", 1000, 1000)  # the end of a phase is always drawn
+    texts = [t for _, t in element.drawn]
+    assert texts[0] == "comparing backup and live data · starting"
+    assert any(t.startswith("comparing backup and live data · Equipment · 400 / 1,000 documents (40 %) · 400 documents/s"
+                            " · about 1.5 s left") for t in texts), texts
+    assert not any("450" in t for t in texts)
+    assert texts[-2] == "writing · starting"
+    assert element.drawn[-1][0] == 1.0 and element.drawn[-1][1].startswith("writing · 1,000 / 1,000 documents (100 %)")
