@@ -122,7 +122,7 @@ def storage_over_time(backups, tz: tzinfo, zone_label: str) -> alt.LayerChart:
     """Two lines: how big each backup is, and how much it really added (unchanged collections are shared)."""
     frame = storage_frame(backups, tz)
     x = _time_axis(frame, zone_label)
-    color = alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom"),
+    color = alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=0),
                       scale=alt.Scale(range=["#9467bd", "#ff7f0e"]))
     tooltip = [alt.Tooltip("time:N", title=f"time ({zone_label})"), alt.Tooltip("backup:N"),
                alt.Tooltip("series:N"), alt.Tooltip("size:N")]
