@@ -199,11 +199,14 @@ class CleanupResult:
     freed_bytes: int = 0
     policy: dict = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
+    # encrypted backups whose key is not configured: their dates and triggers cannot be read, so
+    # the policy cannot judge them and they are left alone ({backup_id, day, key_fingerprint, ...})
+    locked: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"deleted": self.deleted, "kept": self.kept, "dry_run": self.dry_run,
                 "freed_bytes": self.freed_bytes, "policy": self.policy,
-                "decisions": [d.to_json() for d in self.decisions]}
+                "decisions": [d.to_json() for d in self.decisions], "locked": self.locked}
 
     def to_text(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
@@ -211,6 +214,11 @@ class CleanupResult:
         for d in self.decisions:
             what = "keep  " if d.keep else ("delete" if not self.dry_run else "would delete")
             lines.append(f"  {what} {d.backup_id} ({d.trigger})" + (f": {', '.join(d.reasons)}" if d.reasons else ""))
+        if self.locked:
+            keys = sorted({str(b.get("key_fingerprint")) for b in self.locked})
+            lines.append(f"left alone: {len(self.locked)} backup(s) encrypted with a key that is not configured "
+                         f"({', '.join(keys)}); add its key file to BACKUP_KEY_FILES to include them")
+            lines.extend(f"  skip   {b['backup_id']}" for b in self.locked)
         return "\n".join(lines)
 
 
@@ -230,12 +238,13 @@ def cleanup(store: Store, policy: RetentionPolicy | timedelta | None = None, *, 
     action = "cleanup_dry_run" if dry_run else "cleanup"
     with operation(store, action, user=user, lock=not dry_run,
                    details={"trigger": trigger, "policy": policy.effective().to_json()}) as op:
-        decisions = apply_policy(store.list_backups(), policy, now)
+        locked: list[dict] = []
+        decisions = apply_policy(store.list_backups(locked=locked), policy, now)
         if expect is not None and sorted(d.backup_id for d in decisions if not d.keep) != sorted(expect):
             raise UsageError("the backups changed since the preview (a backup was made or deleted): nothing "
                              "was deleted; look at the new preview and confirm again")
         result = CleanupResult(dry_run=dry_run, policy=policy.effective().to_json(), decisions=decisions,
-                               kept=sum(1 for d in decisions if d.keep))
+                               kept=sum(1 for d in decisions if d.keep), locked=locked)
         for d in decisions:
             if d.keep:
                 continue
@@ -243,7 +252,8 @@ def cleanup(store: Store, policy: RetentionPolicy | timedelta | None = None, *, 
                 store.delete(d.backup_id)
             result.deleted.append(d.backup_id)
             result.freed_bytes += d.freed
-        op.note(deleted=result.deleted, freed_bytes=result.freed_bytes, kept=result.kept)
+        op.note(deleted=result.deleted, freed_bytes=result.freed_bytes, kept=result.kept,
+                left_alone=[b["backup_id"] for b in locked])
         return result
 
 

@@ -44,6 +44,12 @@ def test_encrypted_backups_on_s3_from_the_command_line(cli, cli_env, db, s3_root
                  ("compare", backup["backup_id"])):
         proc = run(*args, **blind)
         assert proc.returncode == 10 and fp in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # clean-up without the key cannot judge the backup: it is left alone, and said so
+    swept = one_json(run("cleanup", "--keep-last", "1", "--json", **blind))
+    assert swept["deleted"] == [] and [b["backup_id"] for b in swept["locked"]] == [backup["backup_id"]]
+    text = run("cleanup", "--keep-last", "1", "--dry-run", **blind)
+    assert text.returncode == 0 and "left alone: 1 backup(s)" in text.stdout and fp in text.stdout
+    assert one_json(run("verify", backup["backup_id"], "--json"))["ok"] is True
     # a second copy in a local folder, verified on arrival; then everything missing
     mirror = tmp_path / "mirror"
     copied = one_json(run("copy", backup["backup_id"], "--to", str(mirror), "--json"))
