@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import queue
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -57,10 +56,11 @@ def run_jobs(names: list[str], work: Callable[[str, Progress | None], T], jobs: 
     ``jobs`` <= 1 (or one name) runs in the calling thread, reporting straight
     to ``progress``. Otherwise each runs in a thread of its own and its reports
     are relayed to ``progress`` on the calling thread (so a page may draw from
-    it). A failure cancels the jobs not started yet and stops the running ones
-    at their next report; once all have stopped, the results of those that
-    succeeded go to ``discard`` and, of the names that failed, the first in
-    ``names`` order gives the error raised.
+    it). A failure cancels the jobs after it in ``names`` order that have not
+    started yet and stops the running ones at their next report; the jobs
+    before it run to their end, so that the error raised is always that of the
+    first name in ``names`` order that fails, whatever the timing. Once all
+    have stopped, the results of those that succeeded go to ``discard``.
     """
     if jobs <= 1 or len(names) <= 1:
         done: dict[str, T] = {}
@@ -72,13 +72,16 @@ def run_jobs(names: list[str], work: Callable[[str, Progress | None], T], jobs: 
             raise
         return done
     events: "queue.SimpleQueue[tuple[str, int, int]]" = queue.SimpleQueue()
-    stop = threading.Event()
+    # jobs after this position in ``names`` stop (len(names): none; -1: all, the caller was interrupted)
+    stop_after = [len(names)]
 
-    def relay(collection: str, done: int, total: int) -> None:
-        if stop.is_set():
-            raise JobCancelled("stopped: another collection failed")
-        if progress is not None:
-            events.put((collection, done, total))
+    def relay_for(position: int) -> Callable[[str, int, int], None]:
+        def relay(collection: str, done: int, total: int) -> None:
+            if position > stop_after[0]:
+                raise JobCancelled("stopped: another collection failed")
+            if progress is not None:
+                events.put((collection, done, total))
+        return relay
 
     def drain() -> None:
         while progress is not None:
@@ -92,7 +95,8 @@ def run_jobs(names: list[str], work: Callable[[str, Progress | None], T], jobs: 
     errors: dict[str, BaseException] = {}
     interrupted: BaseException | None = None
     with ThreadPoolExecutor(max_workers=min(jobs, len(names)), thread_name_prefix="backup-job") as pool:
-        futures: dict[Future, str] = {pool.submit(work, n, relay): n for n in names}
+        futures: dict[Future, str] = {pool.submit(work, n, relay_for(i)): n for i, n in enumerate(names)}
+        position = {n: i for i, n in enumerate(names)}
         pending = set(futures)
         while pending:
             try:
@@ -110,10 +114,12 @@ def run_jobs(names: list[str], work: Callable[[str, Progress | None], T], jobs: 
                     results[futures[f]] = f.result()
                 elif not isinstance(exc, JobCancelled):
                     errors[futures[f]] = exc
-            if (errors or interrupted is not None) and not stop.is_set():
-                stop.set()
+            first = -1 if interrupted is not None else min((position[n] for n in errors), default=len(names))
+            if first < stop_after[0]:
+                stop_after[0] = first
                 for f in pending:
-                    f.cancel()
+                    if position[futures[f]] > first:
+                        f.cancel()
     if interrupted is None and not errors:
         drain()
         return {n: results[n] for n in names}

@@ -261,3 +261,48 @@ def test_run_jobs_relays_errors_in_order_and_discards_results():
     assert run_jobs(["x", "y"], lambda n, r: n * 2, 2) == {"x": "xx", "y": "yy"}
     assert run_jobs(["x", "y"], lambda n, r: n * 2, 1) == {"x": "xx", "y": "yy"}
     assert issubclass(JobCancelled, Exception)
+
+
+def test_a_later_failure_never_hides_an_earlier_one():
+    """The error is the first failing name's in order, whatever the timing: a later job's failure
+    does not stop the jobs before it (it would hide their errors), only those after it."""
+    from backup_core.backup import run_jobs
+
+    later_failed = threading.Event()
+    reports = []
+
+    def work(name, report):
+        if name == "late":
+            raise KeyError("late broke")
+        if name == "early":
+            later_failed.wait(10)
+            for i in range(20):  # keeps reporting after the later failure: not stopped
+                report(name, i, 20)
+                threading.Event().wait(0.01)
+            raise ValueError("early broke")
+        for i in range(1000):  # after the failures in order: stopped at its next report
+            report(name, i, 1000)
+            threading.Event().wait(0.01)
+        return name
+
+    def progress(*event):
+        reports.append(event)
+
+    import backup_core.backup as backup_mod
+
+    real_wait = backup_mod.wait
+
+    def wait_then_signal(*a, **kw):  # let "early" go on once the later failure was seen
+        out = real_wait(*a, **kw)
+        if any(f.exception() is not None for f in out[0] if not f.cancelled()):
+            later_failed.set()
+        return out
+
+    backup_mod.wait = wait_then_signal
+    try:
+        with pytest.raises(ValueError, match="early broke"):
+            run_jobs(["early", "late", "after"], work, 3, progress)
+    finally:
+        backup_mod.wait = real_wait
+    assert len([r for r in reports if r[0] == "early"]) == 20
+    assert len([r for r in reports if r[0] == "after"]) < 1000
