@@ -202,11 +202,14 @@ class CleanupResult:
     # encrypted backups whose key is not configured: their dates and triggers cannot be read, so
     # the policy cannot judge them and they are left alone ({backup_id, day, key_fingerprint, ...})
     locked: list[dict] = field(default_factory=list)
+    # folders that are not readable backups (damaged, tampered): never deleted by clean-up
+    unreadable: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"deleted": self.deleted, "kept": self.kept, "dry_run": self.dry_run,
                 "freed_bytes": self.freed_bytes, "policy": self.policy,
-                "decisions": [d.to_json() for d in self.decisions], "locked": self.locked}
+                "decisions": [d.to_json() for d in self.decisions], "locked": self.locked,
+                "unreadable": self.unreadable}
 
     def to_text(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
@@ -219,6 +222,10 @@ class CleanupResult:
             lines.append(f"left alone: {len(self.locked)} backup(s) encrypted with a key that is not configured "
                          f"({', '.join(keys)}); add its key file to BACKUP_KEY_FILES to include them")
             lines.extend(f"  skip   {b['backup_id']}" for b in self.locked)
+        if self.unreadable:
+            lines.append(f"left alone: {len(self.unreadable)} folder(s) that are not readable backups "
+                         "(run `python -m backup_core list` for why)")
+            lines.extend(f"  skip   {problem}" for problem in self.unreadable)
         return "\n".join(lines)
 
 
@@ -239,12 +246,14 @@ def cleanup(store: Store, policy: RetentionPolicy | timedelta | None = None, *, 
     with operation(store, action, user=user, lock=not dry_run,
                    details={"trigger": trigger, "policy": policy.effective().to_json()}) as op:
         locked: list[dict] = []
-        decisions = apply_policy(store.list_backups(locked=locked), policy, now)
+        unreadable: list[str] = []
+        decisions = apply_policy(store.list_backups(errors=unreadable, locked=locked), policy, now)
         if expect is not None and sorted(d.backup_id for d in decisions if not d.keep) != sorted(expect):
             raise UsageError("the backups changed since the preview (a backup was made or deleted): nothing "
                              "was deleted; look at the new preview and confirm again")
         result = CleanupResult(dry_run=dry_run, policy=policy.effective().to_json(), decisions=decisions,
-                               kept=sum(1 for d in decisions if d.keep), locked=locked)
+                               kept=sum(1 for d in decisions if d.keep), locked=locked,
+                               unreadable=unreadable)
         for d in decisions:
             if d.keep:
                 continue

@@ -47,6 +47,19 @@ def test_an_old_newest_backup_is_kept(db, store):
     assert [b.backup_id for b in store.list_backups()] == [only]
 
 
+
+def test_a_tampered_old_backup_is_left_alone_and_named(db, store):
+    db["a"].insert_one({"x": 1})
+    old = _aged(store, create_backup(db, store, BackupOptions(user="t")).backup_id, 30)
+    create_backup(db, store, BackupOptions(user="t"))
+    manifest = store.folder(old) / MANIFEST
+    manifest.write_text(manifest.read_text().replace('"count": 1', '"count": 2'))  # hash no longer matches
+    res = cleanup(store, timedelta(days=7), user="t")
+    assert res.deleted == [] and len(res.unreadable) == 1 and old in res.unreadable[0]
+    assert manifest.exists() and "left alone: 1 folder(s)" in res.to_text()
+    assert res.to_json()["unreadable"] == res.unreadable
+
+
 # ---------------------------------------------------------------- tiered policy (restic's forget)
 
 from backup_core.retention import RetentionPolicy, apply_policy  # noqa: E402
