@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from unittest import mock
 
 import pymongo
 
@@ -69,10 +70,9 @@ def run(client: pymongo.MongoClient, n: int = 1000, db_name: str = "bench_offsit
     client.drop_database(db_name)
     tmp = Path(tempfile.mkdtemp(prefix="bench-offsite-"))
     proc, endpoint = _moto()
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                      AWS_DEFAULT_REGION="us-east-1")
+    aws = mock.patch.dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench",
+                          AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+    aws.start()
     try:
         from backup_core.store.s3 import client as s3_client
 
@@ -100,11 +100,7 @@ def run(client: pymongo.MongoClient, n: int = 1000, db_name: str = "bench_offsit
             "offsite_encrypted_restore_s3_vs_local": round(ser / lr, 3),
         }
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        aws.stop()
         proc.terminate()
         proc.wait(10)
         client.drop_database(db_name)

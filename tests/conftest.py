@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from unittest import mock
 
 import pymongo
 import pytest
@@ -91,17 +92,11 @@ def s3_endpoint():
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in (*S3_ENV, "AWS_ENDPOINT_URL")}
-    os.environ.update(S3_ENV, AWS_ENDPOINT_URL=url)
     try:
-        wait_for_port(port)
-        yield url
+        with mock.patch.dict(os.environ, S3_ENV, AWS_ENDPOINT_URL=url):
+            wait_for_port(port)
+            yield url
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         proc.terminate()
         try:
             proc.wait(10)
