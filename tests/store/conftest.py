@@ -31,8 +31,17 @@ def stored_objects(store) -> dict[str, bytes]:
     return {str(p.relative_to(store.root)): p.read_bytes() for p in store.root.rglob("*") if p.is_file()}
 
 
-@pytest.fixture(params=["local", "s3", "local+key", "s3+key"])
-def any_store(request, tmp_path):
+def _store(request, tmp_path):
     keyring = Keyring(Key(os.urandom(32))) if request.param.endswith("+key") else Keyring()
     root = request.getfixturevalue("s3_root") if request.param.startswith("s3") else tmp_path / "store"
     return open_store(root, keyring)
+
+
+@pytest.fixture(params=["local", "s3", "local+key", "s3+key"])
+def any_store(request, tmp_path):
+    return _store(request, tmp_path)
+
+
+@pytest.fixture(params=["local+key", "s3+key"])
+def encrypted_store(request, tmp_path):
+    return _store(request, tmp_path)

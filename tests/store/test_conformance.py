@@ -189,10 +189,8 @@ def test_any_document_comes_back_byte_for_byte(any_store, docs):
     store.delete(backup_id)
 
 
-def test_encrypted_stores_keep_nothing_readable(any_store, db):
-    store = any_store
-    if store.keyring.current is None:
-        pytest.skip("only for encrypted stores")
+def test_encrypted_stores_keep_nothing_readable(encrypted_store, db):
+    store = encrypted_store
     db["Secret_Projects"].insert_many([{"_id": i, "codename": f"BLUEBIRD-{i}"} for i in range(20)])
     db["Secret_Projects"].create_index("codename", name="by_codename_index")
     res = create_backup(db, store, BackupOptions(user="t"))
@@ -205,12 +203,10 @@ def test_encrypted_stores_keep_nothing_readable(any_store, db):
     assert store.verify(res.backup_id).ok
 
 
-def test_a_missing_key_is_refused_naming_its_fingerprint(any_store, db, tmp_path):
+def test_a_missing_key_is_refused_naming_its_fingerprint(encrypted_store, db, tmp_path):
     from backup_core.store import Key, Keyring, open_store
 
-    store = any_store
-    if store.keyring.current is None:
-        pytest.skip("only for encrypted stores")
+    store = encrypted_store
     db[EQ].insert_many([{"_id": i} for i in range(5)])
     res = create_backup(db, store, BackupOptions(user="t"))
     fp = store.keyring.current.fingerprint
