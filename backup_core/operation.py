@@ -96,7 +96,7 @@ def _same_store(a: Any, b: Any) -> bool:
 
 
 @contextmanager
-def operation(store: Any, action: str, *, user: str, details: dict | None = None, lock: bool = True,
+def operation(store: Any, action: str, *, user: str, details: dict | None = None, lock: bool | str = True,
               lock_timeout: float = DEFAULT_TIMEOUT, meta_db: str | None = None) -> Iterator[Operation]:
     """Run one audited operation on ``store`` (see the module docstring)."""
     outer = current()
@@ -115,8 +115,10 @@ def operation(store: Any, action: str, *, user: str, details: dict | None = None
     with _running_guard:
         _running.add(op.id)
     try:
-        with store.lock(action, lock_timeout) if lock else nullcontext():
-            if lock:
+        # lock: True (exclusive), "shared" (readers that clean-up must wait for), or False (none)
+        held = store.lock(action, lock_timeout, exclusive=lock != "shared") if lock else nullcontext()
+        with held:
+            if lock is True:
                 swept = store.sweep()
                 if swept:
                     op.note(swept=swept)

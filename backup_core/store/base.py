@@ -326,8 +326,9 @@ class Store(ABC):
         ...
 
     @abstractmethod
-    def lock(self, operation: str, timeout: float) -> ContextManager[None]:
-        """The exclusive lock of this root for backup, restore, clean-up, delete and import."""
+    def lock(self, operation: str, timeout: float, *, exclusive: bool = True) -> ContextManager[None]:
+        """The lock of this root: exclusive for backup, restore, clean-up, delete and import; shared
+        for readers that only clean-up must wait for."""
 
     @abstractmethod
     def sweep(self) -> list[str]:

@@ -245,7 +245,7 @@ class LocalStore(Store):
         fsync_dir(path.parent)
         shutil.rmtree(trash, ignore_errors=True)
 
-    def lock(self, operation: str, timeout: float = DEFAULT_TIMEOUT):
+    def lock(self, operation: str, timeout: float = DEFAULT_TIMEOUT, *, exclusive: bool = True):
         return root_lock(self.root, operation, timeout)
 
     def state(self, area: str) -> "LocalStateFiles":

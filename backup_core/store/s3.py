@@ -608,7 +608,7 @@ class S3Store(Store):
         # ... except data that kept backups still refer to (deduplicated): that stays until none does
         self._delete_keys([k for k in keys if k not in manifests and k[len(self.prefix_slash):] not in referenced])
 
-    def lock(self, operation: str, timeout: float = 10.0):
+    def lock(self, operation: str, timeout: float = 10.0, *, exclusive: bool = True):
         return self._lock.hold(operation, timeout)
 
     def check_lock(self) -> None:
