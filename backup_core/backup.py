@@ -30,7 +30,7 @@ from .errors import StorageError, UsageError
 from .mongoutil import (backup_reads, index_specs, json_dialect, raw_collection, translate_errors,
                         user_collections)
 from .operation import operation
-from .store import FORMAT_VERSION, BackupWriter, Store, day_for, write_csv
+from .store import BackupWriter, Store, day_for
 from .timeutil import iso, utc_now
 
 Progress = Callable[[str, int, int], None]
@@ -247,7 +247,7 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
     now = utc_now()
     backup_id = store.new_backup_id(now)
     day = day_for(now)
-    writer = store.begin(backup_id, day)
+    writer = store.begin(backup_id, day)  # (the folder is always the id's weekday)
     jobs = default_jobs() if options.jobs is None else max(1, options.jobs)
     try:
         # a safety backup reads the primary: it must hold exactly what the restore will overwrite
@@ -261,7 +261,6 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
             entries = run_jobs(names, one, jobs, progress)
             consistency = reads.consistency()
         body = {
-            "format_version": FORMAT_VERSION,
             "backup_id": backup_id,
             "created_at": iso(now),
             "database": db.name,
@@ -299,7 +298,6 @@ def _backup_collection(db: Database, name: str, coll_options: dict, writer: Back
     coll = raw_collection(db, name)
     with translate_errors(f"reading collection {name}"):
         expected = coll.estimated_document_count()
-    file_name = writer.file_name(name, compress)
 
     def docs() -> Iterator[bytes]:
         with translate_errors(f"reading collection {name}"):
@@ -313,20 +311,8 @@ def _backup_collection(db: Database, name: str, coll_options: dict, writer: Back
 
     if progress:
         progress(name, 0, expected)
-    with writer.open(file_name) as out:
-        written = write_csv(docs(), out, writer.scratch(f"{file_name}.spill"), compress=compress, progress=report)
-    # unchanged since an earlier backup: store it once (the file is shared, never written again)
-    writer.reuse(file_name, name, written.sha256, compress)
+    # unchanged since an earlier backup: the repository holds the object already and shares it
+    part = writer.write_part(name, "full", docs(), compress=compress, progress=report)
     if progress:
-        progress(name, written.count, written.count)
-    return {
-        "file": file_name,
-        "count": written.count,
-        "bytes": written.bytes,
-        "sha256": written.sha256,
-        "plain_bytes": written.plain_bytes,
-        "compressed": compress,
-        "schema": written.schema.to_json(),
-        "indexes": index_specs(coll),
-        "options": json_dialect(coll_options),
-    }
+        progress(name, part.count, part.count)
+    return {"count": part.count, "parts": [part], "indexes": index_specs(coll), "options": json_dialect(coll_options)}

@@ -103,6 +103,8 @@ class Settings:
     mirror_root: str | None = None               # BACKUP_MIRROR_ROOT: a second copy of every new backup
     notify_urls: tuple[str, ...] = field(default=(), repr=False)  # BACKUP_NOTIFY: apprise URLs (secrets)
     read_preference: str | None = None           # BACKUP_READ_PREFERENCE: where backups read (None: default)
+    allow_plaintext: bool = False                # BACKUP_ALLOW_PLAINTEXT / --allow-plaintext: trust unencrypted
+                                                 # backups although a key is configured
 
     @property
     def embedded(self) -> bool:
@@ -138,6 +140,7 @@ class Settings:
         root: str | os.PathLike | None = None,
         data_dir: str | os.PathLike | None = None,
         key_file: str | os.PathLike | None = None,
+        allow_plaintext: bool | None = None,
         env: Mapping[str, str] | None = None,
         secrets: Mapping[str, Any] | None = None,
     ) -> "Settings":
@@ -182,6 +185,7 @@ class Settings:
             mirror_root=_mirror(pick(None, "BACKUP_MIRROR_ROOT", None)),
             notify_urls=notify_urls(pick(None, "BACKUP_NOTIFY", "")),
             read_preference=_read_preference(pick(None, "BACKUP_READ_PREFERENCE", None)),
+            allow_plaintext=bool(allow_plaintext) or _flag(env.get("BACKUP_ALLOW_PLAINTEXT"), False),
         )
 
 
@@ -251,6 +255,32 @@ def notify_urls(value: object) -> tuple[str, ...]:
 
 def _mirror(value: object) -> str | None:
     return str(root_value(value)) if value not in (None, "") else None
+
+
+def cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``BACKUP_CACHE_DIR``: where spools of object-store backups live (default ``~/.cache/backup_core``)."""
+    raw = (os.environ if env is None else env).get("BACKUP_CACHE_DIR", "").strip()
+    return Path(raw) if raw else Path.home() / ".cache" / "backup_core"
+
+
+DEFAULT_LOCK_TTL_S = 300.0
+
+
+def lock_ttl_seconds(env: Mapping[str, str] | None = None) -> float:
+    """``BACKUP_LOCK_TTL_SECONDS``: how long a repository lock lives without renewal (default 300 s).
+
+    A lock not renewed within it counts as stale; a holder that was frozen longer loses it.
+    """
+    raw = (os.environ if env is None else env).get("BACKUP_LOCK_TTL_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_LOCK_TTL_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"BACKUP_LOCK_TTL_SECONDS must be a number of seconds, got {raw!r}") from None
+    if not (1.0 <= value <= 86400.0):
+        raise ConfigError(f"BACKUP_LOCK_TTL_SECONDS must be between 1 and 86400 seconds, got {raw!r}")
+    return value
 
 
 def debug_enabled(env: Mapping[str, str] | None = None) -> bool:

@@ -60,7 +60,7 @@ def keyring_of(settings: Settings) -> Keyring:
 
 def open_store(settings: Settings, root: str | None = None) -> Store:
     """The store of the configured backup root (or of ``root``), with the configured keys."""
-    return _open_store(root or settings.backup_root, keyring_of(settings))
+    return _open_store(root or settings.backup_root, keyring_of(settings), allow_plaintext=settings.allow_plaintext)
 
 
 @contextlib.contextmanager
@@ -78,6 +78,8 @@ def open_operation(settings: Settings, action: str, *, details: dict | None = No
     """``open_context`` plus an audited ``operation`` around everything, the connection included."""
     with open_context(settings) as ctx:
         kw = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
+        if settings.allow_plaintext and ctx.store.keyring.keys:
+            details = {**(details or {}), "allow_plaintext": True}  # on the record: unencrypted backups trusted
         with operation(ctx.store, action, user=settings.user, details=details, lock=lock,
                        meta_db=settings.meta_db, **kw) as op:
             ctx.op = op

@@ -82,6 +82,10 @@ class StorageError(BackupError):
     exit_code = 7
 
 
+class LockLost(StorageError):
+    """This process lost the lock it held (frozen, suspended or cut off past its lifetime): the operation stops."""
+
+
 class RestoreRefused(BackupError):
     """A restore was refused before any write (unconfirmed, unsafe input, ...)."""
 

@@ -1,11 +1,16 @@
 """A second copy: copying backups between roots (local <-> S3) and keeping a mirror up to date.
 
-``copy_backup`` copies one backup exactly as it is stored (an encrypted backup
-stays encrypted with its key; the manifest keeps its bytes and hash), through
-the destination store's staging, manifest last, and verifies it on arrival
-(every file decrypted, hashed and decoded); a copy that does not verify is
-removed again and the copy fails. ``mirror_status`` says, per backup, where
-copies exist and whether the mirror is behind.
+``copy_backups`` brings backups into another repository through the one path
+copies and imports share (``store.arrival.bring``): every data object the
+target lacks is fetched, the backup is checked as it will stand in the target
+(every part decrypted, hashed and decoded), the objects are saved and the
+manifest is committed last, with its exact bytes (an encrypted backup stays
+encrypted with its key). The target never depends on the source, and what the
+target holds already is never stored twice. A backup that cannot be copied
+(encrypted with a key that is not configured, damaged) is reported as
+skipped with the reason, and the copy then fails (exit non-zero) after
+copying everything else. ``mirror_status`` says, per backup, where copies
+exist and whether the mirror is behind.
 """
 
 from __future__ import annotations
@@ -13,63 +18,55 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from .errors import IntegrityError, StorageError
+from .errors import BackupError, StorageError
 from .operation import operation
 from .store import BackupInfo, Store
+from .store.arrival import bring, fetch_from
 from .timeutil import utc_now
 
-CHUNK = 1 << 20
+
+class CopyIncomplete(StorageError):
+    """Some of the backups asked for could not be copied (the others were)."""
 
 
 @dataclass
 class CopyResult:
     copied: list[str] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
+    repaired: dict[str, list[str]] = field(default_factory=dict)  # backup -> parts an earlier copy lacked
+    skipped: list[dict] = field(default_factory=list)  # {"backup_id", "reason"}
     source: str = ""
     destination: str = ""
     bytes: int = 0
 
     def to_json(self) -> dict:
-        return {"copied": self.copied, "already_present": self.already_present, "source": self.source,
-                "destination": self.destination, "bytes": self.bytes,
+        done = self.copied + self.already_present
+        return {"copied": self.copied, "already_present": self.already_present, "repaired": self.repaired,
+                "skipped": self.skipped, "source": self.source, "destination": self.destination,
+                "bytes": self.bytes,
                 # a single copy also answers with the contract's {"backup_id", "path"}
-                **({"backup_id": (self.copied or self.already_present)[0],
-                    "path": f"{self.destination}/{(self.copied or self.already_present)[0]}"}
-                   if len(self.copied) + len(self.already_present) == 1 else {})}
+                **({"backup_id": done[0], "path": f"{self.destination}/{done[0]}"} if len(done) == 1 else {})}
 
     def to_text(self) -> str:
         lines = [f"copied {len(self.copied)} backup(s) from {self.source} to {self.destination} "
-                 f"({self.bytes} bytes)"]
+                 f"({self.bytes} bytes)" + (f"; skipped {len(self.skipped)}" if self.skipped else "")]
         lines += [f"  {b}: copied and verified" for b in self.copied]
-        lines += [f"  {b}: already there (identical)" for b in self.already_present]
+        lines += [f"  {b}: already there (identical)" + (f", brought {len(self.repaired[b])} missing part(s)"
+                                                         if b in self.repaired else "")
+                  for b in self.already_present]
+        lines += [f"  {s['backup_id']}: SKIPPED, {s['reason']}" for s in self.skipped]
         return "\n".join(lines)
 
 
 def _copy_one(src: Store, dst: Store, info: BackupInfo, result: CopyResult) -> None:
-    if dst.exists(info.backup_id):
-        there = dst.get(info.backup_id)
-        if there.stored_manifest != info.stored_manifest:
-            raise IntegrityError(f"{dst.url} already holds a different backup with id {info.backup_id}; "
-                                 "it is not replaced")
+    arrival = bring(dst, info, fetch_from(src, info))
+    result.bytes += arrival.bytes
+    if arrival.arrived:
+        result.copied.append(info.backup_id)
+    else:
         result.already_present.append(info.backup_id)
-        return
-    writer = dst.begin(info.backup_id, info.day)
-    try:
-        for name, entry in info.collections.items():
-            with src.open_stored(info, name) as fh, writer.open_raw(entry.file) as out:
-                while chunk := fh.read(CHUNK):
-                    out.write(chunk)
-                    result.bytes += len(chunk)
-        writer.commit_manifest(info.manifest, src.manifest_bytes(info))
-    except BaseException:
-        writer.abort()
-        raise
-    check = dst.verify(info.backup_id, deep=True)
-    if not check.ok:
-        dst.delete(info.backup_id)
-        raise IntegrityError(f"the copy of {info.backup_id} in {dst.url} does not verify: "
-                             f"{'; '.join(check.problems)}; it was removed", payload=check.to_json())
-    result.copied.append(info.backup_id)
+        if arrival.repaired:
+            result.repaired[info.backup_id] = arrival.repaired
 
 
 def copy_backups(src: Store, dst: Store, backup_ids: list[str] | None, *, user: str,
@@ -79,15 +76,36 @@ def copy_backups(src: Store, dst: Store, backup_ids: list[str] | None, *, user: 
         raise StorageError(f"source and destination are the same root ({src.url})")
     result = CopyResult(source=src.url, destination=dst.url)
     with operation(dst, "copy", user=user, details={"source": src.url, "backup_ids": backup_ids,
-                                                    "all_missing": all_missing or None}) as op:
+                                                    "all_missing": all_missing or None}) as op, \
+            src.lock("copy from", 10.0, mode="read"):
+        chosen: list[BackupInfo] = []
         if all_missing:
-            have = {b.backup_id for b in dst.list_backups()}
-            chosen = [b for b in reversed(src.list_backups()) if b.backup_id not in have]
+            locked: list[dict] = []
+            errors: list[str] = []
+            have = {b.backup_id for b in dst.list_backups(trust=False)}
+            chosen = [b for b in reversed(src.list_backups(locked=locked, errors=errors)) if b.backup_id not in have]
+            result.skipped += [{"backup_id": b["backup_id"], "reason": f"encrypted with key {b['key_fingerprint']}, "
+                                "which is not configured"} for b in locked if b["backup_id"] not in have]
+            result.skipped += [{"backup_id": e.split(": ", 1)[0].rsplit("/", 1)[-1], "reason": e.split(": ", 1)[-1]}
+                               for e in errors]
         else:
-            chosen = [src.get(b) for b in backup_ids or []]
+            for backup_id in backup_ids or []:
+                try:
+                    chosen.append(src.get(backup_id))
+                except BackupError as exc:
+                    result.skipped.append({"backup_id": backup_id, "reason": str(exc)})
         for info in chosen:
-            _copy_one(src, dst, info, result)
-        op.note(copied=result.copied, already_present=result.already_present or None, bytes=result.bytes)
+            try:
+                _copy_one(src, dst, info, result)
+            except BackupError as exc:
+                result.skipped.append({"backup_id": info.backup_id, "reason": str(exc)})
+        op.note(copied=result.copied, already_present=result.already_present or None, bytes=result.bytes,
+                skipped=[s["backup_id"] for s in result.skipped] or None)
+        if result.skipped:
+            raise CopyIncomplete(f"copied {len(result.copied)} backup(s) to {dst.url}, but could not copy "
+                                 f"{len(result.skipped)}: " + "; ".join(f"{s['backup_id']}: {s['reason']}"
+                                                                         for s in result.skipped),
+                                 payload=result.to_json())
     return result
 
 

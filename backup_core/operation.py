@@ -115,10 +115,12 @@ def operation(store: Any, action: str, *, user: str, details: dict | None = None
     with _running_guard:
         _running.add(op.id)
     try:
-        # lock: True (exclusive), "shared" (readers that clean-up must wait for), or False (none)
-        held = store.lock(action, lock_timeout, exclusive=lock != "shared") if lock else nullcontext()
+        # lock: True (a writer: one at a time, readers allowed), "exclusive" (clean-up: nothing else),
+        # "shared" (a reader that clean-up must wait for), or False (none)
+        mode = {True: "write", "exclusive": "exclusive", "shared": "read"}.get(lock)  # type: ignore[call-overload]
+        held = store.lock(action, lock_timeout, mode=mode) if mode else nullcontext()
         with held:
-            if lock is True:
+            if mode in ("write", "exclusive"):
                 swept = store.sweep()
                 if swept:
                     op.note(swept=swept)

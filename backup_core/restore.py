@@ -4,7 +4,9 @@ Order of a restore (each step only if the previous one succeeded), inside one
 audited, locked operation (``operation.py``):
 
 1. validate everything without writing: options, confirmation, the backup's
-   manifest and hashes (``Store.require_verified``), the source database name,
+   manifest, the presence of its data (each part is then read once, through
+   the checker's hashing reader: a damaged part stops the restore while it
+   plans), the source database name,
    then a full decode of every chosen collection while pairing it with live
    data (``compare.BackupIndex``): row counts against the manifest, key
    uniqueness on both sides as MongoDB sees it (int32 ``1`` and int64 ``1`` are
@@ -356,7 +358,9 @@ def _validate(db: Database, store: Store, backup_id: str, o: RestoreOptions) -> 
         if n.startswith("system."):
             raise RestoreRefused(f"backup {info.backup_id} contains collection {n!r}, which cannot be restored")
     if names:
-        store.require_verified(info.backup_id, names)
+        # present and of the right size now; every byte is then proved while planning reads it, before
+        # anything is written
+        store.require_present(info, names)
     return info, names, drops
 
 
@@ -539,14 +543,14 @@ def _execute(db: Database, store: Store, info: BackupInfo, plans: dict[str, _Pla
     direct = {p.name: p for p in plans.values() if not p.staged}
     registry = StagingRegistry.of(db, op.meta_db)
     if staged:
-        _replace_collections(db, info, staged, o, progress, registry, op.id, jobs)
+        _replace_collections(db, info, staged, o, progress, registry, op.id, jobs, lock_check=store.check_lock)
     started: set[str] = set()
     guard = threading.Lock()
 
     def write(name: str, report: Progress | None) -> None:
         with guard:
             started.add(name)
-        _write_ops(db, direct[name], o, report)
+        _write_ops(db, direct[name], o, report, lock_check=store.check_lock)
 
     try:
         run_jobs(list(direct), write, jobs, progress)
@@ -580,7 +584,8 @@ def _roll_back(db: Database, store: Store, safety_id: str, names: list[str], reg
 
 
 def _replace_collections(db: Database, info: BackupInfo, plans: list[_Plan], o: RestoreOptions,
-                         progress: Progress | None, registry: StagingRegistry, op_id: str, jobs: int = 1) -> None:
+                         progress: Progress | None, registry: StagingRegistry, op_id: str, jobs: int = 1,
+                         lock_check: Callable[[], None] | None = None) -> None:
     """Stage every collection (``jobs`` at a time), then swap them in one after the other, in order."""
     temps: dict[str, str] = {}
     guard = threading.Lock()
@@ -604,6 +609,8 @@ def _replace_collections(db: Database, info: BackupInfo, plans: list[_Plan], o: 
     swapped: list[str] = []
     try:
         for p in plans:
+            if lock_check is not None:
+                lock_check()  # a restore whose lock was lost stops before its next swap
             with translate_errors(f"swapping in restored collection {p.name}"):
                 rename_collection(db, temps[p.name], p.name, drop_target=True)
             swapped.append(p.name)
@@ -667,7 +674,8 @@ def _id_filter(id_bytes: bytes) -> RawBSONDocument:
     return key_filter("_id", id_bytes)
 
 
-def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | None) -> None:
+def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | None,
+              lock_check: Callable[[], None] | None = None) -> None:
     coll = raw_collection(db, p.name)
     assert p.ops is not None
     total, done, applied = len(p.ops), 0, 0
@@ -676,6 +684,8 @@ def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | N
     def flush() -> None:
         nonlocal requests, applied
         if requests:
+            if lock_check is not None:
+                lock_check()
             try:
                 coll.bulk_write(requests, ordered=True)
             except PyMongoError as exc:

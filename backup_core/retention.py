@@ -119,18 +119,21 @@ class Decision:
                 "keep": self.keep, "reasons": self.reasons, "bytes": self.bytes, "freed_bytes": self.freed}
 
 
-def _stored_data(info: BackupInfo) -> dict[tuple[str, str], int]:
-    """The stored data a backup refers to, by identity (deduplicated data: the backup that first stored it)."""
-    return {(e.reused_from or info.backup_id, e.file): e.stored_bytes if e.stored_bytes >= 0
-            else e.bytes for e in info.collections.values()}
+def _stored_data(info: BackupInfo) -> dict[str, int]:
+    """The stored objects a backup refers to (name -> stored size), its manifest included."""
+    out = {p.location: p.stored_bytes for e in info.collections.values() for p in e.stored_parts()}
+    out[f"{info.day}/{info.backup_id}/manifest"] = len(info.stored_manifest)
+    return out
 
 
 def _count_freed(ordered: list[BackupInfo], decisions: dict[str, Decision]) -> None:
-    kept: set[tuple[str, str]] = set()
+    """What deleting each backup frees: its manifest and the objects no kept backup refers to (each
+    object counted once, with the newest deleted backup that refers to it)."""
+    kept: set[str] = set()
     for b in ordered:
         if decisions[b.backup_id].keep:
             kept.update(_stored_data(b))
-    counted: set[tuple[str, str]] = set()
+    counted: set[str] = set()
     for b in ordered:
         d = decisions[b.backup_id]
         if d.keep:
@@ -204,16 +207,21 @@ class CleanupResult:
     locked: list[dict] = field(default_factory=list)
     # folders that are not readable backups (damaged, tampered): never deleted by clean-up
     unreadable: list[str] = field(default_factory=list)
+    # garbage collection of data objects no backup refers to (``Repository.prune``)
+    prune: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"deleted": self.deleted, "kept": self.kept, "dry_run": self.dry_run,
                 "freed_bytes": self.freed_bytes, "policy": self.policy,
                 "decisions": [d.to_json() for d in self.decisions], "locked": self.locked,
-                "unreadable": self.unreadable}
+                "unreadable": self.unreadable, "prune": self.prune}
 
     def to_text(self) -> str:
+        from .progress import human_bytes
+
         verb = "would delete" if self.dry_run else "deleted"
-        lines = [f"{verb} {len(self.deleted)} backup(s), kept {self.kept}"]
+        freed = "would free" if self.dry_run else "freed"
+        lines = [f"{verb} {len(self.deleted)} backup(s), kept {self.kept}; {freed} {human_bytes(self.freed_bytes)}"]
         for d in self.decisions:
             what = "keep  " if d.keep else ("delete" if not self.dry_run else "would delete")
             lines.append(f"  {what} {d.backup_id} ({d.trigger})" + (f": {', '.join(d.reasons)}" if d.reasons else ""))
@@ -226,6 +234,10 @@ class CleanupResult:
             lines.append(f"left alone: {len(self.unreadable)} folder(s) that are not readable backups "
                          "(run `python -m backup_core list` for why)")
             lines.extend(f"  skip   {problem}" for problem in self.unreadable)
+        blocked = self.prune.get("blocked_by") or []
+        if blocked or (self.dry_run and (self.locked or self.unreadable)):
+            lines.append("data no backup needs any more stays until every backup can be read (a backup that "
+                         "cannot be read may share it)")
         return "\n".join(lines)
 
 
@@ -243,26 +255,33 @@ def cleanup(store: Store, policy: RetentionPolicy | timedelta | None = None, *, 
     elif isinstance(policy, timedelta):
         policy = RetentionPolicy(older_than=policy)
     action = "cleanup_dry_run" if dry_run else "cleanup"
-    with operation(store, action, user=user, lock=not dry_run,
+    with operation(store, action, user=user, lock=False if dry_run else "exclusive",
                    details={"trigger": trigger, "policy": policy.effective().to_json()}) as op:
         locked: list[dict] = []
         unreadable: list[str] = []
-        decisions = apply_policy(store.list_backups(errors=unreadable, locked=locked), policy, now)
+        listed = store.list_backups(errors=unreadable, locked=locked)
+        infos = {b.backup_id: b for b in listed}
+        decisions = apply_policy(listed, policy, now)
         if expect is not None and sorted(d.backup_id for d in decisions if not d.keep) != sorted(expect):
             raise UsageError("the backups changed since the preview (a backup was made or deleted): nothing "
                              "was deleted; look at the new preview and confirm again")
         result = CleanupResult(dry_run=dry_run, policy=policy.effective().to_json(), decisions=decisions,
                                kept=sum(1 for d in decisions if d.keep), locked=locked,
                                unreadable=unreadable)
-        for d in decisions:
-            if d.keep:
-                continue
-            if not dry_run:
-                store.delete(d.backup_id)
-            result.deleted.append(d.backup_id)
-            result.freed_bytes += d.freed
+        doomed = [d for d in decisions if not d.keep]
+        result.deleted = [d.backup_id for d in doomed]
+        if dry_run:
+            # data objects go only when every manifest can be read (a locked one may share them)
+            result.freed_bytes = sum(d.freed for d in doomed) if not (locked or unreadable) else \
+                sum(len(infos[d.backup_id].stored_manifest) for d in doomed)
+        else:
+            store.forget([infos[d.backup_id] for d in doomed])
+            pruned = store.prune()
+            result.prune = pruned.to_json()
+            result.freed_bytes = pruned.freed_bytes + sum(len(infos[d.backup_id].stored_manifest) for d in doomed)
         op.note(deleted=result.deleted, freed_bytes=result.freed_bytes, kept=result.kept,
-                left_alone=[b["backup_id"] for b in locked])
+                left_alone=[b["backup_id"] for b in locked], prune_blocked=len(result.prune.get("blocked_by") or [])
+                or None)
         return result
 
 

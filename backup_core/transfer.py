@@ -1,38 +1,40 @@
 """Moving backups between environments: one zip file out, one verified zip file in.
 
-Export writes ``<backup_id>/manifest.json`` and ``<backup_id>/<file>`` for
-every file the manifest lists, with the exact bytes on disk (the manifest is
-never rewritten, so its hash still holds on the other side). Each data file
-is hashed while it is zipped and must match the manifest, so a damaged
-backup is never shipped.
+Export writes ``<backup_id>/manifest.json`` (``manifest.enc`` when encrypted)
+and every data part the backup needs (``archive_names``: the readable file
+names of its folder, or the object ids of an encrypted backup), with the exact
+bytes the repository stores (the manifest is never rewritten, so its hash
+still holds on the other side). Every part is proved while it is zipped (its
+SHA-256 through the checker's hashing reader, decrypted when encrypted), so a
+damaged backup is never shipped, and the archive is self-contained: an
+incremental backup carries the full copy and every step it builds on.
 
-Import treats the archive as hostile until proven otherwise:
+Import treats the archive as hostile until proven otherwise, then opens it as
+a read-only source and brings the backup in through the same path as a copy
+(``store.arrival.bring``: every part checked, every row decoded, keys unique
+as MongoDB sees them, before anything is written; manifest last):
 
 1. size: the archive may not exceed ``max_bytes`` (default 100 MB, env
    ``BACKUP_IMPORT_MAX_MB``), and neither the uncompressed total declared in
    the central directory nor the bytes actually inflated may exceed
    ``BOMB_FACTOR`` times that;
-2. shape: exactly one folder named like a backup id, holding only
-   ``manifest.json`` and the files the manifest lists; no absolute paths,
-   ``..``, backslashes, nested folders, links or other special entries,
-   duplicate names, encrypted or exotically compressed entries;
-3. content: the manifest must parse and match its own hash, every file its
-   size and sha256, and ``Store.verify`` (deep: every row decoded) must pass
-   on the extracted copy;
-4. commit: each file is extracted to a private temporary folder, checked
-   (size, sha256, every row decoded, keys unique as MongoDB sees them), then
-   copied into the store's staging area; the manifest is committed last with
-   its exact bytes, so the backup appears complete or not at all. An existing
-   backup with that id is never replaced; a byte-identical one is reported as
-   already present.
+2. shape: exactly one folder named like a backup id, holding only the
+   manifest and the files the manifest needs; no absolute paths, ``..``,
+   backslashes, nested folders, links or other special entries, duplicate
+   names, encrypted or exotically compressed entries;
+3. content: the manifest must parse and match its own hash (a plaintext one
+   is refused where a key is configured, unless ``--allow-plaintext``); every
+   part its size and SHA-256; every row must decode;
+4. commit: an existing backup with that id is never replaced; an identical
+   one is reported as already present (and completed if parts were missing).
 
 Both run as audited operations (``operation.py``); the import holds the
-store's lock, the export only reads. Only the store knows where files live.
+repository's write lock, the export a read lock (clean-up waits for it).
+Archives of formats 1 and 2 (one file per collection) are still imported.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import stat
@@ -47,11 +49,14 @@ from typing import BinaryIO
 from .config import DEFAULT_IMPORT_MB
 from .errors import FormatError, IntegrityError, StorageError, UsageError
 from .operation import operation
-from .store import ID_RE, MANIFEST, WEEKDAYS, BackupInfo, Manifest, Store, check_collection, day_for
-from .store.crypto import DecryptingReader, Keyring, decrypt_bytes, is_encrypted
-from .store.layout import MANIFEST_ENC
+from .store import ID_RE, MANIFEST, BackupInfo, Manifest, Store
+from .store.arrival import bring
+from .store.checker import HashingReader
+from .store.crypto import DecryptingReader, decrypt_bytes, header_fingerprint, is_encrypted
 from .store.csvfile import CountingWriter
-from .store.manifest import MAX_MANIFEST_BYTES
+from .store.layout import MANIFEST_ENC, PART_SUFFIX, view_stem
+from .store.manifest import MAX_MANIFEST_BYTES, Part
+from .store.repository import Unauthenticated, day_of
 
 DEFAULT_MAX_MB = DEFAULT_IMPORT_MB
 BOMB_FACTOR = 4
@@ -104,11 +109,35 @@ def _zip_time(created_at: str) -> tuple:
     return (1980, 1, 1, 0, 0, 0)
 
 
+def archive_names(info: BackupInfo) -> dict[str, str]:
+    """Each stored part's file name inside the archive's backup folder (parts shared by two collections
+    once). Unencrypted: the readable names of the backup's folder (steps of an incremental backup
+    numbered); encrypted: object ids, which say nothing about the collections."""
+    names: dict[str, str] = {}
+    for collection, entry in info.collections.items():
+        for i, part in enumerate(entry.stored_parts()):
+            if part.location in names:
+                continue
+            if info.manifest.format_version < 3 or (info.encrypted and part.kind != "index"):
+                name = part.file
+            elif info.encrypted:
+                name = f"{part.object}.index.enc"
+            elif part.kind == "index":
+                name = f"{view_stem(collection)}.index"
+            elif i == 0:
+                name = part.file
+            else:
+                name = (f"{view_stem(collection)}.step{(i + 1) // 2:03d}{PART_SUFFIX[part.kind]}.csv"
+                        + (".gz" if part.compressed else ""))
+            names[part.location] = name
+    return names
+
+
 def export_backup(store: Store, backup_id: str, out: Path | str | BinaryIO,
                   user: str = "unknown") -> ExportResult:
     """Write backup ``backup_id`` as one zip to ``out`` (a path, replaced atomically, or a stream)."""
     to_path = isinstance(out, (str, os.PathLike))
-    with operation(store, "export", user=user, lock=False,
+    with operation(store, "export", user=user, lock="shared",
                    details={"backup_id": backup_id, "out": str(out) if to_path else None}) as op:
         info = store.get(backup_id)
         if to_path:
@@ -133,40 +162,60 @@ def export_backup(store: Store, backup_id: str, out: Path | str | BinaryIO,
         return result
 
 
+class _Tee(io.RawIOBase):
+    """Reads a stream and writes every byte read into ``copy`` as well."""
+
+    def __init__(self, src: BinaryIO, copy: BinaryIO) -> None:
+        self._src, self._copy = src, copy
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        data = self._src.read(len(b))
+        b[:len(data)] = data
+        self._copy.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._src.close()
+        super().close()
+
+
 def _write_zip(store: Store, info: BackupInfo, fh) -> tuple[int, list[str]]:
     bid = info.backup_id
     when = _zip_time(info.created_at)
     files: list[str] = []
     # the bytes we ship must be the manifest we validated, not a later edit
-    manifest_bytes = store.manifest_bytes(info)
-    manifest_name = store.manifest_name(info)
-    if info.encrypted:
-        # stored bytes are ciphertext: prove they decrypt to what the manifest says before shipping them
-        store.require_verified(bid)
+    manifest_name = MANIFEST_ENC if info.encrypted else MANIFEST
+    parts = {p.location: p for e in info.collections.values() for p in e.stored_parts()}
     try:
         with zipfile.ZipFile(fh, "w", allowZip64=True) as zf:
-            zf.writestr(_member(f"{bid}/{manifest_name}", when, zipfile.ZIP_DEFLATED), manifest_bytes)
+            zf.writestr(_member(f"{bid}/{manifest_name}", when, zipfile.ZIP_DEFLATED), info.stored_manifest)
             files.append(manifest_name)
-            for name, entry in info.collections.items():
+            for location, name in archive_names(info).items():
+                part = parts[location]
                 # gzip and ciphertext do not shrink again; deflating them only costs time
-                method = zipfile.ZIP_STORED if entry.compressed or info.encrypted else zipfile.ZIP_DEFLATED
-                h = hashlib.sha256()
-                n = 0
-                with store.open_stored(info, name) as sf, \
-                        zf.open(_member(f"{bid}/{entry.file}", when, method), "w",
-                                force_zip64=entry.stored_bytes > (1 << 31)) as zo:
-                    while chunk := sf.read(_CHUNK):
-                        h.update(chunk)
-                        n += len(chunk)
-                        zo.write(chunk)
-                if n != entry.stored_bytes or (not info.encrypted and h.hexdigest() != entry.sha256):
-                    raise IntegrityError(f"backup {bid} does not verify: {name}: "
-                                         f"{entry.file} differs from its manifest; not exported")
-                files.append(entry.file)
+                method = zipfile.ZIP_STORED if part.compressed or info.encrypted else zipfile.ZIP_DEFLATED
+                with zf.open(_member(f"{bid}/{name}", when, method), "w",
+                             force_zip64=part.stored_bytes > (1 << 31)) as zo:
+                    _ship(store, info, part, zo)
+                files.append(name)
         size = fh.tell() if hasattr(fh, "seekable") and fh.seekable() else getattr(fh, "bytes", 0)
     except OSError as exc:
         raise StorageError(f"cannot read backup {bid}: {exc.strerror or exc}") from None
     return size, files
+
+
+def _ship(store: Store, info: BackupInfo, part: Part, out: BinaryIO) -> None:
+    """Copy one part's stored bytes to ``out``, proving them on the way (never a damaged part)."""
+    what = f"backup {info.backup_id}, {part.file}"
+    tee = _Tee(store.open_stored(info, part), out)
+    plain: BinaryIO = io.BufferedReader(tee, _CHUNK)  # type: ignore[arg-type]
+    if info.encrypted:
+        plain = io.BufferedReader(DecryptingReader(plain, store.keyring, what), _CHUNK)  # type: ignore[arg-type]
+    with HashingReader(plain, part, f"{what}: not exported") as checked:
+        checked.finish()
 
 
 def _member(name: str, when: tuple, method: int) -> zipfile.ZipInfo:
@@ -226,33 +275,16 @@ def _import(store: Store, source, limit: int) -> ImportResult:
             raise ArchiveRefused("not a zip archive (export a backup with "
                                  "`python -m backup_core export ID --out FILE.zip`)") from None
         with zf:
-            bid, members, manifest, stored_manifest = _check_archive(zf, limit, store.keyring)
-            day = _day(manifest)
-            collections = {n: {"count": e.count, "sha256": e.sha256} for n, e in manifest.collections.items()}
-            if store.exists(bid):
-                existing = store.get(bid)
-                same = existing.stored_manifest == stored_manifest and store.verify(bid, deep=False).ok
-                if not same:
-                    raise ArchiveRefused(f"a different backup with id {bid} already exists in "
-                                         f"{existing.location}; it is not replaced")
-                return ImportResult(bid, existing.location, collections, existing.day, True, size)
-            with tempfile.TemporaryDirectory(prefix="backup-import-") as tmp:
-                extracted = _extract(zf, members, manifest, Path(tmp), limit, store.keyring)
-                writer = store.begin(bid, day)
-                try:
-                    for entry in manifest.collections.values():
-                        with writer.open_raw(entry.file) as out, extracted[entry.file].open("rb") as src:
-                            while chunk := src.read(_CHUNK):
-                                out.write(chunk)
-                    writer.commit_manifest(manifest, stored_manifest)
-                except OSError as exc:
-                    writer.abort()
-                    raise StorageError(f"cannot write the imported backup to {store.url}: "
-                                       f"{exc.strerror or exc}") from None
-                except BaseException:
-                    writer.abort()
-                    raise
-            return ImportResult(bid, store.location(day, bid), collections, day, False, size)
+            info, members = _check_archive(zf, limit, store)
+            collections = {n: {"count": e.count, "sha256": e.sha256} for n, e in info.collections.items()}
+            budget = [BOMB_FACTOR * limit]
+
+            def fetch(part: Part, out: BinaryIO) -> None:
+                _extract(zf, members[part.location], part, out, budget)
+
+            arrival = bring(store, info, fetch)
+            return ImportResult(info.backup_id, arrival.location, collections, day_of(info.backup_id),
+                                not arrival.arrived, size)
 
 
 class _open_source:
@@ -331,8 +363,47 @@ def _entry_problem(name: str) -> str | None:
     return None
 
 
-def _check_archive(zf: zipfile.ZipFile, limit: int, keyring: Keyring) -> tuple[str, dict, Manifest, bytes]:
-    """Everything that can be judged from the central directory and the manifest."""
+def _check_archive(zf: zipfile.ZipFile, limit: int, store: Store) -> tuple[BackupInfo, dict[str, zipfile.ZipInfo]]:
+    """Everything that can be judged from the central directory and the manifest: the backup as the
+    archive holds it, and the archive entry of each stored part."""
+    top, members = _members(zf, limit)
+    names = [n for n in (MANIFEST, MANIFEST_ENC) if n in members]
+    if len(names) != 1:
+        raise ArchiveRefused(f"the archive has no {top}/{MANIFEST}" if not names
+                             else "the archive holds two manifests")
+    manifest_name = names[0]
+    stored = _read_member(zf, members[manifest_name], MAX_MANIFEST_BYTES)
+    plain = decrypt_bytes(stored, store.keyring, f"backup {top} in the archive") if is_encrypted(stored) else stored
+    manifest = Manifest.parse(plain, backup_id=top, location=f"{day_of(top)}/{top}")
+    if (manifest_name == MANIFEST_ENC) != is_encrypted(stored) or \
+            (manifest.encryption is not None) != is_encrypted(stored) or \
+            (manifest.key_fingerprint and manifest.key_fingerprint != header_fingerprint(stored)):
+        raise ArchiveRefused("the archive's manifest is not stored the way it says it is")
+    if manifest.encryption is None and store.keyring.keys and not store.allow_plaintext:
+        raise Unauthenticated(f"backup {top} in the archive is not encrypted, but a key is configured: its "
+                              "manifest and data are unauthenticated; refused",
+                              hint="if you know where it comes from, pass --allow-plaintext (recorded in the "
+                                   "audit log)")
+    info = BackupInfo(top, day_of(top), manifest, f"{day_of(top)}/{top}", stored)
+    wanted = archive_names(info)
+    parts = {p.location: p for e in info.collections.values() for p in e.stored_parts()}
+    extra = sorted(set(members) - set(wanted.values()) - {manifest_name})
+    if extra:
+        raise ArchiveRefused(f"the archive holds {', '.join(extra)}, which the manifest does not list")
+    missing = sorted(set(wanted.values()) - set(members))
+    if missing:
+        raise ArchiveRefused(f"the archive lacks {', '.join(missing)}, which the manifest lists")
+    by_location = {}
+    for location, name in wanted.items():
+        if members[name].file_size != parts[location].stored_bytes:
+            raise IntegrityError(f"{name} is {members[name].file_size} bytes in the archive but "
+                                 f"{parts[location].stored_bytes} in the manifest (tampered or damaged)")
+        by_location[location] = members[name]
+    return info, by_location
+
+
+def _members(zf: zipfile.ZipFile, limit: int) -> tuple[str, dict[str, zipfile.ZipInfo]]:
+    """The archive's one backup folder and its entries by file name, refusing any unsafe entry."""
     infos = zf.infolist()
     if not infos:
         raise ArchiveRefused("the archive is empty")
@@ -360,50 +431,33 @@ def _check_archive(zf: zipfile.ZipFile, limit: int, keyring: Keyring) -> tuple[s
         elif parts[0] != top:
             raise ArchiveRefused(f"entry {name!r} is outside the backup folder {top}/: "
                                  "an archive holds exactly one backup")
-        mode = info.external_attr >> 16
-        ftype = stat.S_IFMT(mode)
-        if ftype == stat.S_IFLNK:
-            raise ArchiveRefused(f"entry {name!r} is a symbolic link")
-        if info.is_dir():
-            if len(parts) != 1:
-                raise ArchiveRefused(f"entry {name!r} is a nested folder")
-            continue  # the backup folder itself, as some zip tools add it
-        if ftype not in (0, stat.S_IFREG):
-            raise ArchiveRefused(f"entry {name!r} is not a regular file")
-        if len(parts) != 2:
-            raise ArchiveRefused(f"entry {name!r} is not directly inside the backup folder "
-                                 "(nested folders are refused)" if len(parts) > 2 else
-                                 f"entry {name!r} is not inside a backup folder")
-        if info.flag_bits & 0x1:
-            raise ArchiveRefused(f"entry {name!r} is encrypted")
-        if info.compress_type not in _ALLOWED_METHODS:
-            raise ArchiveRefused(f"entry {name!r} uses an unsupported compression method")
-        members[parts[1]] = info
+        _check_entry_kind(info, parts)
+        if not info.is_dir():
+            members[parts[1]] = info
     if top is None or not ID_RE.match(top):
         raise ArchiveRefused(f"the archive's folder {top!r} is not a backup id")
-    names = [n for n in (MANIFEST, MANIFEST_ENC) if n in members]
-    if len(names) != 1:
-        raise ArchiveRefused(f"the archive has no {top}/{MANIFEST}" if not names
-                             else "the archive holds two manifests")
-    manifest_name = names[0]
-    stored = _read_member(zf, members[manifest_name], MAX_MANIFEST_BYTES)
-    plain = decrypt_bytes(stored, keyring, f"backup {top} in the archive") if is_encrypted(stored) else stored
-    manifest = Manifest.parse(plain, backup_id=top)
-    if (manifest_name == MANIFEST_ENC) != is_encrypted(stored) or \
-            (manifest.encryption is not None) != is_encrypted(stored):
-        raise ArchiveRefused("the archive's manifest is not stored the way it says it is")
-    expected = {entry.file: (name, entry) for name, entry in manifest.collections.items()}
-    extra = sorted(set(members) - set(expected) - {manifest_name})
-    if extra:
-        raise ArchiveRefused(f"the archive holds {', '.join(extra)}, which the manifest does not list")
-    missing = sorted(set(expected) - set(members))
-    if missing:
-        raise ArchiveRefused(f"the archive lacks {', '.join(missing)}, which the manifest lists")
-    for file_name, (coll, entry) in expected.items():
-        if members[file_name].file_size != entry.stored_bytes:
-            raise IntegrityError(f"{file_name} is {members[file_name].file_size} bytes in the archive but "
-                                 f"{entry.stored_bytes} in the manifest (tampered or damaged)")
-    return top, members, manifest, stored
+    return top, members
+
+
+def _check_entry_kind(info: zipfile.ZipInfo, parts: list[str]) -> None:
+    name = info.filename
+    ftype = stat.S_IFMT(info.external_attr >> 16)
+    if ftype == stat.S_IFLNK:
+        raise ArchiveRefused(f"entry {name!r} is a symbolic link")
+    if info.is_dir():
+        if len(parts) != 1:
+            raise ArchiveRefused(f"entry {name!r} is a nested folder")
+        return  # the backup folder itself, as some zip tools add it
+    if ftype not in (0, stat.S_IFREG):
+        raise ArchiveRefused(f"entry {name!r} is not a regular file")
+    if len(parts) != 2:
+        raise ArchiveRefused(f"entry {name!r} is not directly inside the backup folder "
+                             "(nested folders are refused)" if len(parts) > 2 else
+                             f"entry {name!r} is not inside a backup folder")
+    if info.flag_bits & 0x1:
+        raise ArchiveRefused(f"entry {name!r} is encrypted")
+    if info.compress_type not in _ALLOWED_METHODS:
+        raise ArchiveRefused(f"entry {name!r} uses an unsupported compression method")
 
 
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
@@ -419,55 +473,18 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
     return bytes(buf)
 
 
-def _day(manifest: Manifest) -> str:
-    day = manifest.day_of_week
-    if day in WEEKDAYS:
-        return day
-    return day_for(manifest.created)
-
-
-def _extract(zf: zipfile.ZipFile, members: dict, manifest: Manifest, folder: Path,
-             limit: int, keyring: Keyring) -> dict[str, Path]:
-    """Unpack every data file into ``folder``, counting every byte, and check each (see module doc)."""
-    budget = BOMB_FACTOR * limit
-    written = 0
-    out_paths: dict[str, Path] = {}
-    for coll, entry in manifest.collections.items():
-        info = members[entry.file]
-        h = hashlib.sha256()
-        n = 0
-        target = folder / entry.file
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out, zf.open(info) as src:
-                while chunk := src.read(_CHUNK):
-                    n += len(chunk)
-                    written += len(chunk)
-                    # the central directory can lie; the inflated bytes cannot
-                    if n > entry.stored_bytes or written > budget:
-                        raise ArchiveRefused(f"entry {info.filename!r} inflates beyond its declared size: "
-                                             "refused as a possible zip bomb")
-                    h.update(chunk)
-                    out.write(chunk)
-        except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
-            raise ArchiveRefused(f"entry {info.filename!r} is damaged: {exc}") from None
-        except OSError as exc:
-            raise StorageError(f"cannot unpack {entry.file}: {exc.strerror or exc}") from None
-        if n != entry.stored_bytes or (manifest.encryption is None and h.hexdigest() != entry.sha256):
-            raise IntegrityError(f"{entry.file} does not match its sha256 in the manifest "
-                                 f"(collection {coll}: tampered or damaged); nothing imported")
-
-        def opener(t=target, c=coll):
-            raw = t.open("rb")
-            if manifest.encryption is None:
-                return raw
-            return io.BufferedReader(DecryptingReader(raw, keyring, f"backup {manifest.backup_id}, {c}"))
-
-        status, _warnings = check_collection(entry, opener, deep=True)
-        if status != "ok":
-            raise IntegrityError(f"backup {manifest.backup_id} in the archive does not verify: {coll}: {status}; "
-                                 "nothing imported",
-                                 payload={"backup_id": manifest.backup_id, "ok": False,
-                                          "problems": [f"{coll}: {status}"]})
-        out_paths[entry.file] = target
-    return out_paths
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, part: Part, out: BinaryIO, budget: list[int]) -> None:
+    """Unpack one entry into ``out``, counting every byte: the central directory can lie, the inflated
+    bytes cannot (``budget``: what the whole archive may still inflate to)."""
+    n = 0
+    try:
+        with zf.open(info) as src:
+            while chunk := src.read(_CHUNK):
+                n += len(chunk)
+                budget[0] -= len(chunk)
+                if n > part.stored_bytes or budget[0] < 0:
+                    raise ArchiveRefused(f"entry {info.filename!r} inflates beyond its declared size: "
+                                         "refused as a possible zip bomb")
+                out.write(chunk)
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        raise ArchiveRefused(f"entry {info.filename!r} is damaged: {exc}") from None

@@ -74,7 +74,7 @@ def run(client: pymongo.MongoClient, n: int = 1000, db_name: str = "bench_offsit
                           AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
     aws.start()
     try:
-        from backup_core.store.s3 import client as s3_client
+        from backup_core.store.backend.s3 import client as s3_client
 
         bucket = f"bench-{uuid.uuid4().hex[:12]}"
         s3_client().create_bucket(Bucket=bucket)

@@ -215,34 +215,11 @@ def write_backup(store, database: str, collections: dict[str, tuple[Iterable[byt
                  trigger: str = "manual") -> str:
     """A committed backup of ``collections`` (name -> (raw BSON documents, index specs, options), both
     in the manifest's JSON dialect), written with the product's writer and CSV code; returns its id."""
-    from backup_core.store import FORMAT_VERSION, day_for, write_csv
-    from backup_core.timeutil import iso, utc_now
+    from backup_core.store.writer import write_documents
 
-    now = utc_now()
-    backup_id = store.new_backup_id(now)
-    day = day_for(now)
-    writer = store.begin(backup_id, day)
-    entries = {}
-    try:
-        for name, (docs, indexes, options) in collections.items():
-            file_name = writer.file_name(name, False)
-            with writer.open(file_name) as out:
-                written = write_csv(docs, out, writer.scratch(f"{file_name}.spill"), compress=False)
-            entries[name] = {"file": file_name, "count": written.count, "bytes": written.bytes,
-                             "sha256": written.sha256, "plain_bytes": written.plain_bytes, "compressed": False,
-                             "schema": written.schema.to_json(), "indexes": indexes, "options": options}
-        writer.commit({
-            "format_version": FORMAT_VERSION, "backup_id": backup_id, "created_at": iso(now),
-            "database": database, "trigger": trigger, "user": "bench", "day_of_week": day,
-            "backup_interval_hours": None, "record_counts": {n: e["count"] for n, e in entries.items()},
-            "collections": entries, "duration_s": 0.0, "tool": "backup_core",
-            "consistency": {"point_in_time": False, "cluster_time": None, "topology": "bench",
-                            "read_preference": "primary", "reason": "written by the benchmark"},
-        })
-    except BaseException:
-        writer.abort()
-        raise
-    return backup_id
+    return write_documents(store, database, collections, trigger=trigger, user="bench", extra={
+        "consistency": {"point_in_time": False, "cluster_time": None, "topology": "bench",
+                        "read_preference": "primary", "reason": "written by the benchmark"}})
 
 
 def variant(docs: Iterable[bytes], *, change_every: int = 10, drop_every: int = 100,

@@ -92,7 +92,7 @@ rows = []
 for name, c in info.collections.items():
     row = {"collection": name, "documents": c.count, "file": c.file,
            "size": common.human_bytes(c.bytes), "sha256": c.sha256[:16] + "…",
-           "stored": f"shared with {c.reused_from}" if c.reused_from else "in this backup"}
+           "stored": f"shared with {info.reused_from(name)}" if info.reused_from(name) else "in this backup"}
     if verified is not None:
         row["verify"] = verified["collections"].get(name, {}).get("status", "not checked")
     rows.append(row)

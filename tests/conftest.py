@@ -107,7 +107,7 @@ def s3_endpoint():
 @pytest.fixture
 def s3_bucket(s3_endpoint):
     """A new, empty bucket for one test."""
-    from backup_core.store.s3 import client
+    from backup_core.store.backend.s3 import client
 
     name = f"bkt-{uuid.uuid4().hex[:16]}"
     client().create_bucket(Bucket=name)

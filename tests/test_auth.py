@@ -532,15 +532,25 @@ def test_lockout_message_says_how_to_unlock_with_this_interpreter(cfg, clock, mo
 # ---------------------------------------------------------------- the lock over the auth files
 
 def test_auth_lock_excludes_threads_and_a_held_lock_times_out(cfg, clock, monkeypatch):
-    from filelock import FileLock
-
     auth.set_password(cfg, "alice", PW)
-    lock_path = auth.auth_dir(cfg) / ".lock"
-    # another holder (any process or thread using the same lock file): a login gives up clearly
+    # another holder (any process, or another thread of this one): a login gives up clearly
     monkeypatch.setattr(auth.common, "LOCK_TIMEOUT_S", 0.3)
-    with FileLock(lock_path):
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with auth.common.UserFiles(cfg).state.lock():
+            held.set()
+            release.wait(30)
+
+    other = threading.Thread(target=hold)
+    other.start()
+    assert held.wait(10)
+    try:
         with pytest.raises(LockBusy, match="user store .* is busy"):
             auth.authenticate(cfg, "alice", PW)
+    finally:
+        release.set()
+        other.join(10)
     monkeypatch.setattr(auth.common, "LOCK_TIMEOUT_S", 30.0)
 
     # concurrent failed logins: every failure is counted, none lost to a race
@@ -553,14 +563,14 @@ def test_auth_lock_excludes_threads_and_a_held_lock_times_out(cfg, clock, monkey
         except AuthError as exc:
             errors.append(str(exc))
 
-    holder = FileLock(lock_path)
-    holder.acquire()  # every thread queues up behind it, then they all run at once
+    holder = auth.common.UserFiles(cfg).state.lock()
+    holder.__enter__()  # every thread queues up behind it, then they all run at once
     threads = [threading.Thread(target=fail, args=(names[i % 4],)) for i in range(16)]
     for t in threads:
         t.start()
     threads[0].join(0.5)
     assert threads[0].is_alive()  # waiting for the lock
-    holder.release()
+    holder.__exit__(None, None, None)
     for t in threads:
         t.join(60)
     assert not any(t.is_alive() for t in threads)

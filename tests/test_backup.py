@@ -14,7 +14,6 @@ from hypothesis import given, settings as hsettings
 from backup_core import audit
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import LockBusy, UsageError
-from backup_core.locks import root_lock
 from backup_core.mongoutil import from_json_dialect, raw_collection
 from backup_core.store import FORMAT_VERSION, MANIFEST, LocalStore
 
@@ -112,7 +111,7 @@ def test_lock_busy_is_a_clear_error(db, store):
     release = threading.Event()
 
     def hold():
-        with root_lock(store.root, "restore"):
+        with store.lock("restore"):
             held.set()
             release.wait(10)
 
@@ -137,12 +136,14 @@ def test_incomplete_folders_are_never_listed(db, store):
     (half / "a.csv").write_text("x\n1\n")
     errors = []
     assert [b.backup_id for b in store.list_backups(errors=errors)] == [result.backup_id]
-    assert "no manifest" in errors[0]
-    tmp = folder.parent / ".tmp-20200101T000001Z-999999"
+    assert errors == []  # not a backup, nor a damaged one: what a killed write left
+    assert store.location(folder.parent.name, half.name) in store.leftovers()
+    tmp = folder.parent / ".tmp-20200101T000001Z-999999"  # a format 2 writer's, dead
     tmp.mkdir()
     assert len(store.list_backups()) == 1
     create_backup(db, store, BackupOptions())
     assert not tmp.exists(), "temporary folder of a dead writer is swept"
+    assert not half.exists() and store.leftovers() == []
 
 
 def test_manifest_field_order_is_kept_in_indexes(db, store):

@@ -237,22 +237,9 @@ def test_paging_and_statuses(db, store):
 
 def _forged_backup(store, database: str, name: str, docs: list) -> str:
     """A backup holding exactly ``docs`` (raw BSON), even ones MongoDB would refuse (repeated _ids)."""
-    from backup_core.store import FORMAT_VERSION, day_for, write_csv
-    from backup_core.timeutil import iso, utc_now
+    from tests.store.conftest import write_backup
 
-    now = utc_now()
-    bid = store.new_backup_id(now)
-    writer = store.begin(bid, day_for(now))
-    file_name = writer.file_name(name, False)
-    with writer.open(file_name) as out:
-        w = write_csv(iter(docs), out, writer.scratch("spill"), compress=False)
-    writer.commit({"format_version": FORMAT_VERSION, "backup_id": bid, "created_at": iso(now), "database": database,
-                   "trigger": "manual", "user": "t", "day_of_week": day_for(now), "backup_interval_hours": None,
-                   "record_counts": {name: w.count}, "duration_s": 0.0, "tool": "backup_core",
-                   "collections": {name: {"file": file_name, "count": w.count, "bytes": w.bytes,
-                                          "sha256": w.sha256, "plain_bytes": w.plain_bytes, "compressed": False,
-                                          "schema": w.schema.to_json(), "indexes": [], "options": {}}}})
-    return bid
+    return write_backup(store, database, {name: docs})
 
 
 @pytest.mark.parametrize("batch", [1000, 2])

@@ -29,7 +29,7 @@ from backup_core.config import Settings
 from backup_core.db import Connection, connect, database_info
 from backup_core.embedded import ensure_server, read_server_file, seed_demo, serve
 from backup_core.errors import BackupError, ConfigError, DatabaseUnavailable
-from backup_core.locks import pid_alive
+from backup_core.locks import process_alive as pid_alive
 
 PROJECT = Path(__file__).resolve().parent.parent
 PY = sys.executable

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import pytest
 
-from backup_core import audit, backup
+from backup_core import audit
 from backup_core.scheduler import (LeaseLost, MongoLease, SchedulerService, SlotTaken, lease_holder,
                                    run_history, scope_of)
 from backup_core.scheduler.metadb import LEASE
@@ -139,17 +139,19 @@ def test_a_paused_holder_never_commits_a_second_backup_for_the_slot(settings, da
                                                                    monkeypatch):
     # a's first backup stops half-way (as a paused process would); b's go through
     reached, go = threading.Event(), threading.Event()
-    real_write_csv = backup.write_csv
+    from backup_core.store.writer import BackupWriter
+
+    real_write_part = BackupWriter.write_part
     calls = [0]
 
-    def gated_write_csv(*args, **kwargs):
+    def gated_write_part(*args, **kwargs):
         calls[0] += 1
         if calls[0] == 1:
             reached.set()
             go.wait(30)
-        return real_write_csv(*args, **kwargs)
+        return real_write_part(*args, **kwargs)
 
-    monkeypatch.setattr(backup, "write_csv", gated_write_csv)
+    monkeypatch.setattr(BackupWriter, "write_part", gated_write_part)
     a = SchedulerService(settings, interval=timedelta(seconds=2), lease_seconds=1.5)
     services.append(a)
     a.start()

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from backup_core import metrics, scheduler
-from backup_core.locks import root_lock
+from backup_core.store import open_store
 from backup_core.scheduler import SchedulerService, run_history
 
 from .conftest import ROOT, run_cli, wait_for
@@ -91,7 +91,7 @@ def test_metrics_of_the_active_and_a_standby_scheduler(settings, data, root, ser
 
     # failures count up, and consecutive failures fall back to 0 after a success
     monkeypatch.setattr(scheduler.runs, "BACKUP_LOCK_TIMEOUT", 0.2)
-    with root_lock(root, "restore"):
+    with open_store(root).lock("restore"):
         assert wait_for(lambda: value(scrape(servers[0].url), "backup_core_consecutive_failures") >= 2, 8)
     m = scrape(servers[0].url)
     assert value(m, "backup_core_backup_failures_total") >= 2

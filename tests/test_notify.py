@@ -22,7 +22,7 @@ import pytest
 
 from backup_core import notify, scheduler
 from backup_core.config import Settings
-from backup_core.locks import root_lock
+from backup_core.store import open_store
 from backup_core.scheduler import SchedulerService, run_history, run_scheduled_backup
 from backup_core.scheduler import metadb
 
@@ -100,7 +100,7 @@ def test_a_failure_streak_sends_one_message_and_the_recovery_one_more(notified, 
     monkeypatch.setattr(scheduler.runs, "BACKUP_LOCK_TIMEOUT", 0.2)
     svc = SchedulerService(notified, interval=timedelta(seconds=1), lease_seconds=2)
     services.append(svc)
-    with root_lock(root, "restore"):  # a long restore: every scheduled backup fails, locked out
+    with open_store(root).lock("restore"):  # a long restore: every scheduled backup fails, locked out
         svc.start()
         assert wait_for(lambda: backups_failed(notified) >= 3, 10)
     assert len(receiver.messages) == 1, receiver.messages

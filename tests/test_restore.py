@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import shutil
@@ -24,6 +23,8 @@ from backup_core.mongoutil import index_specs, raw_collection
 from backup_core.restore import RestoreOptions, plan_restore, restore_backup
 from backup_core.staging import StagingRegistry
 from backup_core.store import MANIFEST, LocalStore, manifest_hash
+
+from tests.store.conftest import forge_part
 from tests.test_compare import ACTIONS, _doc, _mutate, bodies
 
 
@@ -315,18 +316,11 @@ def _rewrite_manifest(folder, change) -> None:
 def _rewrite_csv(store, bid, name, change) -> None:
     """Rewrite a collection's CSV and fix its hash and size in the manifest (a consistent forgery)."""
     entry = store.get(bid).collections[name]
-    folder = store.folder(bid)
-    path = folder / entry.file
+    path = store.folder(bid) / entry.file
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
     buf = io.StringIO(newline="")
     csv.writer(buf).writerows(change(rows))
-    data = buf.getvalue().encode("utf-8")
-    path.write_bytes(data)
-
-    def fix(m):
-        m["collections"][name]["sha256"] = hashlib.sha256(data).hexdigest()
-        m["collections"][name]["bytes"] = len(data)
-    _rewrite_manifest(folder, fix)
+    forge_part(store, bid, name, buf.getvalue().encode("utf-8"))
 
 
 @pytest.fixture
@@ -369,15 +363,16 @@ def test_refuses_other_format_version(store, tampered):
 def test_refuses_edited_manifest(store, tampered):
     bid, check = tampered
     path = store.folder(bid) / MANIFEST
-    path.write_text(path.read_text().replace('"count": 4', '"count": 5'))
+    assert '"count":4' in path.read_text()
+    path.write_text(path.read_text().replace('"count":4', '"count":5'))
     check(IntegrityError, "manifest does not match its recorded hash")
 
 
 def test_refuses_missing_file(store, tampered):
     bid, check = tampered
     info = store.get(bid)
-    (store.folder(bid) / info.collections["c"].file).unlink()
-    check(IntegrityError, "missing file")
+    (store.root / info.collections["c"].own.location).unlink()  # the data object itself
+    check(IntegrityError, "is missing")
 
 
 def test_refuses_changed_file(store, tampered):
@@ -521,8 +516,8 @@ def test_parallel_merge_failure_rolls_every_touched_collection_back(db, store, m
     before = {n: live(db, n) for n in ("p0", "p1", "p2")}
     real = restore_mod._write_ops
 
-    def failing(db_, plan, o, progress):
-        real(db_, plan, o, progress)  # the writes happen...
+    def failing(db_, plan, o, progress, **kw):
+        real(db_, plan, o, progress, **kw)  # the writes happen...
         if plan.name == "p2":
             raise DatabaseUnavailable("writing restored documents to p2 failed: simulated")
 

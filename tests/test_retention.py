@@ -76,6 +76,8 @@ class _B:
         self.trigger = trigger
         self.total_bytes = 100
         self.collections = {}
+        self.day = "monday"
+        self.stored_manifest = b""
 
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

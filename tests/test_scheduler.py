@@ -23,13 +23,12 @@ from backup_core import audit, scheduler
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.config import Settings
 from backup_core.errors import UsageError
-from backup_core.locks import root_lock
 from backup_core.retention import cleanup
 from backup_core.scheduler import (ScheduleConfig, SchedulerService, auto_backup_check, ensure_scheduler,
                                    lease_holder, load_config, run_cleanup_now, run_history,
                                    run_scheduled_backup, save_config, scheduler_status, scope_of)
 from backup_core.scheduler.metadb import CONFIG, HISTORY
-from backup_core.store import LocalStore
+from backup_core.store import LocalStore, open_store
 
 from .conftest import ROOT, wait_for
 
@@ -110,7 +109,7 @@ def test_failed_backup_is_recorded_and_visible(settings, data, root, monkeypatch
     # a real failure: a restore holds the root lock longer than the scheduled backup waits
     monkeypatch.setattr(scheduler.runs, "BACKUP_LOCK_TIMEOUT", 0.3)
     out = {}
-    with root_lock(root, "restore"):
+    with open_store(root).lock("restore"):
         t = threading.Thread(target=lambda: out.setdefault("entry", run_scheduled_backup(settings)))
         t.start()
         t.join(10)

@@ -12,6 +12,8 @@ from backup_core.errors import BackupNotFound, FormatError, IntegrityError, Usag
 from backup_core.retention import cleanup, parse_duration
 from backup_core.store import MANIFEST, manifest_hash
 
+from tests.store.conftest import forge_part
+
 
 @pytest.fixture
 def backup(db, store):
@@ -55,22 +57,18 @@ def test_missing_and_extra_files_fail_verify(store, backup, folder):
     (folder / "extra.txt").write_text("x")
     assert "unexpected file extra.txt" in store.verify(backup.backup_id).problems
     (folder / "extra.txt").unlink()
-    (folder / "Options.csv").unlink()
+    (folder / "Options.csv").unlink()  # the readable copy only: the data is intact, a warning says so
     res = store.verify(backup.backup_id)
-    assert not res.ok and "Options: missing file" in res.problems
+    assert res.ok and any("Options.csv is missing" in w for w in res.warnings)
+    part = backup.collection("Options").own
+    (store.root / part.location).unlink()  # the data itself
+    res = store.verify(backup.backup_id)
+    assert not res.ok and f"Options: missing data object {part.object}" in res.problems
 
 
 def test_row_count_mismatch_fails_verify_even_with_consistent_hashes(store, backup, folder):
-    import hashlib
-
-    path = folder / "Equipment.csv"
-    lines = path.read_bytes().split(b"\r\n")
-    path.write_bytes(b"\r\n".join(lines[:-2] + [b""]))  # drop one row
-    m = json.loads((folder / MANIFEST).read_text())
-    m["collections"]["Equipment"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    m["collections"]["Equipment"]["bytes"] = path.stat().st_size
-    m["manifest_sha256"] = manifest_hash(m)
-    (folder / MANIFEST).write_text(json.dumps(m))
+    lines = (folder / "Equipment.csv").read_bytes().split(b"\r\n")
+    forge_part(store, backup.backup_id, "Equipment", b"\r\n".join(lines[:-2] + [b""]))  # drop one row
     res = store.verify(backup.backup_id)
     assert not res.ok and "4 documents, manifest says 5" in res.problems[0]
 
@@ -79,8 +77,10 @@ def test_future_format_and_hostile_paths_are_refused(store, backup, folder):
     m = json.loads((folder / MANIFEST).read_text())
     for change, message in [
         (lambda m: m.update(format_version=99), "format version 99"),
-        (lambda m: m["collections"]["Options"].update(file="../Options.csv"), "expected 'Options.csv'"),
-        (lambda m: m["collections"]["Options"].update(file="/etc/passwd"), "expected 'Options.csv'"),
+        (lambda m: m["collections"]["Options"]["parts"][0].update(file="../Options.csv"), "expected 'Options.csv'"),
+        (lambda m: m["collections"]["Options"]["parts"][0].update(file="/etc/passwd"), "expected 'Options.csv'"),
+        (lambda m: m["collections"]["Options"]["parts"][0].update(object="../" * 20 + "etc/passwd"),
+         "invalid object"),
     ]:
         bad = json.loads(json.dumps(m))
         change(bad)

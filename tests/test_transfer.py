@@ -173,7 +173,7 @@ def test_a_different_backup_with_the_same_id_is_refused(source, dest):
     import_backup(dest, io.BytesIO(source["zip"]))
     before = _tree(dest.folder(source["id"]))
     forged = _forge_manifest(source["zip"], lambda m: m.update(user="someone else"))
-    with pytest.raises(ArchiveRefused, match="different backup with id .* already exists"):
+    with pytest.raises(IntegrityError, match="already holds a different backup with id .*; it is not replaced"):
         import_backup(dest, io.BytesIO(forged))
     assert _tree(dest.folder(source["id"])) == before
 
@@ -186,12 +186,12 @@ def test_export_refuses_a_damaged_backup_and_unknown_ids(source, tmp_path):
     data[-5] ^= 1
     csv_path.write_bytes(bytes(data))
     out = tmp_path / "x.zip"
-    with pytest.raises(IntegrityError, match="differs from its manifest"):
+    with pytest.raises(IntegrityError, match="Equipment.csv: not exported: sha256 mismatch"):
         export_backup(store, imp.backup_id, out)
     assert not out.exists() and list(tmp_path.glob(".x.zip*")) == []
     # a damaged backup is refused (nothing was shipped), and that is on the record
     entry, started = audit.read(store.root, limit=2)
-    assert (entry["action"], entry["outcome"]) == ("export", "refused") and "differs from its manifest" in entry["error"]
+    assert (entry["action"], entry["outcome"]) == ("export", "refused") and "not exported" in entry["error"]
     assert (started["action"], started["outcome"], started["op"]) == ("export", "started", entry["op"])
     with pytest.raises(BackupNotFound):
         export_backup(store, "20200101T000000Z", out)
@@ -250,15 +250,15 @@ def _hostile_cases(source):
                          ArchiveRefused, "lacks Equipment_select_options.csv"),
         "missing manifest": (_edit(z, lambda n, b: None if n == MANIFEST else b), ArchiveRefused,
                              "no .*manifest.json"),
-        "tampered csv": (_edit(z, _flip_csv_byte), IntegrityError, "Equipment.csv does not match its sha256"),
+        "tampered csv": (_edit(z, _flip_csv_byte), IntegrityError, "Equipment.csv: sha256 mismatch"),
         "csv of another size": (_edit(z, lambda n, b: b + b"1,2\r\n" if n == "Equipment.csv" else b),
                                 IntegrityError, "bytes in the archive but"),
-        "tampered manifest": (_edit(z, lambda n, b: b.replace(b'"count": 25', b'"count": 26')
+        "tampered manifest": (_edit(z, lambda n, b: b.replace(b'"count":25', b'"count":26')
                                     if n == MANIFEST else b), IntegrityError, "does not match its recorded hash"),
         "manifest not json": (_edit(z, lambda n, b: b"not json" if n == MANIFEST else b), FormatError,
                               "not valid JSON"),
         "manifest path traversal": (
-            _forge_manifest(z, lambda m: m["collections"]["Equipment"].update(file="../../evil.csv")),
+            _forge_manifest(z, lambda m: m["collections"]["Equipment"]["parts"][0].update(file="../../evil.csv")),
             FormatError, "expected 'Equipment.csv'"),
         "manifest names another id": (_forge_manifest(z, lambda m: m.update(backup_id="20200101T000000Z")),
                                       FormatError, "lives in folder"),
@@ -307,8 +307,13 @@ def test_consistent_forgery_with_undecodable_rows_fails_deep_verify(source, dest
 
     forged = _edit(source["zip"], fn)
     d = bad_csv["data"]
-    forged = _forge_manifest(forged, lambda m: m["collections"]["Equipment"].update(
-        bytes=len(d), sha256=hashlib.sha256(d).hexdigest()))
+    sha = hashlib.sha256(d).hexdigest()
+
+    def consistent(m):
+        m["collections"]["Equipment"].update(bytes=len(d), sha256=sha)
+        m["collections"]["Equipment"]["parts"][0].update(bytes=len(d), stored_bytes=len(d), sha256=sha, object=sha)
+
+    forged = _forge_manifest(forged, consistent)
     with pytest.raises(IntegrityError, match="does not verify: Equipment"):
         import_backup(dest, io.BytesIO(forged))
     _assert_nothing_listed(dest)

@@ -145,7 +145,7 @@ def storage_by_collection(backups) -> pd.DataFrame:
         for name, e in b.collections.items():
             logical[name] = logical.get(name, 0) + e.logical_bytes
             copies[name] = copies.get(name, 0) + 1
-            if e.reused_from is None:
+            if b.reused_from(name) is None:
                 stored[name] = stored.get(name, 0) + e.stored_bytes
     rows = [{"collection": n, "in backups": copies[n], "logical size": human_bytes(logical[n]),
              "actually stored": human_bytes(stored.get(n, 0)),

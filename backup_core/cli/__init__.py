@@ -41,6 +41,9 @@ def _global_flags(p: argparse.ArgumentParser, *, suppress: bool) -> None:
                    help="backup root: a folder or s3://bucket/prefix (env BACKUP_ROOT; default ./restore_data_to_db)")
     p.add_argument("--key-file", default=default, metavar="FILE",
                    help="encryption key for new backups, also read (env BACKUP_KEY_FILE)")
+    p.add_argument("--allow-plaintext", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                   help="trust backups that are not encrypted although a key is configured (recorded in the "
+                        "audit log; env BACKUP_ALLOW_PLAINTEXT=1)")
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
                    help="print exactly one JSON document on stdout")
 
@@ -80,7 +83,8 @@ def to_text(result: Any) -> str:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings.load(uri=args.uri, db=args.db, root=args.root, key_file=getattr(args, "key_file", None),
-                         data_dir=getattr(args, "data", None))
+                         data_dir=getattr(args, "data", None),
+                         allow_plaintext=getattr(args, "allow_plaintext", False) or None)
 
 
 # options whose value may look negative ("-3d"): argparse would take such a value for an option

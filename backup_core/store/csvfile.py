@@ -68,23 +68,44 @@ class WrittenFile:
     plain_bytes: int = -1  # the CSV text's size before compression
 
 
-def _iter_spill(path: Path) -> Iterator[bytes]:
-    with path.open("rb", buffering=1 << 20) as fh:
+@contextlib.contextmanager
+def _spill_writer(path: Path, key) -> Iterator[BinaryIO]:
+    with path.open("wb", buffering=1 << 20) as fh:
+        if key is None:
+            yield fh
+            return
+        from .crypto import EncryptingWriter
+
+        enc = EncryptingWriter(fh, key)
+        out = io.BufferedWriter(enc, 1 << 20)
+        yield out  # type: ignore[misc]
+        out.flush()
+        enc.close()
+
+
+def _iter_spill(path: Path, key=None) -> Iterator[bytes]:
+    with path.open("rb", buffering=1 << 20) as raw:
+        fh: BinaryIO = raw
+        if key is not None:
+            from .crypto import DecryptingReader, Keyring
+
+            fh = io.BufferedReader(DecryptingReader(raw, Keyring(key), "a spill file"), 1 << 20)  # type: ignore[arg-type]
         while head := fh.read(4):
             n = _LEN.unpack(head)[0]
             yield head + fh.read(n - 4)
 
 
 def write_csv(docs: Iterable[bytes], out: BinaryIO, spill_path: Path, *, compress: bool,
-              progress: Callable[[int], None] | None = None) -> WrittenFile:
+              progress: Callable[[int], None] | None = None, spill_key=None) -> WrittenFile:
     """Encode raw BSON documents into one CSV file written to ``out`` (left open).
 
-    ``progress(steps)`` counts one step per document read and one per row written.
+    ``progress(steps)`` counts one step per document read and one per row written. With
+    ``spill_key`` (a ``crypto.Key``) the raw documents spilled to ``spill_path`` are encrypted.
     """
     builder = codec.SchemaBuilder()
     count = 0
     try:
-        with spill_path.open("wb", buffering=1 << 20) as spill:
+        with _spill_writer(spill_path, spill_key) as spill:
             for raw in docs:
                 builder.add(raw)
                 spill.write(raw)
@@ -102,7 +123,7 @@ def write_csv(docs: Iterable[bytes], out: BinaryIO, spill_path: Path, *, compres
         try:
             writer = csv.writer(text)
             writer.writerow(schema.header())
-            for done, raw in enumerate(_iter_spill(spill_path), 1):
+            for done, raw in enumerate(_iter_spill(spill_path, spill_key), 1):
                 writer.writerow(encoder.encode(raw))
                 if progress and done % PROGRESS_EVERY == 0:
                     progress(count + done)
@@ -139,10 +160,12 @@ class RowReader:
     ``line`` the physical line the reader is on.
     """
 
-    def __init__(self, stream: BinaryIO, schema: codec.Schema, *, compressed: bool, label: str) -> None:
+    def __init__(self, stream: BinaryIO, schema: codec.Schema, *, compressed: bool, label: str,
+                 owns_stream: bool = True) -> None:
         self.schema = schema
         self.label = label
         self._raw = stream
+        self._owns = owns_stream
         self._stream: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if compressed else stream
         self.line = 0
         self.record = 0
@@ -188,10 +211,12 @@ class RowReader:
                 raise CodecError(f"{self.label}, row {self.record} (line {self.line}): {exc}") from None
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._stream.close()
-        with contextlib.suppress(Exception):
-            self._raw.close()
+        if self._stream is not self._raw:
+            with contextlib.suppress(Exception):
+                self._stream.close()  # a GzipFile leaves the stream it reads from open
+        if self._owns:
+            with contextlib.suppress(Exception):
+                self._raw.close()
 
     def __enter__(self) -> "RowReader":
         return self

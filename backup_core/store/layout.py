@@ -14,7 +14,8 @@ from ..errors import UsageError
 MANIFEST = "manifest.json"
 MANIFEST_ENC = "manifest.enc"  # the manifest of an encrypted backup
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-ID_RE = re.compile(r"^\d{8}T\d{6}Z(-\d{2,4})?$")
+# \Z, not $: "$" also matches before a trailing newline, which would let "<id>\n" name a backup
+ID_RE = re.compile(r"^\d{8}T\d{6}Z(-\d{2,4})?\Z")
 TRIGGERS = ("manual", "scheduled", "safety")
 _SAFE_CHARS = re.compile(r"[A-Za-z0-9_\-]")
 
@@ -38,7 +39,7 @@ def check_backup_id(backup_id: object) -> str:
 
 
 def file_name_for(collection: str, compressed: bool) -> str:
-    """A safe, reversible file name for a collection (no separators, no leading dot)."""
+    """Format 1 and 2: the data file name of a collection (no separators, no leading dot)."""
     out = []
     for i, ch in enumerate(collection):
         if _SAFE_CHARS.match(ch) or (ch == "." and i > 0):
@@ -46,3 +47,31 @@ def file_name_for(collection: str, compressed: bool) -> str:
         else:
             out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8")))
     return "".join(out) + (".csv.gz" if compressed else ".csv")
+
+
+PART_SUFFIX = {"full": "", "changes": ".changes", "deleted": ".deleted"}
+MAX_STEM_BYTES = 180  # a file name stays under the usual 255-byte limit with any suffix
+
+
+def view_stem(collection: str) -> str:
+    """The readable, safe stem of a collection's files: every character outside ``A-Z a-z 0-9 _ -``
+    percent-encoded (dots too, so a suffix can never be mistaken for part of a name); a stem longer
+    than ``MAX_STEM_BYTES`` is cut and ends in ``~`` and 16 hex digits of the name's SHA-256, so
+    two long names never share a file."""
+    out = []
+    for ch in collection:
+        out.append(ch if _SAFE_CHARS.match(ch) else "".join(f"%{b:02X}" for b in ch.encode("utf-8")))
+    stem = "".join(out)
+    if len(stem) <= MAX_STEM_BYTES:
+        return stem
+    import hashlib
+
+    cut = MAX_STEM_BYTES - 17
+    while "%" in stem[max(0, cut - 2):cut]:  # never cut through a %XX
+        cut -= 1
+    return stem[:cut] + "~" + hashlib.sha256(collection.encode("utf-8")).hexdigest()[:16]
+
+
+def view_name(collection: str, kind: str, compressed: bool) -> str:
+    """The file name of one part of a collection in a backup's folder (format 3)."""
+    return view_stem(collection) + PART_SUFFIX[kind] + (".csv.gz" if compressed else ".csv")

@@ -1,8 +1,8 @@
 """Runs ``python -m backup_core ARGS`` with an optional pause, so a test can kill it at a known point.
 
 ``FAULT_PAUSE=after-first-collection``: a backup stops (prints ``FAULT: paused``
-to stderr and sleeps) once the first collection's CSV is fully written into the
-temporary folder, i.e. in the middle of the backup. Restores pause with the
+to stderr and sleeps) once the first collection's CSV is written and stored as
+a data object, i.e. in the middle of the backup. Restores pause with the
 product's own hook (``BACKUP_CORE_TEST_PAUSE=staging|swap``).
 """
 
@@ -12,19 +12,19 @@ import os
 import sys
 import time
 
-from backup_core import backup
 from backup_core.cli import main
+from backup_core.store import writer
 
 if os.environ.get("FAULT_PAUSE") == "after-first-collection":
-    _original = backup.write_csv
+    _original = writer.BackupWriter.write_part
 
-    def write_csv(*args, **kwargs):
+    def write_part(*args, **kwargs):
         out = _original(*args, **kwargs)
         print("FAULT: paused", file=sys.stderr, flush=True)
         time.sleep(120)
         return out
 
-    backup.write_csv = write_csv
+    writer.BackupWriter.write_part = write_part
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

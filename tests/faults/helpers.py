@@ -76,4 +76,9 @@ def sigkill(proc: subprocess.Popen) -> None:
 
 
 def temporaries(root: Path) -> list[Path]:
-    return sorted(p for p in root.glob("*/.tmp-*"))
+    """What writers left in a local root: spools of backups being written, folders without a manifest."""
+    from backup_core.store import WEEKDAYS
+
+    folders = [p for day in WEEKDAYS for p in root.glob(f"{day}/2*") if p.is_dir()
+               and not (p / "manifest.json").exists() and not (p / "manifest.enc").exists()]
+    return sorted(list(root.glob("tmp/spool-*")) + list(root.glob("tmp/.save-*")) + folders)

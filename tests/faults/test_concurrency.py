@@ -15,7 +15,6 @@ import pytest
 
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import LockBusy
-from backup_core.locks import root_lock
 from backup_core.restore import RestoreOptions, restore_backup
 
 from tests.faults.helpers import seed, snapshot, start_driver, temporaries, wait_for_line
@@ -124,7 +123,7 @@ def test_lock_busy_is_a_clear_refusal(db, store, root):
     holder_ready, release = threading.Event(), threading.Event()
 
     def hold():
-        with root_lock(root, "clean-up"):
+        with store.lock("clean-up", mode="exclusive"):
             holder_ready.set()
             release.wait(30)
 

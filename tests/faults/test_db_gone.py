@@ -19,10 +19,9 @@ import pytest
 
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import BackupError, DatabaseUnavailable
-from backup_core.locks import root_lock
 from backup_core.restore import RestoreOptions, restore_backup
 from backup_core.staging import StagingRegistry
-from backup_core.store import LocalStore
+from backup_core.store import LocalStore, open_store
 
 from tests.conftest import start_memory_server
 from tests.faults.helpers import ROOT, seed, snapshot, temporaries
@@ -66,7 +65,7 @@ def _assert_store_clean(store: LocalStore, root: Path, expected_ids: list[str]) 
     assert temporaries(root) == []
     for bid in expected_ids:
         assert store.verify(bid).ok
-    with root_lock(root, "test", timeout=0):  # released
+    with open_store(root).lock("test", 0):  # released
         pass
 
 

@@ -14,10 +14,11 @@ import os
 
 import pytest
 
-from backup_core.store import csvfile, local
+from backup_core.store import csvfile
+from backup_core.store.backend import local
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import StorageError
-from backup_core.locks import root_lock
+from backup_core.store import open_store
 from backup_core.restore import RestoreOptions, restore_backup
 
 from tests.faults.helpers import seed, snapshot, temporaries
@@ -48,7 +49,7 @@ def _check_older_intact(store, root, older_id: str, older_files: dict) -> None:
     assert temporaries(root) == []
     assert store.verify(older_id).ok
     assert {p.name: p.read_bytes() for p in store.folder(older_id).iterdir()} == older_files
-    with root_lock(root, "test", timeout=0):
+    with open_store(root).lock("test", 0):  # free again
         pass
 
 
@@ -77,16 +78,15 @@ def test_disk_full_while_writing_the_manifest(db, store, root, monkeypatch):
     seed(db, 50)
     older = create_backup(db, store, BackupOptions(user="t"))
     older_files = {p.name: p.read_bytes() for p in store.folder(older.backup_id).iterdir()}
-    real_fsync = os.fsync
+    real_link = os.link
 
-    def fsync(fd):  # the manifest's fsync is the commit point; a full disk reports ENOSPC there
-        name = os.readlink(f"/proc/self/fd/{fd}") if os.path.exists(f"/proc/self/fd/{fd}") else ""
-        if name.endswith("manifest.json"):
+    def link(src, dst, **kw):  # linking the manifest into place is the commit point: the disk is full there
+        if str(dst).endswith("manifest.json"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_fsync(fd)
+        return real_link(src, dst, **kw)
 
-    monkeypatch.setattr(local.os, "fsync", fsync)
-    with pytest.raises(StorageError):
+    monkeypatch.setattr(local.os, "link", link)
+    with pytest.raises(StorageError, match="disk is full"):
         create_backup(db, store, BackupOptions(user="t"))
     monkeypatch.undo()
     _check_older_intact(store, root, older.backup_id, older_files)

@@ -11,8 +11,8 @@ from bson.int64 import Int64
 
 from backup_core.errors import IntegrityError, RestoreRefused
 from backup_core.restore import RestoreOptions, restore_backup
-from backup_core.store import FORMAT_VERSION, LocalStore, day_for, write_csv
-from backup_core.timeutil import iso, utc_now
+from backup_core.store import LocalStore
+from backup_core.store.writer import write_documents
 
 from tests.faults.helpers import snapshot
 
@@ -21,20 +21,9 @@ EQ = "Equipment"
 
 def craft_backup(store: LocalStore, database: str, docs: dict[str, list[dict]]) -> str:
     """A backup written through the store, holding exactly these documents (as a forger would)."""
-    now = utc_now()
-    backup_id, day = store.new_backup_id(now), day_for(now)
-    writer = store.begin(backup_id, day)
-    entries = {}
-    for name, items in docs.items():
-        with writer.open(f"{name}.csv") as out:
-            written = write_csv((bson.encode(d) for d in items), out, writer.scratch(f"{name}.spill"),
-                                compress=False)
-        entries[name] = {"file": f"{name}.csv", "count": written.count, "bytes": written.bytes,
-                         "sha256": written.sha256, "compressed": False, "schema": written.schema.to_json(),
-                         "indexes": [{"v": 2, "key": {"_id": 1}, "name": "_id_"}], "options": {}}
-    writer.commit({"format_version": FORMAT_VERSION, "backup_id": backup_id, "created_at": iso(now),
-                   "database": database, "trigger": "manual", "day_of_week": day, "collections": entries})
-    return backup_id
+    return write_documents(store, database, {n: ([bson.encode(d) for d in items],
+                                                 [{"v": 2, "key": {"_id": 1}, "name": "_id_"}], {})
+                                             for n, items in docs.items()})
 
 
 @pytest.mark.parametrize("second", [Int64(1), 1.0, bson.Decimal128("1.000")])

@@ -11,7 +11,6 @@ byte-for-byte unchanged, no safety backup written, no staging collection left.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 
@@ -24,6 +23,7 @@ from backup_core.restore import RestoreOptions, restore_backup
 from backup_core.staging import StagingRegistry
 from backup_core.store import MANIFEST, LocalStore, manifest_hash
 
+from tests.store.conftest import forge_part
 from tests.faults.helpers import snapshot
 
 EQ = "Equipment"
@@ -57,16 +57,13 @@ def _edit_manifest(store: LocalStore, backup_id: str, edit, *, rehash: bool) -> 
 
 
 def _replace_data(store: LocalStore, backup_id: str, data: bytes, *, rehash: bool, count_delta: int = 0) -> None:
-    _, data_path = _paths(store, backup_id)
-    data_path.write_bytes(data)
+    """Change the collection's data: as-is, in place (the readable file is the data object: the object
+    changes under its name); fixed up, as a new object with every hash and size in the manifest consistent."""
     if rehash:
-        def fix(m):
-            entry = m["collections"][EQ]
-            entry["bytes"] = len(data)
-            entry["sha256"] = hashlib.sha256(data).hexdigest()
-            entry["count"] += count_delta
-            m["record_counts"][EQ] = entry["count"]
-        _edit_manifest(store, backup_id, fix, rehash=True)
+        forge_part(store, backup_id, EQ, data, count_delta)
+    else:
+        _, data_path = _paths(store, backup_id)
+        data_path.write_bytes(data)
 
 
 def _committed(store: LocalStore) -> list[str]:
@@ -150,7 +147,7 @@ def test_gzip_that_is_not_gzip(db, store, gz_backup):
 @pytest.mark.parametrize("rehash", [False, True], ids=["as-is", "manifest-fixed-up"])
 def test_manifest_with_unsafe_path(path, rehash, db, store, root, backup, cli):
     (root / "evil.csv").write_text("_id,__bson_row__\r\n")  # a target for ../ to find
-    _edit_manifest(store, backup.backup_id, lambda m: m["collections"][EQ].__setitem__("file", path),
+    _edit_manifest(store, backup.backup_id, lambda m: m["collections"][EQ]["parts"][0].__setitem__("file", path),
                    rehash=rehash)
     with pytest.raises(IntegrityError) as err:
         store.get(backup.backup_id)
@@ -261,25 +258,43 @@ def test_manifest_edits(edit, db, store, backup):
             if edit == "count":
                 entry["count"] += 1
             elif edit == "schema-type":
-                next(c for c in entry["schema"]["columns"] if c["name"] == "quantity")["type"] = "date"
+                next(c for c in entry["parts"][0]["schema"]["columns"] if c["name"] == "quantity")["type"] = "date"
             else:
-                entry["schema"]["columns"][1]["name"] = "renamed"
+                entry["parts"][0]["schema"]["columns"][1]["name"] = "renamed"
         _edit_manifest(store, backup.backup_id, change, rehash=True)
     _assert_refused(db, store, backup.backup_id)
 
 
 @pytest.mark.timeout(120)
-def test_symlinked_or_missing_or_extra_file(db, store, root, backup, tmp_path):
-    _, data_path = _paths(store, backup.backup_id)
+def test_symlinked_or_missing_data_object(db, store, root, backup, tmp_path):
+    """The backup's data is its objects: a link there, or a missing one, refuses the restore."""
+    part = store.get(backup.backup_id).collection(EQ).own
+    obj = root / part.location
     outside = tmp_path / "outside.csv"
-    shutil.copy(data_path, outside)
-    data_path.unlink()
-    data_path.symlink_to(outside)  # same bytes, but a link could point anywhere
-    assert f"{EQ}: is a link or not a plain file" in _assert_refused(db, store, backup.backup_id)
-    data_path.unlink()
+    shutil.copy(obj, outside)
+    obj.unlink()
+    obj.symlink_to(outside)  # same bytes, but a link could point anywhere
+    assert "symbolic link" in _assert_refused(db, store, backup.backup_id)
+    obj.unlink()
     assert "missing" in _assert_refused(db, store, backup.backup_id)
-    shutil.copy(outside, data_path)
+    shutil.copy(outside, obj)
     assert store.verify(backup.backup_id).ok
-    (data_path.parent / "stowaway.csv").write_text("x")
-    assert "unexpected file" in _assert_refused(db, store, backup.backup_id)
 
+
+@pytest.mark.timeout(120)
+def test_a_changed_readable_folder_fails_verify_and_restores_the_real_data(db, store, root, backup, tmp_path):
+    """The readable files are a view of the objects: a link or a stowaway there fails verify (someone
+    changed the folder), while a restore still gives back exactly the backed-up data."""
+    _, view = _paths(store, backup.backup_id)
+    original = {n: snapshot(db, n) for n in db.list_collection_names()}
+    outside = tmp_path / "outside.csv"
+    outside.write_bytes(view.read_bytes().replace(b"EQ-00010", b"EQ-99999"))
+    view.unlink()
+    view.symlink_to(outside)
+    res = store.verify(backup.backup_id)
+    assert not res.ok and f"unexpected link {view.name}" in res.problems
+    (view.parent / "stowaway.csv").write_text("x")
+    assert "unexpected file stowaway.csv" in store.verify(backup.backup_id).problems
+    db[EQ].delete_many({})
+    restore_backup(db, store, backup.backup_id, RestoreOptions(mode="replace", confirmed=True))
+    assert {n: snapshot(db, n) for n in db.list_collection_names() if n in original} == original

@@ -6,8 +6,7 @@ import pytest
 
 from backup_core import scheduler
 from backup_core.config import Settings
-from backup_core.locks import root_lock
-from backup_core.store import LocalStore
+from backup_core.store import LocalStore, open_store
 
 from tests.pages.conftest import frame_with
 from tests.pages.conftest import values as texts
@@ -193,7 +192,7 @@ def test_keep_within_takes_a_duration(open_page, auto_env, settings_of):
 def test_failed_last_run_shows_warning(open_page, auto_env, monkeypatch, root):
     monkeypatch.setattr(scheduler.runs, "BACKUP_LOCK_TIMEOUT", 0.2)
     at = open_page()
-    with root_lock(root, "restore"):  # a restore holds the root: the backup gives up
+    with open_store(root).lock("restore"):  # a restore holds the root: the backup gives up
         at.button(key="auto_run_now").click().run()
     assert not at.exception, at.exception
     assert "backup failed" in texts(at, "error").lower() and "locked by restore" in texts(at, "error")

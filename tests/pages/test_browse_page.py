@@ -106,6 +106,7 @@ def test_unreadable_backup_folder_is_reported(seeded, make_app, root):
     info = LocalStore(root).get(make_backup(seeded, root).backup_id)
     broken = LocalStore(root).folder(info.backup_id).parent / "20200101T000000Z"
     broken.mkdir()
+    (broken / "manifest.json").write_text("{}")  # damaged: a folder that claims to be a backup and is not
     at = _open(make_app)
     body = texts(at)
     assert "1 folder in the backup root is not a readable backup" in body
@@ -150,7 +151,7 @@ def test_filter_by_trigger_and_the_storage_picture(seeded, make_app, root):
     from webui.common import human_bytes
 
     stored = dict(zip(listed["backup"], listed["stored"]))
-    infos = {b: store.get(b) for b in by_id}
+    infos = {b.backup_id: b for b in store.list_backups()}  # (listing knows which data is shared)
     assert stored == {b: human_bytes(i.stored_bytes) for b, i in infos.items()}
     assert all(infos[b].stored_bytes < 0.5 * infos[first].stored_bytes for b in by_id if b != first)  # manifests
     assert set(frame_with(at, "actually stored")["collection"]) == {"Equipment", "Equipment_select_options"}

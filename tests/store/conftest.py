@@ -10,25 +10,58 @@ from backup_core.store import Key, Keyring, open_store
 
 
 def tamper(store, backup_id: str, name: str, edit) -> None:
-    """Change one stored object of a backup behind the store's back, on any backend."""
-    info = store.get(backup_id)
-    if store.url.startswith("s3://"):
-        key = store.key(f"{info.day}/{backup_id}/{name}")
-        data = store.c.get_object(Bucket=store.bucket, Key=key)["Body"].read()
-        store.c.put_object(Bucket=store.bucket, Key=key, Body=edit(data))
-    else:
-        path = store.folder(backup_id) / name
-        path.write_bytes(edit(path.read_bytes()))
+    """Change one stored blob (a name in the repository, e.g. ``data/ab/ab...`` or a manifest) behind the
+    repository's back, on any backend."""
+    with store.backend.load(name) as fh:
+        data = fh.read()
+    store.backend.remove(name)
+    store.backend.save(name, edit(data))
+
+
+def write_backup(store, database: str, collections: dict, *, trigger: str = "manual") -> str:
+    """A backup holding exactly ``collections`` ({name: [raw BSON]}), even documents MongoDB would refuse
+    (repeated _ids), written through the repository like any backup."""
+    from backup_core.store.writer import write_documents
+
+    return write_documents(store, database, collections, trigger=trigger, user="t")
+
+
+def forge_part(store, backup_id: str, collection: str, data: bytes, count_delta: int = 0) -> None:
+    """Replace a collection's data by ``data`` in an unencrypted local backup and rewrite its manifest with
+    every hash and size consistent, as someone with write access to the root could."""
+    import hashlib
+    import json
+
+    from backup_core.store import MANIFEST, manifest_hash
+
+    folder = store.folder(backup_id)
+    m = json.loads((folder / MANIFEST).read_text())
+    entry = m["collections"][collection]
+    sha = hashlib.sha256(data).hexdigest()
+    obj = store.root / "data" / sha[:2] / sha
+    obj.parent.mkdir(parents=True, exist_ok=True)
+    obj.write_bytes(data)
+    part = entry["parts"][-1] if entry["parts"][-1]["kind"] != "deleted" else entry["parts"][-2]
+    part.update(object=sha, sha256=sha, bytes=len(data), stored_bytes=len(data))
+    view = folder / part["file"]
+    view.unlink(missing_ok=True)
+    os.link(obj, view)  # the readable file shows the forged data too
+    entry.update(sha256=sha, bytes=len(data))
+    part["count"] += count_delta
+    entry["count"] += count_delta
+    if "record_counts" in m:
+        m["record_counts"][collection] = entry["count"]
+    m["manifest_sha256"] = manifest_hash(m)
+    (folder / MANIFEST).write_text(json.dumps(m))
 
 
 def stored_objects(store) -> dict[str, bytes]:
-    """Every stored object under the root (name relative to the root -> bytes)."""
-    if store.url.startswith("s3://"):
-        out = {}
-        for k, _size, _ in store._list(store.prefix_slash):
-            out[k[len(store.prefix_slash):]] = store.c.get_object(Bucket=store.bucket, Key=k)["Body"].read()
-        return out
-    return {str(p.relative_to(store.root)): p.read_bytes() for p in store.root.rglob("*") if p.is_file()}
+    """Every stored blob under the root (name relative to the root -> bytes)."""
+    out = {}
+    for e in store.backend.list(""):
+        with store.backend.load(e.name) as fh:
+            out[e.name] = fh.read()
+    return out
 
 
 def _store(request, tmp_path):

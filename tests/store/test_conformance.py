@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.compare import compare_backup
 from backup_core.embedded import seed_demo
-from backup_core.errors import BackupError, IntegrityError, LockBusy
+from backup_core.errors import BackupError, LockBusy
 from backup_core.restore import RestoreOptions, restore_backup
 from backup_core.retention import RetentionPolicy, cleanup
-from backup_core.store import FORMAT_VERSION, day_for, write_csv
+from backup_core.store import day_for
 from backup_core.timeutil import iso, utc_now
 from backup_core.transfer import export_backup, import_backup
 
@@ -76,26 +76,23 @@ def test_the_user_story(any_store, db):
     assert store.audit_log().verify().ok
 
 
-def test_nothing_is_visible_before_the_manifest(any_store, db, monkeypatch):
+def test_nothing_is_visible_before_the_manifest(any_store, db):
     store = any_store
-    db[EQ].insert_many([{"_id": i} for i in range(10)])
     now = utc_now()
     writer = store.begin(store.new_backup_id(now), day_for(now))
-    with writer.open(writer.file_name(EQ, False)) as out:
-        write_csv((bson.encode({"_id": i}) for i in range(3)), out, writer.scratch("spill"), compress=False)
-    if store.url.startswith("s3://"):
-        from backup_core.store import s3
-
-        for name in list(writer.staging.pending):  # as if killed after the data went up, before the manifest
-            writer.staging._upload(name)
-        monkeypatch.setattr(s3, "LOCK_TTL_S", -1.0)  # old enough to be a dead writer's
-    else:  # as if its writer had been killed
-        writer.staging.tmp.rename(writer.staging.tmp.with_name(".tmp-20200101T000000Z-4194313"))
-    assert store.list_backups() == []  # the data file is stored, the manifest is not
-    assert store.leftovers()
+    with store.lock("test", 5):
+        part = writer.write_part(EQ, "full", (bson.encode({"_id": i}) for i in range(3)), compress=False)
+    # as if its writer had been killed after the data was stored, before the manifest
+    spool = writer.spool()
+    spool.rename(spool.with_name("spool-4194313-1-deadbeef"))
+    assert store.list_backups() == []  # the data object is stored, the manifest is not
+    assert store.backend.stat(part.location) is not None
+    assert store.leftovers()  # the dead writer's spool, on this machine
     with store.lock("test", 5):
         assert store.sweep()
     assert store.leftovers() == [] and store.list_backups() == []
+    cleanup(store, RetentionPolicy(keep_last=1), user="t")  # garbage collection takes the object
+    assert list(store.backend.list("data/")) == []
 
 
 @pytest.mark.parametrize("target", ["data", "manifest"])
@@ -104,7 +101,8 @@ def test_a_changed_byte_is_refused_before_any_write(any_store, db, target):
     db[EQ].insert_many([{"_id": i, "v": f"value {i}"} for i in range(50)])
     res = create_backup(db, store, BackupOptions(user="t"))
     info = store.get(res.backup_id)
-    name = info.collections[EQ].file if target == "data" else store.manifest_name(info)
+    name = info.collections[EQ].own.location if target == "data" else \
+        f"{info.day}/{info.backup_id}/{'manifest.enc' if info.encrypted else 'manifest.json'}"
 
     def flip(data: bytes) -> bytes:
         pos = len(data) // 2
@@ -176,14 +174,10 @@ def test_any_document_comes_back_byte_for_byte(any_store, docs):
     now = utc_now()
     backup_id = store.new_backup_id(now)
     writer = store.begin(backup_id, day_for(now))
-    file = writer.file_name("c", False)
-    with writer.open(file) as out:
-        w = write_csv(iter(raws), out, writer.scratch("spill"), compress=False)
-    writer.commit({"format_version": FORMAT_VERSION, "backup_id": backup_id, "created_at": iso(now),
-                   "database": "x", "trigger": "manual", "day_of_week": day_for(now),
-                   "collections": {"c": {"file": file, "count": w.count, "bytes": w.bytes, "sha256": w.sha256,
-                                         "compressed": False, "schema": w.schema.to_json(),
-                                         "indexes": [], "options": {}}}})
+    with store.lock("test", 5):
+        part = writer.write_part("c", "full", iter(raws), compress=False)
+        writer.commit({"backup_id": backup_id, "created_at": iso(now), "database": "x", "trigger": "manual",
+                       "day_of_week": day_for(now), "collections": {"c": {"count": part.count, "parts": [part]}}})
     info = store.get(backup_id)
     assert list(store.iter_documents(info, "c")) == raws
     store.delete(backup_id)
@@ -195,8 +189,8 @@ def test_encrypted_stores_keep_nothing_readable(encrypted_store, db):
     db["Secret_Projects"].create_index("codename", name="by_codename_index")
     res = create_backup(db, store, BackupOptions(user="t"))
     blobs = stored_objects(store)
-    backup_blobs = {k: v for k, v in blobs.items() if res.backup_id in k}
-    assert backup_blobs
+    backup_blobs = {k: v for k, v in blobs.items() if res.backup_id in k or k.startswith("data/")}
+    assert len(backup_blobs) == 2  # the manifest and one data object
     for name, data in backup_blobs.items():
         for secret in (b"BLUEBIRD", b"by_codename_index", b"codename", b"Secret_Projects", b"$oid"):
             assert secret not in data and secret.decode() not in name, (name, secret)
@@ -264,11 +258,12 @@ def test_a_tampered_copy_is_refused_and_removed(any_store, db, tmp_path, monkeyp
     dest = LocalStore(tmp_path / "mirror", store.keyring)
     real = store.open_stored
 
-    def damaged(info, name):
-        data = real(info, name).read()
+    def damaged(info, part):
+        data = real(info, part).read()
         return io.BytesIO(data[:-3] + bytes([data[-3] ^ 1]) + data[-2:])
 
     monkeypatch.setattr(store, "open_stored", damaged)
-    with pytest.raises(IntegrityError, match="does not verify"):
+    with pytest.raises(mirror_mod.CopyIncomplete, match="does not verify") as err:
         mirror_mod.copy_backups(store, dest, [res.backup_id], user="t")
-    assert dest.list_backups() == []
+    assert err.value.payload["skipped"][0]["backup_id"] == res.backup_id
+    assert dest.list_backups() == [] and list(dest.backend.list("data/")) == []

@@ -1,7 +1,8 @@
-"""Unchanged data is stored once; clean-up never removes data a kept backup still needs (issue 13).
+"""Unchanged data is stored once; clean-up never removes data a kept backup still needs.
 
-Run once per store (local folder: hard links; S3: references to the stored
-object), with and without a key.
+Run once per store (local folder, S3), with and without a key: data objects
+are named by their content, so every backup of unchanged data refers to the
+one object the first of them stored.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+from unittest import mock
 
 import pytest
 
@@ -29,6 +32,12 @@ def _backup(db, store, **kw):
     return create_backup(db, store, BackupOptions(user="t", **kw))
 
 
+def _shared_from(store, backup_id: str) -> dict:
+    """Per collection, the older backup whose stored data this one shares (None: stored by itself)."""
+    info = next(b for b in store.list_backups() if b.backup_id == backup_id)
+    return {n: info.reused_from(n) for n in info.collections}
+
+
 def test_eleven_backups_of_unchanged_data_take_little_more_than_one(any_store, db):
     seed_demo(db)
     first = _backup(db, any_store)
@@ -36,8 +45,7 @@ def test_eleven_backups_of_unchanged_data_take_little_more_than_one(any_store, d
     ids = [first.backup_id] + [_backup(db, any_store).backup_id for _ in range(10)]
     assert any_store.usage() <= 1.6 * one, (any_store.usage(), one)
     for backup_id in ids[1:]:
-        info = any_store.get(backup_id)
-        assert {n: e.reused_from for n, e in info.collections.items()} == {EQ: first.backup_id, OPT: first.backup_id}
+        assert _shared_from(any_store, backup_id) == {EQ: first.backup_id, OPT: first.backup_id}
     assert all(any_store.verify(b).ok for b in (ids[0], ids[-1]))
 
 
@@ -48,8 +56,7 @@ def test_a_changed_collection_is_stored_again_an_unchanged_one_is_not(any_store,
     before = any_store.usage()
     db[EQ].update_one({}, {"$set": {"status": "changed"}})
     second = any_store.get(_backup(db, any_store, compress=compress).backup_id)
-    assert second.collections[EQ].reused_from is None
-    assert second.collections[OPT].reused_from == first.backup_id
+    assert _shared_from(any_store, second.backup_id) == {EQ: None, OPT: first.backup_id}
     grown = any_store.usage() - before
     assert second.collections[EQ].stored_bytes <= grown < second.collections[EQ].stored_bytes + 20_000
 
@@ -62,20 +69,25 @@ def test_keep_last_three_keeps_data_first_written_by_a_deleted_backup(any_store,
             db[EQ].update_many({}, {"$set": {"round": i}})
         ids.append(_backup(db, any_store).backup_id)
         states.append({n: snapshot(db, n) for n in (EQ, OPT)})
+    infos = {b: any_store.get(b) for b in ids[:3]}
     preview = cleanup(any_store, RetentionPolicy(keep_last=3), user="t", dry_run=True)
     before = any_store.usage()
     res = cleanup(any_store, RetentionPolicy(keep_last=3), user="t")
     assert sorted(res.deleted) == sorted(ids[:3])
-    # freed: only ids[0]'s Equipment data (ids[1] and ids[2] hold the version ids[3] still shares, and the
-    # select options are shared by the kept ones); the dry run says the same before deleting
+    # freed: the three manifests and only ids[0]'s Equipment data (ids[1] and ids[2] hold the version
+    # ids[3] still shares, and the select options are shared by the kept ones); the dry run says the same
     first_eq = preview.decisions[-1]
-    assert first_eq.backup_id == ids[0] and res.freed_bytes == preview.freed_bytes == first_eq.freed > 0
-    assert [d.freed for d in preview.decisions if d.backup_id in ids[1:3]] == [0, 0]
+    eq_data = infos[ids[0]].collections[EQ].stored_bytes
+    assert first_eq.backup_id == ids[0] and first_eq.freed == eq_data + len(infos[ids[0]].stored_manifest)
+    assert res.freed_bytes == preview.freed_bytes == eq_data + sum(len(i.stored_manifest) for i in infos.values())
+    assert [d.freed for d in preview.decisions if d.backup_id in ids[1:3]] == \
+        [len(infos[b].stored_manifest) for b in (ids[2], ids[1])]
     assert res.freed_bytes <= before - any_store.usage() < res.freed_bytes + 20_000  # + the manifests
     kept = [b.backup_id for b in any_store.list_backups()]
     assert sorted(kept) == sorted(ids[3:])
-    # the select options of every kept backup were first written by ids[0], which is gone
-    assert all(any_store.get(b).collections[OPT].reused_from == ids[0] for b in kept)
+    # the select options of every kept backup were first written by ids[0], which is gone: the oldest
+    # kept backup now owns them
+    assert all(_shared_from(any_store, b)[OPT] in (None, ids[3]) for b in kept)
     for backup_id, state in zip(ids[3:], states[3:]):
         assert any_store.verify(backup_id).ok
         restore_backup(db, any_store, backup_id, RestoreOptions(mode="replace", confirmed=True, user="t"))
@@ -83,34 +95,29 @@ def test_keep_last_three_keeps_data_first_written_by_a_deleted_backup(any_store,
 
 
 KILL_SCRIPT = textwrap.dedent("""
-    import os, shutil, sys, time
+    import sys, time
     from backup_core.retention import RetentionPolicy, cleanup
     from backup_core.store import Key, Keyring, open_store
-    from backup_core.store import local, s3
     keyring = Keyring(Key(bytes.fromhex(sys.argv[2]))) if sys.argv[2] else Keyring()
     store = open_store(sys.argv[1], keyring)
-    calls = []
+    backend = type(store.backend)
+    real, at = backend.remove, sys.argv[3]
 
-    def pause_after_first(real):
-        def wrapped(*a, **kw):
-            out = real(*a, **kw)
-            calls.append(1)
-            if len(calls) == 1:  # the first backup is half deleted: be killed here
-                print("paused", flush=True)
-                time.sleep(120)
-            return out
-        return wrapped
+    def remove(self, name):
+        real(self, name)
+        if (at == "forget" and name.endswith(("manifest.json", "manifest.enc"))) or \\
+                (at == "prune" and name.startswith("data/")):
+            print("paused", flush=True)  # a manifest, or a data object, is gone: be killed here
+            time.sleep(120)
 
-    if sys.argv[1].startswith("s3://"):
-        s3.S3Store._delete_keys = pause_after_first(s3.S3Store._delete_keys)
-    else:
-        local.shutil.rmtree = pause_after_first(shutil.rmtree)
+    backend.remove = remove
     cleanup(store, RetentionPolicy(keep_last=2), user="killed")
 """)
 
 
 @pytest.mark.timeout(180)
-def test_a_clean_up_killed_halfway_leaves_every_kept_backup_whole(any_store, db):
+@pytest.mark.parametrize("at", ["forget", "prune"])
+def test_a_clean_up_killed_halfway_leaves_every_kept_backup_whole(any_store, db, at):
     seed_demo(db)
     ids, states = [], {}
     for i in range(5):
@@ -120,7 +127,7 @@ def test_a_clean_up_killed_halfway_leaves_every_kept_backup_whole(any_store, db)
         states[ids[-1]] = {n: snapshot(db, n) for n in (EQ, OPT)}
     root = any_store.url if any_store.url.startswith("s3://") else str(any_store.root)
     key = any_store.keyring.current.material.hex() if any_store.keyring.current else ""
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, root, key], cwd=ROOT, env=dict(os.environ),
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, root, key, at], cwd=ROOT, env=dict(os.environ),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
@@ -132,9 +139,14 @@ def test_a_clean_up_killed_halfway_leaves_every_kept_backup_whole(any_store, db)
             proc.kill()
     for backup_id in ids[-2:]:  # what the killed clean-up was keeping
         assert any_store.verify(backup_id).ok
-    # a later clean-up finishes the job; the kept backups still restore exactly
-    cleanup(any_store, RetentionPolicy(keep_last=2), user="t")
+    # a later clean-up finishes the job (once the killed one's lock expired); the kept backups still
+    # restore exactly, and no data object is left that no backup needs
+    with mock.patch.dict(os.environ, {"BACKUP_LOCK_TTL_SECONDS": "1"}):
+        time.sleep(1.5)
+        cleanup(any_store, RetentionPolicy(keep_last=2), user="t")
     assert sorted(b.backup_id for b in any_store.list_backups()) == sorted(ids[-2:])
+    needed = {p.location for b in any_store.list_backups() for e in b.collections.values() for p in e.parts}
+    assert {e.name for e in any_store.backend.list("data/")} == needed
     for backup_id in ids[-2:]:
         restore_backup(db, any_store, backup_id, RestoreOptions(mode="replace", confirmed=True, user="t"))
         assert {n: snapshot(db, n) for n in (EQ, OPT)} == states[backup_id]

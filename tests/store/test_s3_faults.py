@@ -14,7 +14,9 @@ import pytest
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import StorageError
 from backup_core.restore import RestoreOptions, restore_backup
-from backup_core.store import open_store, s3
+from backup_core.retention import RetentionPolicy, cleanup
+from backup_core.store import open_store
+from backup_core.store.backend import s3
 
 from tests.conftest import ROOT, free_port, wait_for_port
 from tests.faults.helpers import snapshot
@@ -44,31 +46,36 @@ def test_the_endpoint_dies_mid_upload(s3_endpoint, s3_bucket, db, monkeypatch):
     store = open_store(root)
     older = create_backup(db, store, BackupOptions(user="t"))
 
-    real_upload = s3._S3Staging._upload
+    real_save = s3.S3Backend.save
     uploads = []
 
-    def dying_upload(self, name):
-        if uploads:  # the endpoint goes away after the first file went up, before the second
-            proxy.stop()
-        uploads.append(name)
-        return real_upload(self, name)
+    def dying_save(self, name, source):
+        if name.startswith("data/"):
+            if uploads:  # the endpoint goes away after the first object went up, before the second
+                proxy.stop()
+            uploads.append(name)
+        return real_save(self, name, source)
 
-    db[EQ].update_many({}, {"$set": {"v": "changed"}})  # new data: both files must go up again
+    db[EQ].update_many({}, {"$set": {"v": "changed"}})  # new data: both objects must go up
     db["Other"].insert_one({"_id": 99})
-    monkeypatch.setattr(s3._S3Staging, "_upload", dying_upload)
+    monkeypatch.setattr(s3.S3Backend, "save", dying_save)
     with pytest.raises(StorageError) as err:
         create_backup(db, store, BackupOptions(user="t"))
     assert "\n" not in str(err.value) and len(uploads) == 2
-    monkeypatch.setattr(s3._S3Staging, "_upload", real_upload)
+    monkeypatch.setattr(s3.S3Backend, "save", real_save)
     # the endpoint comes back: only the older backup is visible, and it is intact
     revived = TcpProxy(_port(s3_endpoint), port=proxy.port)
     try:
         assert [b.backup_id for b in store.list_backups()] == [older.backup_id]
         assert store.verify(older.backup_id).ok
-        assert store.leftovers()  # the first file of the failed backup, without a manifest
-        monkeypatch.setattr(s3, "LOCK_TTL_S", -1.0)
-        create_backup(db, store, BackupOptions(user="t"))  # the next operation sweeps it
-        assert store.leftovers() == []
+        objects = {e.name for e in store.backend.list("data/")}
+        assert len(objects) == 3  # the older backup's two, and the first of the failed one: garbage
+        assert store.leftovers() == []  # nothing of it stays on this machine
+        newer = create_backup(db, store, BackupOptions(user="t"))
+        cleanup(store, RetentionPolicy(keep_last=5), user="t")  # garbage collection takes the orphan
+        kept = {p.location for b in store.list_backups() for e in b.collections.values() for p in e.parts}
+        assert {e.name for e in store.backend.list("data/")} == kept
+        assert store.verify(newer.backup_id).ok and store.verify(older.backup_id).ok
     finally:
         revived.stop()
 
