@@ -49,9 +49,8 @@ _I32 = struct.Struct("<i")
 _BATCH = 1000  # documents looked up / indexed per SQLite round trip
 _SQL_VARS = 900  # parameters per IN (...) query
 CACHE_KIB = 1024  # page cache of each temporary index (KiB): what it may hold in memory, whatever its size
-_check_key = check_key  # kept for callers of the old name
 
-__all__ = ["STATUSES", "MISSING", "TYPE_NAMES", "BackupIndex", "DuplicateKeys", "temp_db", "temp_errors",
+__all__ = ["STATUSES", "MISSING", "TYPE_NAMES", "BackupIndex", "temp_db", "temp_errors",
            "write_rows", "NotUnique", "Pair", "CompareResult",
            "CollectionCompare", "DocDiff", "FieldDiff", "compare_backup", "iter_differences", "field_diffs",
            "schema_differences", "key_bytes", "key_text", "key_json", "id_matcher"]
@@ -252,65 +251,6 @@ def _chunks(items: list, size: int | None = None) -> Iterator[list]:
     size = size or _SQL_VARS
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-class DuplicateKeys:
-    """Finds the first document of a stream whose key identity an earlier one had, in stream order.
-
-    Memory does not grow with the stream: identities go to a temporary SQLite
-    table with a unique index, a batch at a time. ``add(ident, tag)`` per
-    document (``tag``: what the caller wants back, e.g. the key's type byte);
-    ``first_duplicate()`` is ``(number, first_tag, tag)`` of the earliest
-    repeat (``number`` counts documents from 1), or None. For deep
-    verification (``store.verify``), which keeps counting after a repeat.
-    """
-
-    def __init__(self) -> None:
-        self._db = temp_db()
-        self._db.execute("CREATE TABLE k (ident BLOB PRIMARY KEY, tag BLOB, number INTEGER) WITHOUT ROWID")
-        self._pending: list[tuple[bytes, bytes, int]] = []
-        self._found: tuple[int, bytes, bytes] | None = None
-        self.count = 0
-
-    def add(self, ident: bytes, tag: bytes) -> None:
-        self.count += 1
-        if self._found is None:
-            self._pending.append((ident, tag, self.count))
-            if len(self._pending) >= _BATCH:
-                self._flush()
-
-    def _flush(self) -> None:
-        rows, self._pending = self._pending, []
-        if not rows or self._found is not None:
-            return
-        con = self._db
-        before = con.total_changes
-        write_rows(con, "INSERT OR IGNORE INTO k (ident, tag, number) VALUES (?, ?, ?)", rows)
-        if con.total_changes - before == len(rows):
-            return
-        batch_first: dict[bytes, bytes] = {}
-        for ident, tag, number in rows:
-            if ident in batch_first:
-                self._found = (number, batch_first[ident], tag)
-                return
-            first_tag, first_number = con.execute("SELECT tag, number FROM k WHERE ident = ?", (ident,)).fetchone()
-            if first_number < rows[0][2]:  # stored by an earlier batch
-                self._found = (number, first_tag, tag)
-                return
-            batch_first[ident] = tag
-
-    def first_duplicate(self) -> tuple[int, bytes, bytes] | None:
-        self._flush()
-        return self._found
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> "DuplicateKeys":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class BackupIndex:

@@ -166,12 +166,12 @@ async def _serve_async(
             # server.json, so nobody ever sees half-written demo data.
             counts = await asyncio.to_thread(_seed_first_start, uri, seed_db)
             if not memory:
-                _write_atomic(data_dir / SEED_MARKER, json.dumps(
-                    {"database": seed_db, "counts": counts, "at": _utc_now_iso()}) + "\n")
+                atomic_write(data_dir / SEED_MARKER, json.dumps(
+                    {"database": seed_db, "counts": counts, "at": now_iso()}) + "\n")
             _log(f"seeded {seed_db}: {counts}")
         if not memory:
-            _write_atomic(data_dir / SERVER_FILE, json.dumps({
-                "pid": os.getpid(), "port": address.port, "uri": uri, "started_at": _utc_now_iso(),
+            atomic_write(data_dir / SERVER_FILE, json.dumps({
+                "pid": os.getpid(), "port": address.port, "uri": uri, "started_at": now_iso(),
             }) + "\n")
         _log(f"embedded server ready at {uri} (data: {where}, pid {os.getpid()})")
         if on_ready is not None:
@@ -437,7 +437,7 @@ def _spawn_server(data_dir: Path, db_name: str | None) -> subprocess.Popen:
     # its cwd stays the caller's, so relative settings such as .streamlit/secrets.toml mean the same
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
     with open(data_dir / LOG_FILE, "ab") as log:
-        log.write(f"--- {_utc_now_iso()} starting: {' '.join(cmd)}\n".encode())
+        log.write(f"--- {now_iso()} starting: {' '.join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -498,17 +498,9 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    atomic_write(path, text)
-
-
-def _utc_now_iso() -> str:
-    return now_iso()
-
-
 def _log(message: str, stream: TextIO | None = None) -> None:
     stream = stream or sys.stderr
-    print(f"{_utc_now_iso()} {message}", file=stream, flush=True)
+    print(f"{now_iso()} {message}", file=stream, flush=True)
 
 
 # --------------------------------------------------------------------------

@@ -306,26 +306,6 @@ def test_order_is_live_order_then_backup_order_in_any_batch_size(db, store, monk
     assert orders[1] == orders[0] and orders[2] == orders[0]
 
 
-def test_duplicate_keys_finder():
-    from backup_core import compare
-    from backup_core.compare import DuplicateKeys
-
-    for batch in (1000, 3, 1):
-        compare._BATCH, saved = batch, compare._BATCH
-        try:
-            with DuplicateKeys() as dk:
-                for ident, tag in [(b"a", b"1"), (b"b", b"1"), (b"c", b"1"), (b"d", b"1"), (b"b", b"2"),
-                                   (b"a", b"3")]:
-                    dk.add(ident, tag)
-                assert dk.first_duplicate() == (5, b"1", b"2") and dk.count == 6
-            with DuplicateKeys() as dk:
-                for k in range(10):
-                    dk.add(str(k).encode(), b"x")
-                assert dk.first_duplicate() is None and dk.count == 10
-        finally:
-            compare._BATCH = saved
-
-
 @pytest.mark.parametrize("block", [1 << 22, 7])
 def test_stored_comparison_pages_and_filters(db, store, monkeypatch, block):
     from backup_core import comparison
