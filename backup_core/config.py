@@ -97,7 +97,6 @@ class Settings:
     admin_user: str | None = None                # BACKUP_ADMIN_USER
     admin_password_hash: str | None = field(default=None, repr=False)  # BACKUP_ADMIN_PASSWORD_HASH
     debug: bool = False                          # BACKUP_DEBUG: tracebacks for internal errors
-    test_pause: tuple[str, float] | None = None  # BACKUP_CORE_TEST_PAUSE(_SECONDS): fault-test hook
     key_file: str | None = None                  # BACKUP_KEY_FILE: encrypts new backups, reads them
     key_files: tuple[str, ...] = ()              # BACKUP_KEY_FILES: older keys, for reading
     mirror_root: str | None = None               # BACKUP_MIRROR_ROOT: a second copy of every new backup
@@ -157,11 +156,6 @@ class Settings:
             _check_db_name(str(meta))
             if str(meta) == db_name:
                 raise ConfigError("BACKUP_META_DB must not be the backed-up database itself")
-        pause = env.get("BACKUP_CORE_TEST_PAUSE")
-        try:
-            pause_s = float(env.get("BACKUP_CORE_TEST_PAUSE_SECONDS") or 30)
-        except ValueError:
-            pause_s = 30.0
         return cls(
             uri=pick(uri, "MONGODB_URI", None),
             db_name=db_name,
@@ -176,7 +170,6 @@ class Settings:
             admin_user=pick(None, "BACKUP_ADMIN_USER", None),
             admin_password_hash=pick(None, "BACKUP_ADMIN_PASSWORD_HASH", None),
             debug=_flag(env.get("BACKUP_DEBUG"), False),
-            test_pause=(pause, pause_s) if pause else None,
             key_file=str(pick(key_file, "BACKUP_KEY_FILE", "")) or None,
             key_files=_path_list(pick(None, "BACKUP_KEY_FILES", "")),
             mirror_root=_mirror(pick(None, "BACKUP_MIRROR_ROOT", None)),

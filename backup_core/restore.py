@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -63,6 +62,7 @@ from .operation import Operation, operation
 from .progress import reporter
 from .staging import HEARTBEAT_S, StagingRegistry
 from .store import BackupInfo, Store
+from .testseam import checkpoint
 
 Progress = Callable[[str, int, int], None]
 """progress(collection, documents_done, documents_total)"""
@@ -88,8 +88,6 @@ class RestoreOptions:
     lock_timeout: float = 10.0
     # collections planned, staged and written at a time (threads; None: ``backup.default_jobs()``)
     jobs: int | None = 1
-    # test hook: called with "staging" after each staged collection and "swap" after each rename
-    on_phase: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     def audit_details(self) -> dict:
         return {"mode": self.mode, "strategy": self.strategy if self.mode == "merge" else None,
@@ -307,7 +305,7 @@ def _restore(db: Database, store: Store, backup_id: str, o: RestoreOptions, prog
                                                                   jobs, reporter(progress, "safety backup"))
                 op.note(safety_backup_id=safety)
                 _execute(db, store, info, plans, o, reporter(progress, "writing", main=True), safety, op, jobs)
-                _remove_collections(db, list(removals), o)
+                _remove_collections(db, list(removals))
     except BackupError as exc:
         if safety and not isinstance(exc, RestoreRefused) and "safety backup" not in str(exc):
             exc.hint = (exc.hint + "; " if exc.hint else "") + \
@@ -490,11 +488,11 @@ def _plan_removals(db: Database, drops: list[str], live: dict[str, dict]) -> dic
     return out
 
 
-def _remove_collections(db: Database, names: list[str], o: RestoreOptions) -> None:
+def _remove_collections(db: Database, names: list[str]) -> None:
     for name in names:
         with translate_errors(f"removing collection {name}"):
             db.drop_collection(name)
-        _pause("swap", o)
+        checkpoint("swap")
 
 
 def _safety_backup(db: Database, store: Store, names: list[str], o: RestoreOptions, backup_id: str,
@@ -516,21 +514,6 @@ def _safety_backup(db: Database, store: Store, names: list[str], o: RestoreOptio
 
 # --------------------------------------------------------------------------
 # Writing
-
-
-def _pause(phase: str, o: RestoreOptions) -> None:
-    """Test hook: lets a test stop (or kill) the process at a known point of a restore."""
-    if o.on_phase is not None:
-        o.on_phase(phase)
-
-
-def pause_hook(phase: str, seconds: float) -> Callable[[str], None]:
-    """An ``on_phase`` that sleeps at ``phase`` after saying so on stderr (fault tests kill it there)."""
-    def hook(current: str) -> None:
-        if current == phase:
-            print(f"BACKUP_CORE_TEST_PAUSE: paused at {phase}", file=sys.stderr, flush=True)
-            time.sleep(seconds)
-    return hook
 
 
 def _execute(db: Database, store: Store, info: BackupInfo, plans: dict[str, _Plan], o: RestoreOptions,
@@ -591,7 +574,7 @@ def _replace_collections(db: Database, info: BackupInfo, plans: list[_Plan], o: 
         with guard:
             temps[name] = temp
         _stage(db, info, by_name[name], temp, report, registry, o)
-        _pause("staging", o)
+        checkpoint("staging")
 
     try:
         run_jobs(list(by_name), stage, jobs, progress)
@@ -609,7 +592,7 @@ def _replace_collections(db: Database, info: BackupInfo, plans: list[_Plan], o: 
             swapped.append(p.name)
             with contextlib.suppress(BackupError):
                 registry.finished(temps[p.name])
-            _pause("swap", o)
+            checkpoint("swap")
     except BackupError as exc:
         for n, t in temps.items():
             if n not in swapped:
@@ -714,4 +697,4 @@ def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | N
 
 
 __all__ = ["RestoreOptions", "CollectionRestore", "RestoreResult", "plan_restore", "restore_backup",
-           "pause_hook", "key_text", "MODES", "STRATEGIES", "MISSING"]
+           "key_text", "MODES", "STRATEGIES", "MISSING"]

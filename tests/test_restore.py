@@ -24,6 +24,7 @@ from backup_core.mongoutil import index_specs, raw_collection
 from backup_core.restore import RestoreOptions, plan_restore, restore_backup
 from backup_core.staging import StagingRegistry
 from backup_core.store import MANIFEST, LocalStore, manifest_hash
+from backup_core.testseam import on_checkpoint
 from tests.test_compare import ACTIONS, _doc, _mutate, bodies
 
 
@@ -189,8 +190,8 @@ def test_failure_during_staging_leaves_live_untouched(db, store):
             from backup_core.errors import DatabaseUnavailable
             raise DatabaseUnavailable("simulated failure while staging")
 
-    with pytest.raises(Exception, match="simulated"):
-        restore_backup(db, store, bid, yes(on_phase=boom))
+    with pytest.raises(Exception, match="simulated"), on_checkpoint(boom):
+        restore_backup(db, store, bid, yes())
     assert (live(db, "a"), live(db, "b")) == before
     assert_no_staging_left(db, "a", "b")
     entry = audit.read(store.root, 1, audit.AuditFilter(action="restore"))[0]
@@ -505,8 +506,8 @@ def test_parallel_staging_failure_leaves_live_untouched(db, store):
             from backup_core.errors import DatabaseUnavailable
             raise DatabaseUnavailable("simulated failure while staging")
 
-    with pytest.raises(Exception, match="simulated"):
-        restore_backup(db, store, bid, yes(jobs=3, on_phase=boom))
+    with pytest.raises(Exception, match="simulated"), on_checkpoint(boom):
+        restore_backup(db, store, bid, yes(jobs=3))
     assert {n: live(db, n) for n in ("p0", "p1", "p2")} == before
     assert_no_staging_left(db, "p0", "p1", "p2")
 

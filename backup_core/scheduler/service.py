@@ -32,7 +32,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -49,6 +48,7 @@ from .. import audit, notify
 from ..config import Settings
 from ..context import open_store
 from ..errors import BackupError, DatabaseUnavailable, UsageError
+from ..testseam import checkpoint
 from ..timeutil import iso, parse_iso, utc_now
 from .config import ScheduleConfig, load_config
 from .history import append_history, history_entry, last_run
@@ -386,11 +386,7 @@ class SchedulerService:
 
     def _fence(self, token: int) -> Callable[[str], None]:
         def fence(backup_id: str) -> None:
-            pause = self.settings.test_pause
-            if pause and pause[0] == "scheduler-commit":  # fault tests stop the process here
-                print(f"BACKUP_CORE_TEST_PAUSE: paused at scheduler-commit {backup_id}", file=sys.stderr,
-                      flush=True)
-                time.sleep(pause[1])
+            checkpoint("scheduler-commit", backup_id)
             self.lease.fence(token, backup_id)
         return fence
 

@@ -89,16 +89,15 @@ def test_a_killed_backup_cannot_be_restored(db, store, root, cli_env):
 
 
 # --------------------------------------------------------------------------
-# SIGKILL during a restore (the product's pause hook, ``restore.pause_hook``)
+# SIGKILL during a restore (paused at a checkpoint of the test seam, ``backup_core/testseam.py``)
 
 _RESTORE = """
 import sys, pymongo
 from backup_core.store import LocalStore
-from backup_core.restore import RestoreOptions, pause_hook, restore_backup
-uri, db, root, bid, phase = sys.argv[1:6]
+from backup_core.restore import RestoreOptions, restore_backup
+uri, db, root, bid = sys.argv[1:5]
 c = pymongo.MongoClient(uri)
-restore_backup(c[db], LocalStore(root), bid, RestoreOptions(mode="replace", confirmed=True, user="killed",
-                                                            on_phase=pause_hook(phase, 120)))
+restore_backup(c[db], LocalStore(root), bid, RestoreOptions(mode="replace", confirmed=True, user="killed"))
 print("restore finished")
 """
 
@@ -106,6 +105,7 @@ print("restore finished")
 @pytest.mark.timeout(150)
 @pytest.mark.parametrize("phase", ["staging", "swap"])
 def test_sigkill_mid_restore_then_a_second_restore_succeeds(phase, db, store, root, mongo_uri, client):
+    import os
     import subprocess
     import sys
 
@@ -120,8 +120,9 @@ def test_sigkill_mid_restore_then_a_second_restore_succeeds(phase, db, store, ro
     db["Other"].delete_many({})
     live_before = snapshot(db, "Equipment")
 
-    proc = subprocess.Popen([sys.executable, "-c", _RESTORE, mongo_uri, db.name, str(root), backup.backup_id, phase],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ, BACKUP_CORE_TEST_PAUSE=phase, BACKUP_CORE_TEST_PAUSE_SECONDS="120")
+    proc = subprocess.Popen([sys.executable, "-c", _RESTORE, mongo_uri, db.name, str(root), backup.backup_id],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_line(proc, f"paused at {phase}")
     sigkill(proc)
 
