@@ -32,7 +32,7 @@ exactly what the real run then does (DESIGN.md section 7).
 Memory does not grow with the collections: the pairing is on disk
 (``compare.BackupIndex``) and so are the per-key writes of a merge (``_Ops``,
 a temporary SQLite table). Collections are planned, staged and written
-``jobs`` at a time (``backup.run_jobs``); the swaps stay one after the other,
+``jobs`` at a time (``jobs.run_jobs``); the swaps stay one after the other,
 in order, once every collection is staged. Progress: a plain callback hears
 the writes; a phase-aware one (``progress.Progress``) also the comparison and
 the safety backup.
@@ -52,7 +52,8 @@ from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from .backup import BackupOptions, create_backup, default_jobs, run_jobs
+from .backup import BackupOptions, create_backup
+from .jobs import default_jobs, run_jobs
 from .compare import BackupIndex, NotUnique, data_check, schema_differences, temp_db, temp_errors, write_rows
 from .errors import BackupError, DatabaseUnavailable, IntegrityError, RestoreRefused, UsageError
 from .keys import MISSING, check_key, id_matcher, in_filter, key_bytes, key_filter, key_text
@@ -86,7 +87,7 @@ class RestoreOptions:
     allow_destructive_options: bool = False
     user: str = "unknown"
     lock_timeout: float = 10.0
-    # collections planned, staged and written at a time (threads; None: ``backup.default_jobs()``)
+    # collections planned, staged and written at a time (threads; None: ``jobs.default_jobs()``)
     jobs: int | None = 1
 
     def audit_details(self) -> dict:

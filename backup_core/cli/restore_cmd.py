@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from ..backup import default_jobs
+from ..jobs import default_jobs
 from ..context import open_operation
 from ..errors import RestoreRefused, UsageError
 from ..progress import terminal_progress
