@@ -27,7 +27,8 @@ from bson import Decimal128, Int64, ObjectId
 from backup_core import embedded
 from backup_core.config import Settings
 from backup_core.db import Connection, connect, database_info
-from backup_core.embedded import ensure_server, read_server_file, seed_demo, serve
+from backup_core.demo_data import seed_demo
+from backup_core.embedded import ensure_server, read_server_file, serve
 from backup_core.errors import BackupError, ConfigError, DatabaseUnavailable
 from backup_core.locks import pid_alive
 

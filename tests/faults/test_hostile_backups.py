@@ -18,7 +18,7 @@ import shutil
 import pytest
 
 from backup_core.backup import BackupOptions, create_backup
-from backup_core.embedded import seed_demo
+from backup_core.demo_data import seed_demo
 from backup_core.errors import BackupError, FormatError, IntegrityError
 from backup_core.restore import RestoreOptions, restore_backup
 from backup_core.staging import StagingRegistry
