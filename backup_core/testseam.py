@@ -1,4 +1,4 @@
-"""The one test seam: the points where tests stop, fail or kill the product, in one place.
+"""The one test seam: where tests stop, fail or kill the product, and switch the codec's path.
 
 Product code marks a few points of no return with ``checkpoint(point)``:
 
@@ -16,8 +16,12 @@ Nothing happens there unless a test asks, in one of two ways:
   sleep ``BACKUP_CORE_TEST_PAUSE_SECONDS`` (default 30) there, so the test can
   kill or freeze it at exactly that point.
 
+``exact_codec()`` makes every document take the codec's exact walker inside
+its block (what a machine without a C compiler runs), to compare the two
+paths; the output is the same by design.
+
 Product settings (``config.Settings``) and options (``RestoreOptions``) carry
-no hooks: this module is the only way in.
+no hooks and the codec has no public switch: this module is the only way in.
 """
 
 from __future__ import annotations
@@ -64,3 +68,17 @@ def on_checkpoint(hook: Callable[[str], None]) -> Iterator[None]:
     finally:
         with _guard:
             _hooks.remove(hook)
+
+
+@contextlib.contextmanager
+def exact_codec() -> Iterator[None]:
+    """The codec's exact walker only inside this block, process-wide (see ``codec/accel.py``)."""
+    from .codec import accel
+
+    with _guard:
+        before, accel.on = accel.on, False
+    try:
+        yield
+    finally:
+        with _guard:
+            accel.on = before
