@@ -25,10 +25,10 @@ from pymongo.database import Database
 
 from .errors import StorageError, UsageError
 from .jobs import default_jobs, run_jobs
-from .mongoutil import (backup_reads, index_specs, json_dialect, raw_collection, translate_errors,
-                        user_collections)
+from .mongoutil import backup_reads, index_specs, json_dialect, raw_collection, translate_errors
 from .operation import operation
 from .store import FORMAT_VERSION, BackupWriter, Store, day_for, write_csv
+from .swapin import user_collections
 from .timeutil import iso, utc_now
 
 Progress = Callable[[str, int, int], None]

@@ -76,6 +76,11 @@ def _import_limit(raw: Any) -> int:
     return int(mb * 1024 * 1024)
 
 
+def meta_name(db_name: str) -> str:
+    """The default metadata database of database ``db_name`` (``BACKUP_META_DB`` overrides it)."""
+    return f"{db_name}_backup_meta"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything an entry point needs: where the data and the backups are, and how to behave.
@@ -109,8 +114,8 @@ class Settings:
 
     @property
     def meta_db(self) -> str:
-        """The metadata database (staging registry, ...): never backed up or restored."""
-        return self.meta_db_override or f"{self.db_name}_backup_meta"
+        """The metadata database (swap-in registry, scheduler lease, ...): never backed up or restored."""
+        return self.meta_db_override or meta_name(self.db_name)
 
     @property
     def root_url(self) -> str:

@@ -2,7 +2,7 @@
 
 Product code marks a few points of no return with ``checkpoint(point)``:
 
-- ``"staging"``: a replace-restore filled one swap-in collection (live data untouched so far);
+- ``"fill"``: a replace-restore filled one swap-in collection (live data untouched so far);
 - ``"swap"``: a replace-restore swapped one collection in (or removed one the backup records as absent);
 - ``"scheduler-commit"``: a scheduled backup is written and about to check its lease and commit
   (``detail``: the backup id).

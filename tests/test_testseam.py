@@ -24,12 +24,12 @@ def test_a_checkpoint_without_hook_or_variable_does_nothing(monkeypatch, capsys)
 def test_hooks_hear_every_checkpoint_of_their_block_in_any_thread_and_may_raise():
     heard: list[str] = []
     with testseam.on_checkpoint(heard.append):
-        testseam.checkpoint("staging")
+        testseam.checkpoint("fill")
         t = threading.Thread(target=testseam.checkpoint, args=("swap",))
         t.start()
         t.join()
-    testseam.checkpoint("staging")  # outside the block: not heard
-    assert heard == ["staging", "swap"]
+    testseam.checkpoint("fill")  # outside the block: not heard
+    assert heard == ["fill", "swap"]
 
     def fail(point: str) -> None:
         raise RuntimeError(f"failing at {point}")
@@ -42,7 +42,7 @@ def test_hooks_hear_every_checkpoint_of_their_block_in_any_thread_and_may_raise(
 @pytest.mark.parametrize("seconds, slept", [("0.3", 0.3), ("soon", None)])
 def test_the_pause_variable_pauses_a_child_process_at_its_point_only(seconds, slept):
     code = ("import time; from backup_core.testseam import checkpoint; "
-            "checkpoint('staging'); t = time.monotonic(); checkpoint('swap', 'b1'); "
+            "checkpoint('fill'); t = time.monotonic(); checkpoint('swap', 'b1'); "
             "print(round(time.monotonic() - t, 2))")
     env = {"BACKUP_CORE_TEST_PAUSE": "swap", "BACKUP_CORE_TEST_PAUSE_SECONDS": seconds, "PATH": ""}
     if slept is None:  # an unreadable duration: the default pause; stop it as a kill test would
@@ -58,7 +58,7 @@ def test_the_pause_variable_pauses_a_child_process_at_its_point_only(seconds, sl
         return
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
-    assert r.stderr == "BACKUP_CORE_TEST_PAUSE: paused at swap b1\n"  # not at "staging"
+    assert r.stderr == "BACKUP_CORE_TEST_PAUSE: paused at swap b1\n"  # not at "fill"
     assert float(r.stdout) >= slept
 
 

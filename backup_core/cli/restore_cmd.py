@@ -65,7 +65,7 @@ def ids_arg(value: str | None) -> list | None:
 def run(args, settings):
     options = RestoreOptions(mode=args.mode, collections=collections_arg(args.collections),
                              strategy=args.strategy, dry_run=args.dry_run, confirmed=args.yes,
-                             key=args.key, ids=ids_arg(args.ids), allow_other_db=args.allow_other_db,
+                             match_field=args.key, ids=ids_arg(args.ids), allow_other_db=args.allow_other_db,
                              allow_destructive_options=args.allow_destructive_options, user=settings.user,
                              jobs=args.jobs if args.jobs is not None else default_jobs())
     action = "restore_dry_run" if args.dry_run else "restore"

@@ -3,7 +3,7 @@
 ``FAULT_PAUSE=after-first-collection``: a backup stops (prints ``FAULT: paused``
 to stderr and sleeps) once the first collection's CSV is fully written into the
 temporary folder, i.e. in the middle of the backup. Restores pause at the
-checkpoints of the product's test seam (``BACKUP_CORE_TEST_PAUSE=staging|swap``,
+checkpoints of the product's test seam (``BACKUP_CORE_TEST_PAUSE=fill|swap``,
 ``backup_core/testseam.py``).
 """
 

@@ -21,7 +21,7 @@ from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import BackupError, DatabaseUnavailable
 from backup_core.locks import root_lock
 from backup_core.restore import RestoreOptions, restore_backup
-from backup_core.staging import StagingRegistry
+from backup_core.swapin import SwapInRegistry
 from backup_core.store import LocalStore
 
 from tests.conftest import start_memory_server
@@ -131,8 +131,8 @@ def test_server_killed_while_a_restore_stages_then_nothing_changed(tmp_path):
         restore_backup(client[DB], store, backup.backup_id, RestoreOptions(mode="replace", confirmed=True))
         assert snapshot(client[DB], "Equipment") != live_before
         assert store.verify(backup.backup_id).ok
-        # no staging collection is left: the registry knows none, only the user's collection is there
-        assert StagingRegistry.of(client[DB]).leftovers() == []
+        # no swap-in collection is left: the registry knows none, only the user's collection is there
+        assert SwapInRegistry.of(client[DB]).leftovers() == []
         assert client[DB].list_collection_names() == ["Equipment"]
         client.close()
     finally:

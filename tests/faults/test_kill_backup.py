@@ -1,9 +1,9 @@
 """SIGKILL in the middle of a backup or a restore: nothing partial is ever listed or restored.
 
 A backup is written into ``<root>/<day>/.tmp-<id>-<pid>/`` and renamed into place
-only when complete; a restore stages into collections registered in the staging
-registry (``backup_core.staging``) and swaps them in with ``renameCollection``. These tests kill the process at the
-worst moments and check what the next run sees.
+only when complete; a restore fills swap-in collections registered in the swap-in
+registry (``backup_core.swapin``) and swaps them in with ``renameCollection``. These tests kill the process at
+the worst moments and check what the next run sees.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import BackupNotFound, FormatError
 from backup_core.locks import root_lock
 from backup_core.restore import RestoreOptions, restore_backup
-from backup_core.staging import StagingRegistry
+from backup_core.swapin import SwapInRegistry
 from backup_core.store import LocalStore
 
 from tests.conftest import run_cli
@@ -103,7 +103,7 @@ print("restore finished")
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("phase", ["staging", "swap"])
+@pytest.mark.parametrize("phase", ["fill", "swap"])
 def test_sigkill_mid_restore_then_a_second_restore_succeeds(phase, db, store, root, mongo_uri, client):
     import os
     import subprocess
@@ -139,7 +139,7 @@ def test_sigkill_mid_restore_then_a_second_restore_succeeds(phase, db, store, ro
                             RestoreOptions(mode="replace", confirmed=True, lock_timeout=5))
     assert snapshot(db, "Equipment") == original
     assert snapshot(db, "Other") == other_original
-    # no staging collection of the killed restore is left
-    assert StagingRegistry.of(db).leftovers() == []
+    # no swap-in collection of the killed restore is left
+    assert SwapInRegistry.of(db).leftovers() == []
     assert sorted(db.list_collection_names()) == ["Equipment", "Other"]
     assert result.safety_backup_id and store.verify(result.safety_backup_id).ok
