@@ -1,7 +1,7 @@
 """Swap-in collections of replace-restores: filled beside the live one, then swapped in; their registry.
 
 A replace-restore fills each collection under a fresh name (a *swap-in
-collection*: ``fill_collection`` creates it with the backup's options and
+collection*: ``write_collection`` creates it with the backup's options and
 indexes and inserts every document) and swaps all of them in with
 ``renameCollection(dropTarget)`` once all are filled (``replace_collections``),
 so live data is either the old or the new, never half-restored.
@@ -46,7 +46,7 @@ from .locks import owner_record, process_alive
 from .mongoutil import WRITE_BATCH, from_json_dialect, raw_collection, rename_collection, translate_errors
 from .pairing import BackupIndex
 from .progress import ProgressCallback
-from .store import BackupInfo
+from .store import BackupInfo, CollectionEntry
 from .testseam import checkpoint
 from .timeutil import now_iso, parse_iso
 
@@ -59,6 +59,24 @@ HEARTBEAT_S = 10.0
 
 def _translate(what: str, meta: Database):
     return translate_errors(what, hint=f"the backup user needs readWrite on the metadata database {meta.name}")
+
+
+def owner_gone(entry: dict, now: float, running: Collection[str], stale_s: float = STALE_S) -> bool:
+    """Whether the operation that registered ``entry`` (host, pid, pid_started, op, heartbeat_at) is gone.
+
+    This process: when that operation is not among ``running`` (the ids of
+    the operations still running here, ``operation.running_ids()``); another
+    process of this host: when it no longer runs or its heartbeat is older
+    than ``stale_s``; another host: when its heartbeat is.
+    """
+    beat = parse_iso(entry.get("heartbeat_at"))
+    old = beat is None or now - beat.timestamp() > stale_s
+    me = owner_record()
+    if entry.get("host") == me["host"] and entry.get("pid") == me["pid"]:
+        return entry.get("op") not in running
+    if entry.get("host") == me["host"]:
+        return old or not process_alive(entry.get("pid"), entry.get("pid_started"), entry.get("host"))
+    return old
 
 
 @dataclass
@@ -114,18 +132,6 @@ class SwapInRegistry:
         with _translate("reading the swap-in registry", self.meta):
             return {e["name"] for e in self._coll.find({"db": self.db.name}, {"name": 1})}
 
-    @staticmethod
-    def _stale(entry: dict, now: float, running: Collection[str]) -> bool:
-        beat = parse_iso(entry.get("heartbeat_at"))
-        old = beat is None or now - beat.timestamp() > STALE_S
-        me = owner_record()
-        if entry.get("host") == me["host"] and entry.get("pid") == me["pid"]:
-            # this process: stale unless the operation that made it is still running here
-            return entry.get("op") not in running
-        if entry.get("host") == me["host"]:
-            return old or not process_alive(entry.get("pid"), entry.get("pid_started"), entry.get("host"))
-        return old
-
     def sweep(self, running: Collection[str] = ()) -> list[str]:
         """Drop the swap-in collections of owners that are gone; returns the names dropped.
 
@@ -141,7 +147,7 @@ class SwapInRegistry:
                 if not isinstance(name, str) or not name.startswith(PREFIX):
                     continue  # never drop anything the registry does not clearly own
                 if entry.get("state") == "active":
-                    if not self._stale(entry, now, running):
+                    if not owner_gone(entry, now, running):
                         continue
                     self.db.drop_collection(name)
                     self._coll.update_one({"_id": entry["_id"]},
@@ -193,20 +199,19 @@ def user_collections(db: Database, meta_db: str | None = None) -> dict[str, dict
 # Filling and swapping in
 
 
-def fill_collection(db: Database, info: BackupInfo, name: str, index: BackupIndex, target: str, *,
-                    progress: ProgressCallback | None = None, heartbeat: Callable[[], None] | None = None,
-                    allow_loss: bool = False) -> None:
-    """Create ``target`` with the options and indexes the backup records for ``name`` and insert every
-    document of ``index`` (the backup's, in backup order, as raw BSON).
+def write_collection(db: Database, entry: CollectionEntry, target: str, documents: Iterable[bytes], total: int,
+                     progress: ProgressCallback | None = None, *, heartbeat: Callable[[], None] | None = None,
+                     label: str | None = None) -> int:
+    """Create collection ``target`` with the options and indexes ``entry`` (a backup's collection) records
+    and insert ``documents`` (raw BSON, in order); returns how many documents it then holds.
 
+    Swap-in collections are filled with it; anything else that writes a
+    backup's collection into a new one (a restore drill) can use it too.
+    ``progress`` hears ``label`` (default ``target``) of ``total``;
     ``heartbeat`` is called every ``HEARTBEAT_S`` while documents go in.
-    Refuses (``RestoreRefused``) a filled collection that holds fewer
-    documents than the backup (its options or indexes discarded some: capped
-    size, TTL, validator), unless ``allow_loss`` (the admin confirmed it).
     """
-    entry = info.collection(name)
-    total = index.count
-    with translate_errors(f"filling the swap-in collection of {name}"):
+    label = label or target
+    with translate_errors(f"writing collection {label}"):
         db.create_collection(target, **from_json_dialect(entry.options or {}))
         specs = []
         for spec in entry.decoded_indexes():
@@ -221,15 +226,15 @@ def fill_collection(db: Database, info: BackupInfo, name: str, index: BackupInde
         batch: list[RawBSONDocument] = []
         done, beat = 0, time.monotonic()
         if progress:
-            progress(name, 0, total)
-        for raw in index.iter_documents():
+            progress(label, 0, total)
+        for raw in documents:
             batch.append(RawBSONDocument(raw))
             if len(batch) >= WRITE_BATCH:
                 coll.insert_many(batch, ordered=True)
                 done += len(batch)
                 batch = []
                 if progress:
-                    progress(name, done, total)
+                    progress(label, done, total)
                 if heartbeat is not None and time.monotonic() - beat > HEARTBEAT_S:
                     heartbeat()
                     beat = time.monotonic()
@@ -237,13 +242,8 @@ def fill_collection(db: Database, info: BackupInfo, name: str, index: BackupInde
             coll.insert_many(batch, ordered=True)
             done += len(batch)
         if progress:
-            progress(name, done, total)
-        filled = coll.count_documents({})
-    # a loss the admin accepted (destructive options confirmed) is expected; any other is refused
-    if filled != total and not allow_loss:
-        raise RestoreRefused(f"the swap-in copy of {name} holds {filled} of the backup's {total} documents: "
-                             "its collection options or indexes discarded some (capped size, TTL, validator); "
-                             "live data was not changed", hint="compare the backup to see its options")
+            progress(label, done, total)
+        return coll.count_documents({})
 
 
 def replace_collections(db: Database, info: BackupInfo, indexes: dict[str, BackupIndex], registry: SwapInRegistry,
@@ -251,8 +251,10 @@ def replace_collections(db: Database, info: BackupInfo, indexes: dict[str, Backu
                         allow_loss: bool = False) -> None:
     """Make each collection of ``indexes`` (name -> its backup's documents) exactly what the backup holds.
 
-    Fills a registered swap-in collection per collection (``jobs`` at a
-    time), then swaps them in one after the other, in ``indexes`` order, only
+    Fills a registered swap-in collection per collection (``write_collection``,
+    ``jobs`` at a time), checks each holds every document (unless
+    ``allow_loss``: the admin confirmed the backup's options may discard
+    some), then swaps them in one after the other, in ``indexes`` order, only
     once all are filled. A failure before the first swap drops the swap-in
     collections and leaves live data untouched; a failure between swaps says
     which collections were already restored.
@@ -264,8 +266,16 @@ def replace_collections(db: Database, info: BackupInfo, indexes: dict[str, Backu
         temp = registry.create(name, op_id)
         with guard:
             temps[name] = temp
-        fill_collection(db, info, name, indexes[name], temp, progress=report,
-                        heartbeat=lambda: registry.heartbeat(temp), allow_loss=allow_loss)
+        index = indexes[name]
+        total = index.count
+        filled = write_collection(db, info.collection(name), temp, index.iter_documents(), total, report,
+                                  heartbeat=lambda: registry.heartbeat(temp), label=name)
+        # a loss the admin accepted (destructive options confirmed) is expected; any other is refused
+        if filled != total and not allow_loss:
+            raise RestoreRefused(f"the swap-in copy of {name} holds {filled} of the backup's {total} documents: "
+                                 "its collection options or indexes discarded some (capped size, TTL, "
+                                 "validator); live data was not changed",
+                                 hint="compare the backup to see its options")
         checkpoint("fill")
 
     try:
