@@ -7,10 +7,11 @@ pairs the documents once (``compare.compare_collection``, the pairing
 engine's one pass) with a sink of its own (``_Records``) that writes every
 differing pair to an anonymous temporary file (status, key, both raw
 documents) plus a lower-cased search text, and keeps only an offset and a
-status code in memory (9 bytes a differing document). A page or a filter then reads that file,
-never the database or the backup: a text filter is one pass over the search
-text in large blocks (``bytes.find``), and the last few selections (statuses
-and text) are kept, so paging through one reads only the page's records.
+status code in memory (9 bytes a differing document). A page or a filter
+then reads that file, never the database or the backup: a text filter is one
+pass over the search text in large blocks (``bytes.find``), and the last few
+selections (statuses and text) are kept, so paging through one reads only
+the page's records.
 ``live_token`` is a cheap fingerprint of the live collections (document
 counts) that tells when the comparison is out of date.
 """

@@ -176,7 +176,6 @@ class SwapInRegistry:
             return out
 
 
-
 def user_collections(db: Database, meta_db: str | None = None) -> dict[str, dict]:
     """The user's collections with their options, by name.
 
