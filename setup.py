@@ -3,7 +3,7 @@
 Everything else about the project is in pyproject.toml. The extension is
 ``optional=True``: without a C compiler or the Python headers, ``pip install
 -e .`` (``make setup``) still succeeds and the codec runs its pure-Python
-paths (``backup_core.codec.accelerator()`` says which path is active and why).
+exact walker (``backup_core.codec.accelerator()`` says which path is active and why).
 An editable install builds it in place, next to its source.
 
 The build records its outcome in ``backup_core/codec/_speedups.build.json``

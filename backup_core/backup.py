@@ -1,13 +1,12 @@
 """Creating a backup: stream each collection to a CSV file, manifest last, atomic commit.
 
 Each collection is read once with a cursor (``sort _id``, raw BSON) and
-written by ``store.csvfile.write_csv`` (spill file, then rows); memory stays
-bounded by one batch. The store's staging area holds the files until the
-manifest is written, last, which makes the backup visible at once
-(docs/FORMAT.md). ``create_backup`` runs inside an audited, locked
+written as one data object by ``store.writer.BackupWriter.write_part`` (spill file, then rows); memory stays
+bounded by one batch. The manifest is written last, once every data object
+is stored, which makes the backup visible at once (docs/FORMAT.md). ``create_backup`` runs inside an audited, locked
 operation (``operation.py``).
 
-Collections are backed up ``jobs`` at a time (``run_jobs``: threads, each
+Collections are backed up ``jobs`` at a time (``jobs.run_jobs``: threads, each
 streaming its own collection, so memory is bounded per job); the files and
 the manifest are the same bytes whatever ``jobs`` is. Where the deployment
 has snapshot reads (replica sets), one snapshot session serves the whole
@@ -17,125 +16,22 @@ backup runs one collection at a time (``BackupReads.max_jobs``).
 
 from __future__ import annotations
 
-import os
-import queue
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator
 
 from pymongo.database import Database
 
 from .errors import StorageError, UsageError
-from .mongoutil import (backup_reads, index_specs, json_dialect, raw_collection, translate_errors,
-                        user_collections)
+from .jobs import default_jobs, run_jobs
+from .mongoutil import backup_reads, index_specs, json_dialect, raw_collection, translate_errors
 from .operation import operation
 from .store import BackupWriter, Store, day_for
+from .swapin import user_collections
 from .timeutil import iso, utc_now
 
 Progress = Callable[[str, int, int], None]
 """progress(collection, documents_done, documents_expected); see ``progress.py``"""
-
-T = TypeVar("T")
-MAX_DEFAULT_JOBS = 4
-
-
-def default_jobs() -> int:
-    """Collections at a time when the caller does not say: the CPUs, at most ``MAX_DEFAULT_JOBS``."""
-    return max(1, min(MAX_DEFAULT_JOBS, os.cpu_count() or 1))
-
-
-class JobCancelled(Exception):
-    """Raised inside a job when another job failed or the caller was interrupted."""
-
-
-def run_jobs(names: list[str], work: Callable[[str, Progress | None], T], jobs: int,
-             progress: Progress | None = None, *, discard: Callable[[T], None] | None = None) -> dict[str, T]:
-    """``work(name, report)`` for every name, ``jobs`` at a time; the results by name, in ``names`` order.
-
-    ``jobs`` <= 1 (or one name) runs in the calling thread, reporting straight
-    to ``progress``. Otherwise each runs in a thread of its own and its reports
-    are relayed to ``progress`` on the calling thread (so a page may draw from
-    it). A failure cancels the jobs after it in ``names`` order that have not
-    started yet and stops the running ones at their next report; the jobs
-    before it run to their end, so that the error raised is always that of the
-    first name in ``names`` order that fails, whatever the timing. Once all
-    have stopped, the results of those that succeeded go to ``discard``.
-    """
-    if jobs <= 1 or len(names) <= 1:
-        done: dict[str, T] = {}
-        try:
-            for n in names:
-                done[n] = work(n, progress)
-        except BaseException:
-            _discard(done, discard)
-            raise
-        return done
-    events: "queue.SimpleQueue[tuple[str, int, int]]" = queue.SimpleQueue()
-    # jobs after this position in ``names`` stop (len(names): none; -1: all, the caller was interrupted)
-    stop_after = [len(names)]
-
-    def relay_for(position: int) -> Callable[[str, int, int], None]:
-        def relay(collection: str, done: int, total: int) -> None:
-            if position > stop_after[0]:
-                raise JobCancelled("stopped: another collection failed")
-            if progress is not None:
-                events.put((collection, done, total))
-        return relay
-
-    def drain() -> None:
-        while progress is not None:
-            try:
-                event = events.get_nowait()
-            except queue.Empty:
-                return
-            progress(*event)
-
-    results: dict[str, T] = {}
-    errors: dict[str, BaseException] = {}
-    interrupted: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=min(jobs, len(names)), thread_name_prefix="backup-job") as pool:
-        futures: dict[Future, str] = {pool.submit(work, n, relay_for(i)): n for i, n in enumerate(names)}
-        position = {n: i for i, n in enumerate(names)}
-        pending = set(futures)
-        while pending:
-            try:
-                finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-                if interrupted is None:
-                    drain()
-            except BaseException as exc:  # the caller's progress raised, or Ctrl-C
-                interrupted = interrupted or exc
-                finished = set()
-            for f in finished:
-                if f.cancelled():
-                    continue
-                exc = f.exception()
-                if exc is None:
-                    results[futures[f]] = f.result()
-                elif not isinstance(exc, JobCancelled):
-                    errors[futures[f]] = exc
-            first = -1 if interrupted is not None else min((position[n] for n in errors), default=len(names))
-            if first < stop_after[0]:
-                stop_after[0] = first
-                for f in pending:
-                    if position[futures[f]] > first:
-                        f.cancel()
-    if interrupted is None and not errors:
-        drain()
-        return {n: results[n] for n in names}
-    _discard(results, discard)
-    if interrupted is not None:
-        raise interrupted
-    raise errors[next(n for n in names if n in errors)]
-
-
-def _discard(results: dict, discard: Callable | None) -> None:
-    for r in results.values():
-        if discard is not None:
-            try:
-                discard(r)
-            except Exception:  # noqa: BLE001 - clean-up of a run that fails anyway
-                pass
 
 
 @dataclass
@@ -247,7 +143,7 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
     now = utc_now()
     backup_id = store.new_backup_id(now)
     day = day_for(now)
-    writer = store.begin(backup_id, day)  # (the folder is always the id's weekday)
+    writer = store.begin(backup_id, day)
     jobs = default_jobs() if options.jobs is None else max(1, options.jobs)
     try:
         # a safety backup reads the primary: it must hold exactly what the restore will overwrite

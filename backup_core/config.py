@@ -76,6 +76,11 @@ def _import_limit(raw: Any) -> int:
     return int(mb * 1024 * 1024)
 
 
+def meta_name(db_name: str) -> str:
+    """The default metadata database of database ``db_name`` (``BACKUP_META_DB`` overrides it)."""
+    return f"{db_name}_backup_meta"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything an entry point needs: where the data and the backups are, and how to behave.
@@ -97,7 +102,6 @@ class Settings:
     admin_user: str | None = None                # BACKUP_ADMIN_USER
     admin_password_hash: str | None = field(default=None, repr=False)  # BACKUP_ADMIN_PASSWORD_HASH
     debug: bool = False                          # BACKUP_DEBUG: tracebacks for internal errors
-    test_pause: tuple[str, float] | None = None  # BACKUP_CORE_TEST_PAUSE(_SECONDS): fault-test hook
     key_file: str | None = None                  # BACKUP_KEY_FILE: encrypts new backups, reads them
     key_files: tuple[str, ...] = ()              # BACKUP_KEY_FILES: older keys, for reading
     mirror_root: str | None = None               # BACKUP_MIRROR_ROOT: a second copy of every new backup
@@ -112,8 +116,8 @@ class Settings:
 
     @property
     def meta_db(self) -> str:
-        """The metadata database (staging registry, ...): never backed up or restored."""
-        return self.meta_db_override or f"{self.db_name}_backup_meta"
+        """The metadata database (swap-in registry, scheduler lease, ...): never backed up or restored."""
+        return self.meta_db_override or meta_name(self.db_name)
 
     @property
     def root_url(self) -> str:
@@ -160,11 +164,6 @@ class Settings:
             _check_db_name(str(meta))
             if str(meta) == db_name:
                 raise ConfigError("BACKUP_META_DB must not be the backed-up database itself")
-        pause = env.get("BACKUP_CORE_TEST_PAUSE")
-        try:
-            pause_s = float(env.get("BACKUP_CORE_TEST_PAUSE_SECONDS") or 30)
-        except ValueError:
-            pause_s = 30.0
         return cls(
             uri=pick(uri, "MONGODB_URI", None),
             db_name=db_name,
@@ -179,7 +178,6 @@ class Settings:
             admin_user=pick(None, "BACKUP_ADMIN_USER", None),
             admin_password_hash=pick(None, "BACKUP_ADMIN_PASSWORD_HASH", None),
             debug=_flag(env.get("BACKUP_DEBUG"), False),
-            test_pause=(pause, pause_s) if pause else None,
             key_file=str(pick(key_file, "BACKUP_KEY_FILE", "")) or None,
             key_files=_path_list(pick(None, "BACKUP_KEY_FILES", "")),
             mirror_root=_mirror(pick(None, "BACKUP_MIRROR_ROOT", None)),

@@ -127,7 +127,8 @@ def _hosts(uri: str) -> str:
 
 def database_info(conn: Connection) -> dict[str, Any]:
     """Name, masked URI, embedded flag and per-collection document counts."""
-    from .mongoutil import translate_errors, user_collections
+    from .mongoutil import translate_errors
+    from .swapin import user_collections
 
     names = list(user_collections(conn.db, conn.settings.meta_db))
     with translate_errors("counting documents"):

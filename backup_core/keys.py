@@ -1,7 +1,9 @@
 """Document keys: exact bytes, MongoDB's notion of "the same key", and how people type them.
 
-A key is the value of ``_id`` (or of another unique field such as
-``asset_id``) in a raw BSON document. Three views of it:
+A key is the value of the match field (``_id``, or another unique field
+such as ``asset_id``, chosen with ``--key``) in a raw BSON document; not an
+encryption key (``store/crypto.py``) nor an object name in a bucket. Three
+views of it:
 
 - ``key_bytes``: the exact BSON encoding (type byte + value bytes). Filters
   built from it (``key_filter``) keep the exact type.
@@ -10,7 +12,7 @@ A key is the value of ``_id`` (or of another unique field such as
   ``1``, double ``1.0``, Decimal128 ``1.00``; ``-0.0`` equals ``0``); String and
   Symbol with equal text are one key; sub-documents compare field by field
   with those rules. Two documents of one collection can never share an
-  identity, so duplicate detection (verify, restore) and pairing (compare)
+  identity, so duplicate detection (verify) and pairing (``pairing.py``)
   use it.
 - ``key_text`` / ``key_json``: how a key is shown and typed.
 """
@@ -42,17 +44,18 @@ TYPE_NAMES = {
 }
 
 
-def check_key(key: str) -> str:
-    if not isinstance(key, str) or not key or key.startswith("$") or "\x00" in key or ".." in key \
-            or key.startswith(".") or key.endswith("."):
-        raise UsageError(f"invalid key field {key!r}")
-    return key
+def check_match_field(field: str) -> str:
+    """A field name that can pair documents (a dotted path, no ``$`` prefix), else ``UsageError``."""
+    if not isinstance(field, str) or not field or field.startswith("$") or "\x00" in field or ".." in field \
+            or field.startswith(".") or field.endswith("."):
+        raise UsageError(f"invalid key field {field!r}")
+    return field
 
 
-def key_bytes(raw: bytes, key: str) -> bytes:
-    """The exact BSON encoding (type byte + value) of ``key`` (dotted path) in ``raw``."""
+def key_bytes(raw: bytes, field: str) -> bytes:
+    """The exact BSON encoding (type byte + value) of the key in ``field`` (dotted path) of ``raw``."""
     start = 0
-    parts = key.split(".")
+    parts = field.split(".")
     for depth, part in enumerate(parts):
         for t, name, vs, ve in codec.iter_elements(raw, start):
             if name == part:
@@ -146,19 +149,19 @@ def type_name(t: int | None) -> str:
     return "missing" if t is None else TYPE_NAMES.get(t, f"0x{t:02x}")
 
 
-def key_filter(key: str, kb: bytes) -> RawBSONDocument:
-    """A query ``{key: value}`` built from raw bytes, so the value keeps its exact type."""
-    body = kb[:1] + key.encode("utf-8") + b"\x00" + kb[1:]
+def key_filter(field: str, kb: bytes) -> RawBSONDocument:
+    """A query ``{field: value}`` built from raw bytes, so the value keeps its exact type."""
+    body = kb[:1] + field.encode("utf-8") + b"\x00" + kb[1:]
     return RawBSONDocument(_I32.pack(len(body) + 5) + body + b"\x00")
 
 
-def in_filter(key: str, values: list[bytes]) -> RawBSONDocument:
-    """``{key: {$in: [...]}}`` from exact key bytes (types preserved)."""
+def in_filter(field: str, values: list[bytes]) -> RawBSONDocument:
+    """``{field: {$in: [...]}}`` from exact key bytes (types preserved)."""
     items = b"".join(kb[:1] + str(i).encode() + b"\x00" + kb[1:] for i, kb in enumerate(values))
     arr = _I32.pack(len(items) + 5) + items + b"\x00"
     inner_body = b"\x04$in\x00" + arr
     inner = _I32.pack(len(inner_body) + 5) + inner_body + b"\x00"
-    body = b"\x03" + key.encode("utf-8") + b"\x00" + inner
+    body = b"\x03" + field.encode("utf-8") + b"\x00" + inner
     return RawBSONDocument(_I32.pack(len(body) + 5) + body + b"\x00")
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
 from bson.decimal128 import Decimal128
@@ -31,6 +31,7 @@ from bson.int64 import Int64
 
 from . import codec
 from .errors import FormatError
+from .timeutil import utc_now
 
 INDEX_TYPES = frozenset({"text", "2dsphere", "2d", "hashed", "geoHaystack", "columnstore"})
 MAX_TTL = 2**31 - 1
@@ -207,7 +208,7 @@ class DataCheck:
 
     indexes: list[dict]
     options: dict
-    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    now: datetime = field(default_factory=utc_now)
     count: int = 0
     bson_bytes: int = 0
     _ttls: list[_Ttl] = field(default_factory=list, init=False)

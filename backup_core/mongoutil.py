@@ -29,6 +29,7 @@ from .config import mask_uri
 from .errors import DatabaseUnavailable
 
 RAW = CodecOptions(document_class=RawBSONDocument)
+WRITE_BATCH = 500  # documents per write request of a restore (inserts, bulk writes, lookups)
 
 
 def driver_message(exc: BaseException) -> str:
@@ -63,26 +64,6 @@ def error_hint(msg: str) -> str | None:
 
 def raw_collection(db: Database, name: str) -> Collection:
     return db.get_collection(name, codec_options=RAW)
-
-
-def user_collections(db: Database, meta_db: str | None = None) -> dict[str, dict]:
-    """The user's collections with their options, by name.
-
-    Not views, not ``system.*``, and not the staging collections of restores
-    (known from the staging registry, never from their names).
-    """
-    from .staging import StagingRegistry
-
-    staging = StagingRegistry.of(db, meta_db).names()
-    out = {}
-    with translate_errors("listing collections"):
-        for info in db.list_collections():
-            name = info["name"]
-            if (name.startswith("system.") or name in staging
-                    or info.get("type", "collection") != "collection"):
-                continue
-            out[name] = dict(info.get("options") or {})
-    return dict(sorted(out.items()))
 
 
 def index_specs(coll: Collection) -> list[dict]:
@@ -227,7 +208,7 @@ def snapshot_session(db: Database) -> Iterator[object | None]:
         yield reads.session
 
 
-__all__ = ["RAW", "translate_errors", "error_hint", "raw_collection", "user_collections", "index_specs",
+__all__ = ["RAW", "WRITE_BATCH", "translate_errors", "error_hint", "raw_collection", "index_specs",
            "json_dialect", "from_json_dialect", "rename_collection", "snapshot_session", "driver_message",
            "mask_uri", "BackupReads", "backup_reads", "backup_read_preference", "set_backup_read_preference",
            "DEFAULT_BACKUP_READ_PREFERENCE"]

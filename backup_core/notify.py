@@ -32,7 +32,6 @@ import logging
 import secrets
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -324,18 +323,13 @@ def _message(settings: Settings, kind: str, ok: bool, streak: dict, error: str |
 
 
 def _when(value) -> str:
-    when = parse_iso(value) if not isinstance(value, datetime) else value
-    return iso(when) or "unknown"
+    return iso(parse_iso(value)) or "unknown"
 
 
 def _for_how_long(since) -> str:
-    when = parse_iso(since) if not isinstance(since, datetime) else since
+    when = parse_iso(since)
     if when is None:
         return ""
-    if when.tzinfo is None:
-        from datetime import timezone
-
-        when = when.replace(tzinfo=timezone.utc)
     return f" ({format_duration((utc_now() - when).total_seconds())})"
 
 

@@ -14,8 +14,8 @@ scheduler, tests), so none can forget a step:
 4. exactly one outcome entry is written: ``ok`` with the details the body
    noted, or the error (``refused`` when nothing was attempted).
 
-``prepare_db`` sweeps stale staging collections of a database once per
-operation, before the operation touches that database.
+``prepare_db`` sweeps stale swap-in collections (``swapin.py``) of a
+database once per operation, before the operation touches that database.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ from pymongo.database import Database
 
 from .errors import BackupError
 from .locks import DEFAULT_TIMEOUT, owner_record
+from .swapin import SwapInRegistry
 
 log = logging.getLogger(__name__)
 _RESERVED = frozenset({"user", "action", "outcome", "op", "error", "duration_s", "at", "seq", "prev", "hash"})
 _local = threading.local()
-# ids of the operations running in this process, any thread (staging entries of other ids of this
+# ids of the operations running in this process, any thread (swap-in entries of other ids of this
 # process belong to operations that ended without cleaning up: the database was gone, say)
 _running: set[str] = set()
 _running_guard = threading.Lock()
@@ -64,7 +65,7 @@ class Operation:
         self.outcome.update({k: v for k, v in details.items() if v is not None})
 
     def prepare_db(self, db: Database) -> None:
-        """Sweep staging collections that killed restores left in ``db`` (once per operation)."""
+        """Sweep swap-in collections that killed restores left in ``db`` (once per operation)."""
         key = (id(db.client), db.name)
         root = self
         while root.parent is not None:
@@ -72,11 +73,9 @@ class Operation:
         if key in root._prepared:
             return
         root._prepared.add(key)
-        from .staging import StagingRegistry
-
-        dropped = StagingRegistry.of(db, self.meta_db).sweep()
+        dropped = SwapInRegistry.of(db, self.meta_db).sweep(running_ids())
         if dropped:
-            self.note(swept_staging=dropped)
+            self.note(swept_staging=dropped)  # (the audit field keeps its first name)
 
 
 def _stack() -> list[Operation]:

@@ -14,7 +14,7 @@ plain callable hears only the main phase (a restore's writes), so existing
 callers see exactly what they saw before. ``reporter`` is how the core picks.
 
 Threads. The core calls the callback on the thread that called the
-operation, also when collections run in parallel jobs (``backup.run_jobs``
+operation, also when collections run in parallel jobs (``jobs.run_jobs``
 relays the jobs' reports), so a page may draw from it directly. ``Progress``
 is thread-safe all the same.
 """

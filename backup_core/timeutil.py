@@ -3,9 +3,9 @@
 Everything the product stores or compares is UTC: backup ids, manifests,
 audit entries, the scheduler's state. ``utc_now`` is the one clock (tests
 may replace it), ``iso`` the one text form (ISO-8601, milliseconds, ``Z``),
-``parse_iso`` the one reader. Durations typed by people (``30s``, ``10m``,
-``1h``, ``7d``, ``2w``) are read by ``parse_duration`` and shown by
-``format_duration``.
+``parse_iso`` the one reader (of text and of datetimes; naive ones are
+UTC). Durations typed by people (``30s``, ``10m``, ``1h``, ``7d``, ``2w``)
+are read by ``parse_duration`` and shown by ``format_duration``.
 """
 
 from __future__ import annotations
@@ -37,17 +37,33 @@ def now_iso() -> str:
     return iso(utc_now())  # type: ignore[return-value]
 
 
-def parse_iso(text: object) -> datetime | None:
-    """An aware UTC datetime from ISO-8601 text (``Z`` or an offset; naive means UTC), else None."""
-    if isinstance(text, datetime):
-        return text if text.tzinfo else text.replace(tzinfo=UTC)
-    if not isinstance(text, str) or not text:
+def parse_iso(value: object, *, text: bool = True) -> datetime | None:
+    """The one reader of times: an aware ``datetime`` in UTC, or None.
+
+    Takes a ``datetime`` (naive means UTC: every time the product stores is
+    UTC) or, unless ``text`` is False, ISO-8601 text (``Z`` or an offset;
+    naive means UTC). Anything else (None, "", a number, text that is not a
+    time, a time that falls outside the calendar once moved to UTC) is None,
+    never an exception: callers read stored or forged values.
+
+    ``text=False`` is for values a driver decoded from BSON: there a string is
+    not a date, and the server (``$$NOW``, ``$lte``) would not compare it as one.
+    """
+    if isinstance(value, datetime):
+        when = value
+    elif text and isinstance(value, str) and value:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    else:
         return None
+    if when.tzinfo is None:
+        return when.replace(tzinfo=UTC)
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return when.astimezone(UTC)
+    except (OverflowError, ValueError):  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
         return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def from_timestamp(ts: float) -> datetime:

@@ -11,8 +11,8 @@ bytes) for decode, i.e. the cheapest way a lossless serialiser can touch a docum
 The headline figures use whatever path the codec runs by default (the compiled
 accelerator when it is built, see ``codec.accelerator()``, reported as
 ``codec_accelerator``); ``codec_python_paths`` repeats our side with the
-accelerator switched off (pymongo's C extension and the exact walker), so the
-cost of a machine without a C compiler is measured in the same run.
+accelerator switched off (the exact walker, pure Python), so the cost of a
+machine without a C compiler is measured in the same run.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from bson import json_util
 
 from backup_core import codec
 from backup_core.codec import accel
+from backup_core.testseam import exact_codec
 
 from .common import best_of, equipment_docs, log, wide_nested_docs
 
@@ -130,8 +131,8 @@ def run(equipment_n: int = 2000, wide_n: int = 300, repeat: int = 7) -> dict:
     out["codec_shapes"] = per_shape
     if accel.on:
         log("codec: again with the compiled accelerator switched off")
-        with accel.disabled():
-            python = {name: measure_shape(f"{name} (python paths)", raws, max(3, repeat // 2))
+        with exact_codec():
+            python = {name: measure_shape(f"{name} (exact walker)", raws, max(3, repeat // 2))
                       for name, raws in shapes.items()}
         out["codec_python_paths"] = {**_ratios(python), "shapes": python}
     return out

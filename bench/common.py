@@ -57,9 +57,9 @@ def memory_server() -> Iterator[str]:
 
 def equipment_docs(n: int, seed: int = 7) -> list[dict]:
     """``n`` documents of the demo ``Equipment`` shape, unique ``asset_id``s."""
-    from backup_core.embedded import _demo_equipment
+    from backup_core.demo_data import demo_equipment
 
-    docs = _demo_equipment(random.Random(seed), n)
+    docs = demo_equipment(random.Random(seed), n)
     for i, d in enumerate(docs):
         d["asset_id"] = f"EQ-{i:07d}"
     return docs

@@ -81,12 +81,12 @@ def compare_page(uri: str, db_name: str, root: Path, tmp: Path) -> dict:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
-    from backup_core import comparison
+    from backup_core import paged_compare
     from backup_core.auth import User
 
     saved = {k: os.environ.get(k) for k in ENV_KEYS}
     cwd = os.getcwd()
-    real = comparison.StoredComparison.compute.__func__  # type: ignore[attr-defined]
+    real = paged_compare.StoredComparison.compute.__func__  # type: ignore[attr-defined]
     calls: list[float] = []
 
     def counting(cls, *a, **kw):
@@ -96,7 +96,7 @@ def compare_page(uri: str, db_name: str, root: Path, tmp: Path) -> dict:
         finally:
             calls.append(time.perf_counter() - t)
 
-    comparison.StoredComparison.compute = classmethod(counting)  # type: ignore[method-assign]
+    paged_compare.StoredComparison.compute = classmethod(counting)  # type: ignore[method-assign]
     try:
         tmp.mkdir(parents=True, exist_ok=True)
         os.environ.update({"MONGODB_URI": uri, "MONGODB_DB": db_name, "BACKUP_ROOT": str(root),
@@ -134,7 +134,7 @@ def compare_page(uri: str, db_name: str, root: Path, tmp: Path) -> dict:
                 "compare_page_compute_s": round(computed, 2), "compare_page_computations": len(calls),
                 "compare_page_recomputed": len(calls) != 1}
     finally:
-        comparison.StoredComparison.compute = classmethod(real)  # type: ignore[method-assign]
+        paged_compare.StoredComparison.compute = classmethod(real)  # type: ignore[method-assign]
         os.chdir(cwd)
         for k, v in saved.items():
             if v is None:

@@ -26,13 +26,13 @@ from pymongo import ReplaceOne
 
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.mongoutil import RAW, from_json_dialect
-from backup_core.staging import meta_name
+from backup_core.config import meta_name
 from backup_core.store import LocalStore
 
 from .common import equipment_docs, insert_in_batches, log
 
 COLL = "Equipment"
-BATCH = 500  # backup_core.restore.BATCH: the floor sends the same batches
+BATCH = 500  # backup_core.mongoutil.WRITE_BATCH: the floor sends the same batches
 
 
 def _seed(db, n: int) -> list[dict]:
@@ -138,12 +138,6 @@ def run(client: pymongo.MongoClient, n: int = 1000, db_name: str = "bench_backup
         log(f"backup: {out['backup_s']}s vs floor {out['backup_floor_s']}s "
             f"({out['backup_floor_by_id_s']}s in _id order)")
 
-        try:
-            import backup_core.restore  # noqa: F401
-        except ImportError as exc:
-            out["restore_error"] = f"backup_core.restore not importable: {exc}"
-            log(out["restore_error"])
-            return out
         docs, indexes = _raw_docs(store, backup_id)
         for mode in ("replace", "merge"):
             ours, floors = [], []

@@ -22,8 +22,8 @@ from pathlib import Path
 import pymongo
 
 from backup_core.backup import BackupOptions, create_backup
-from backup_core.embedded import seed_demo
-from backup_core.staging import meta_name
+from backup_core.demo_data import seed_demo
+from backup_core.config import meta_name
 from backup_core.store import LocalStore
 
 from .common import log

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from backup_core.staging import meta_name
+from backup_core.config import meta_name
 
 from .common import ROOT, equipment_docs, insert_in_batches, log
 
@@ -47,11 +47,6 @@ def run(client, uri: str, small: int = 300, factor: int = 10) -> dict:
         out["backup_peak_rss_mb"] = {k: v["backup"]["peak_rss_mb"] for k, v in runs.items()}
         out["backup_baseline_rss_mb"] = {k: v["backup"]["baseline_rss_mb"] for k, v in runs.items()}
         out["backup_rss_growth"] = round(runs["large"]["backup"]["peak_rss_mb"] / runs["small"]["backup"]["peak_rss_mb"], 3)
-        try:
-            import backup_core.restore  # noqa: F401
-        except ImportError as exc:
-            out["restore_rss_error"] = f"backup_core.restore not importable: {exc}"
-            return out
         for label, n in sizes.items():
             runs[label]["restore"] = _worker("restore", uri, f"bench_mem_{label}", str(roots[label]),
                                              runs[label]["backup"]["backup_id"])

@@ -27,7 +27,7 @@ import pymongo
 
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.restore import RestoreOptions, restore_backup
-from backup_core.staging import meta_name
+from backup_core.config import meta_name
 from backup_core.store import Key, Keyring, open_store
 
 from .common import log

@@ -40,7 +40,7 @@ from pathlib import Path
 import pymongo
 
 from backup_core.backup import BackupOptions, create_backup
-from backup_core.staging import meta_name
+from backup_core.config import meta_name
 from backup_core.store import LocalStore
 
 from . import scale_data
@@ -180,8 +180,7 @@ def _insert_floor(client, raw_docs: list, indexes: list) -> float:
     batches: the writes any restore of them must wait for."""
     from bson.raw_bson import RawBSONDocument
 
-    from backup_core.mongoutil import RAW, from_json_dialect
-    from backup_core.restore import BATCH
+    from backup_core.mongoutil import RAW, WRITE_BATCH as BATCH, from_json_dialect
 
     coll = client[RESTORE_DB].get_collection("floor", codec_options=RAW)
     coll.drop()

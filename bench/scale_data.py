@@ -63,15 +63,15 @@ def databases(spec: dict) -> dict[str, list[tuple[str, str, int]]]:
 
 
 def iter_equipment(n: int, seed: int = 7, chunk: int = 2000) -> Iterator[dict]:
-    """``n`` documents of the demo Equipment shape (``embedded._demo_equipment``), unique ``asset_id``s,
+    """``n`` documents of the demo Equipment shape (``demo_data.demo_equipment``), unique ``asset_id``s,
     the same for the same arguments."""
-    from backup_core.embedded import _demo_equipment
+    from backup_core.demo_data import demo_equipment
 
     rng = random.Random(seed)
     done = 0
     while done < n:
         size = max(50, min(chunk, n - done))  # the demo's hand-picked edge cases need 42+ documents
-        for doc in _demo_equipment(rng, size)[:n - done]:
+        for doc in demo_equipment(rng, size)[:n - done]:
             doc["asset_id"] = f"EQ-{done:07d}"
             done += 1
             yield doc

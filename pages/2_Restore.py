@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from backup_core import transfer
-from backup_core.comparison import DIFF_STATUSES
+from backup_core.paged_compare import DIFF_STATUSES
 from backup_core.context import open_store
 from backup_core.restore import RestoreOptions
 from webui import restore_flow as flow
@@ -210,7 +210,7 @@ if info is not None:
 
         def options(dry_run: bool, confirmed: bool) -> RestoreOptions:
             return RestoreOptions(mode=mode, collections=list(collections), strategy=strategy, dry_run=dry_run,
-                                  confirmed=confirmed, key=match_key, allow_other_db=allow_other,
+                                  confirmed=confirmed, match_field=match_key, allow_other_db=allow_other,
                                   allow_destructive_options=allow_destructive, user=user.name)
 
         plan_sig = (info.backup_id, tuple(collections), match_key, mode, strategy, allow_other, allow_destructive)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings as hyp_settings
 
 from backup_core import embedded
 from backup_core.config import Settings
-from backup_core.staging import meta_name
+from backup_core.config import meta_name
 from backup_core.store import LocalStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def db(client, db_name):
     database = client[db_name]
     yield database
     client.drop_database(db_name)
-    client.drop_database(meta_name(db_name))  # the staging registry of replace-restores
+    client.drop_database(meta_name(db_name))  # the swap-in registry of replace-restores
 
 
 @pytest.fixture

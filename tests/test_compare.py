@@ -1,4 +1,5 @@
-"""compare.py: backup vs live data, by _id or by a chosen key, down to the field."""
+"""compare.py and the pairing engine (pairing.py): backup vs live data, by _id or by a chosen match field,
+down to the field."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from bson.son import SON
 from hypothesis import given, settings, strategies as st
 
 from backup_core.backup import BackupOptions, create_backup
-from backup_core.compare import (
-    MISSING, NotUnique, compare_backup, field_diffs, id_matcher, iter_differences, key_bytes, key_text,
-)
+from backup_core.compare import compare_backup, field_diffs, iter_differences
 from backup_core.errors import UsageError
+from backup_core.keys import MISSING, id_matcher, key_bytes, key_text
+from backup_core.pairing import NotUnique
 from backup_core.store import LocalStore
 from tests.strategies import values
 
@@ -128,10 +129,10 @@ def _compare_reports_exactly_the_changes(db, data):
 
 @pytest.fixture
 def tiny_batches(monkeypatch):
-    from backup_core import compare
+    from backup_core import pairing
 
-    monkeypatch.setattr(compare, "_BATCH", 2)
-    monkeypatch.setattr(compare, "_SQL_VARS", 3)
+    monkeypatch.setattr(pairing, "_BATCH", 2)
+    monkeypatch.setattr(pairing, "_SQL_VARS", 3)
 
 
 def test_field_diffs_nested_types_and_missing():
@@ -161,9 +162,9 @@ def test_compare_by_custom_key(db, store):
     db.eq.insert_many([{"_id": 100 + i, "asset_id": f"A{i}", "v": i} for i in range(6)])
     by_id = compare_backup(db, store, bid).collections["eq"]
     assert (by_id.only_in_backup, by_id.only_in_live) == (6, 6)
-    by_key = compare_backup(db, store, bid, key="asset_id").collections["eq"]
+    by_key = compare_backup(db, store, bid, match_field="asset_id").collections["eq"]
     assert (by_key.changed, by_key.identical, by_key.only_in_backup) == (6, 0, 0)
-    (d,) = itertools.islice(iter_differences(db, store, bid, "eq", key="asset_id"), 1)
+    (d,) = itertools.islice(iter_differences(db, store, bid, "eq", match_field="asset_id"), 1)
     assert d.key == "A0" and [f.path for f in d.fields] == ["_id"]
 
 
@@ -171,12 +172,12 @@ def test_key_must_be_unique_both_sides(db, store):
     db.c.insert_many([{"_id": 1, "g": 1}, {"_id": 2, "g": 1}])
     bid = _backup(db, store)
     with pytest.raises(NotUnique, match="not unique in the backup"):
-        compare_backup(db, store, bid, key="g")
+        compare_backup(db, store, bid, match_field="g")
     db.c.update_one({"_id": 2}, {"$set": {"g": 2}})
     bid2 = _backup(db, store)
     db.c.insert_one({"_id": 3, "g": 2})
     with pytest.raises(NotUnique, match="not unique in live"):
-        compare_backup(db, store, bid2, key="g")
+        compare_backup(db, store, bid2, match_field="g")
 
 
 def test_keys_compared_by_exact_bson(db, store):
@@ -217,7 +218,7 @@ def test_unknown_collection_and_bad_key(db, store):
     with pytest.raises(UsageError, match="no collection 'nope'"):
         compare_backup(db, store, bid, ["nope"])
     with pytest.raises(UsageError, match="invalid key"):
-        compare_backup(db, store, bid, key="$bad")
+        compare_backup(db, store, bid, match_field="$bad")
 
 
 def test_paging_and_statuses(db, store):
@@ -244,9 +245,9 @@ def _forged_backup(store, database: str, name: str, docs: list) -> str:
 
 @pytest.mark.parametrize("batch", [1000, 2])
 def test_repeated_keys_of_other_numeric_types_are_found_across_batches(db, store, monkeypatch, batch):
-    from backup_core import compare
+    from backup_core import pairing
 
-    monkeypatch.setattr(compare, "_BATCH", batch)
+    monkeypatch.setattr(pairing, "_BATCH", batch)
     docs = [bson.encode({"_id": i, "g": i}) for i in range(2, 9)]
     docs.insert(6, bson.encode(SON([("_id", Int64(4)), ("g", 100)])))  # _id 4 again, as an int64
     bid = _forged_backup(store, db.name, "c", docs)
@@ -262,22 +263,22 @@ def test_repeated_keys_of_other_numeric_types_are_found_across_batches(db, store
 
 @pytest.mark.parametrize("batch", [1000, 2])
 def test_live_repeats_are_found_across_batches(db, store, monkeypatch, batch):
-    from backup_core import compare
+    from backup_core import pairing
 
-    monkeypatch.setattr(compare, "_BATCH", batch)
+    monkeypatch.setattr(pairing, "_BATCH", batch)
     db.c.insert_many([{"_id": i, "g": i} for i in range(6)])
     bid = _backup(db, store)
     db.c.insert_one({"_id": 10, "g": Int64(3)})  # pairs with a backup document another live one has
     with pytest.raises(NotUnique, match="not unique in live collection c: several documents share the key value 3"):
-        compare_backup(db, store, bid, key="g")
+        compare_backup(db, store, bid, match_field="g")
     db.c.delete_one({"_id": 10})
     db.c.insert_many([{"_id": 11, "g": 50}, {"_id": 12, "g": 51}, {"_id": 13, "g": 50.0}])  # live-only repeats
     with pytest.raises(NotUnique, match=r"share the key value 50.* \(as int and double"):
-        compare_backup(db, store, bid, key="g")
+        compare_backup(db, store, bid, match_field="g")
 
 
 def test_order_is_live_order_then_backup_order_in_any_batch_size(db, store, monkeypatch):
-    from backup_core import compare
+    from backup_core import pairing
 
     db.c.insert_many([{"_id": i, "v": 0} for i in range(12)])
     bid = _backup(db, store)
@@ -286,39 +287,19 @@ def test_order_is_live_order_then_backup_order_in_any_batch_size(db, store, monk
     db.c.insert_many([{"_id": 20}, {"_id": -1}])
     orders = []
     for batch in (1000, 2, 1):
-        monkeypatch.setattr(compare, "_BATCH", batch)
+        monkeypatch.setattr(pairing, "_BATCH", batch)
         orders.append([(d.status, d.key) for d in iter_differences(db, store, bid, "c")])
     assert orders[0] == [("only_in_live", -1), ("changed", 2), ("changed", 7), ("only_in_live", 20),
                          ("only_in_backup", 1), ("only_in_backup", 5), ("only_in_backup", 9)]
     assert orders[1] == orders[0] and orders[2] == orders[0]
 
 
-def test_duplicate_keys_finder():
-    from backup_core import compare
-    from backup_core.compare import DuplicateKeys
-
-    for batch in (1000, 3, 1):
-        compare._BATCH, saved = batch, compare._BATCH
-        try:
-            with DuplicateKeys() as dk:
-                for ident, tag in [(b"a", b"1"), (b"b", b"1"), (b"c", b"1"), (b"d", b"1"), (b"b", b"2"),
-                                   (b"a", b"3")]:
-                    dk.add(ident, tag)
-                assert dk.first_duplicate() == (5, b"1", b"2") and dk.count == 6
-            with DuplicateKeys() as dk:
-                for k in range(10):
-                    dk.add(str(k).encode(), b"x")
-                assert dk.first_duplicate() is None and dk.count == 10
-        finally:
-            compare._BATCH = saved
-
-
 @pytest.mark.parametrize("block", [1 << 22, 7])
 def test_stored_comparison_pages_and_filters(db, store, monkeypatch, block):
-    from backup_core import comparison
-    from backup_core.comparison import StoredComparison
+    from backup_core import paged_compare
+    from backup_core.paged_compare import StoredComparison
 
-    monkeypatch.setattr(comparison, "_SCAN_BLOCK", block)  # 7 bytes: every line crosses a block boundary
+    monkeypatch.setattr(paged_compare, "_SCAN_BLOCK", block)  # 7 bytes: every line crosses a block boundary
     db.c.insert_many([{"_id": i, "name": f"item {i}", "v": 0} for i in range(40)])
     bid = _backup(db, store)
     db.c.delete_many({"_id": {"$lt": 5}})
@@ -341,8 +322,8 @@ def test_stored_comparison_pages_and_filters(db, store, monkeypatch, block):
         assert cmp.count("c", None, "no such text") == 0 and cmp.page("c", None, "x\ny")[0] == []
         # a selection is computed once and kept: paging through it reads no search text again
         calls = []
-        real = comparison._Records.matching
-        monkeypatch.setattr(comparison._Records, "matching", lambda self, n: calls.append(n) or real(self, n))
+        real = paged_compare._Records.matching
+        monkeypatch.setattr(paged_compare._Records, "matching", lambda self, n: calls.append(n) or real(self, n))
         for p in range(3):
             cmp.page("c", None, "item 3", page=p, page_size=2)
         assert calls == []
@@ -353,7 +334,7 @@ def test_stored_comparison_pages_and_filters(db, store, monkeypatch, block):
 def test_a_full_temporary_disk_is_a_one_line_storage_error(db, store, monkeypatch):
     import sqlite3
 
-    from backup_core import compare
+    from backup_core import pairing
     from backup_core.errors import StorageError
 
     db.c.insert_many([{"_id": i} for i in range(3)])
@@ -362,7 +343,7 @@ def test_a_full_temporary_disk_is_a_one_line_storage_error(db, store, monkeypatc
     def full(*a, **kw):
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(compare, "write_rows", full)
+    monkeypatch.setattr(pairing, "write_rows", full)
     with pytest.raises(StorageError, match="temporary index on disk failed: database or disk is full") as err:
         compare_backup(db, store, bid)
     assert "TMPDIR" in err.value.hint

@@ -7,12 +7,12 @@ import pytest
 from backup_core.config import Settings
 from backup_core.db import connect, database_info
 from backup_core.errors import ConfigError, DatabaseUnavailable
-from backup_core.staging import StagingRegistry
+from backup_core.swapin import SwapInRegistry
 
 
 def test_database_info_lists_user_collections_only(settings, db):
     db["Equipment"].insert_many([{"_id": i} for i in range(3)])
-    name = StagingRegistry.of(db).create("Equipment", "op")
+    name = SwapInRegistry.of(db).create("Equipment", "op")
     db[name].insert_one({"_id": 1})
     with connect(settings) as conn:
         info = database_info(conn)

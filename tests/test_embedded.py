@@ -27,7 +27,8 @@ from bson import Decimal128, Int64, ObjectId
 from backup_core import embedded
 from backup_core.config import Settings
 from backup_core.db import Connection, connect, database_info
-from backup_core.embedded import ensure_server, read_server_file, seed_demo, serve
+from backup_core.demo_data import seed_demo
+from backup_core.embedded import ensure_server, read_server_file, serve
 from backup_core.errors import BackupError, ConfigError, DatabaseUnavailable
 from backup_core.locks import process_alive as pid_alive
 
@@ -414,7 +415,7 @@ def test_restore_of_nan_into_sqlite_is_refused_and_rolled_back(thread_server: Th
     """The SQLite engine cannot store NaN: both modes fail with the reason and change nothing."""
     from backup_core.backup import BackupOptions, create_backup
     from backup_core.restore import RestoreOptions, restore_backup
-    from backup_core.staging import StagingRegistry
+    from backup_core.swapin import SwapInRegistry
 
     db.c.insert_many([{"_id": i, "x": float(i)} for i in range(5)] + [{"_id": 5, "x": float("nan")}])
     bid = create_backup(db, store, BackupOptions()).backup_id
@@ -427,8 +428,8 @@ def test_restore_of_nan_into_sqlite_is_refused_and_rolled_back(thread_server: Th
                 restore_backup(target, store, bid, RestoreOptions(mode=mode, confirmed=True))
             assert "NaN" in err.value.hint, err.value.hint
             assert list(target.c.find(sort=[("_id", 1)])) == before, mode
-            # no staging collection left: the registry knows none, only the user's collection is there
-            assert StagingRegistry.of(target).leftovers() == [], mode
+            # no swap-in collection left: the registry knows none, only the user's collection is there
+            assert SwapInRegistry.of(target).leftovers() == [], mode
             assert target.list_collection_names() == ["c"], mode
         assert "rolled back" in str(err.value)
 

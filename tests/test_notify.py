@@ -235,6 +235,15 @@ def test_an_undelivered_message_is_tried_again_at_the_next_failure(settings, db,
     assert result.sent and len(receiver.messages) == 1 and "boom again" in receiver.messages[0]["message"]
 
 
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+01:00", "not a time", 12345, None])
+def test_a_streak_start_that_is_not_a_time_reads_as_unknown(settings, since):
+    # the streak lives in the metadata database, where anyone with write access can put anything
+    _, failure = notify._message(settings, "backup", False, {"since": since, "failures": 2}, "boom", {})
+    assert "Failing since: unknown (2 failure(s) so far)" in failure
+    _, recovery = notify._message(settings, "backup", True, {"since": since, "failures": 2}, None, {})
+    assert "after 2 failure(s) since unknown." in recovery
+
+
 def test_the_secret_parts_of_urls_are_never_shown(settings):
     s = replace(settings, notify_urls=("json://bob:s3cretpw@127.0.0.1:9/hook", "tgram://123456:ABCsecretTOKEN/42",
                                        "nonsense://x"))

@@ -21,8 +21,9 @@ from backup_core.compare import compare_backup
 from backup_core.errors import BackupNotFound, FormatError, IntegrityError, RestoreRefused
 from backup_core.mongoutil import index_specs, raw_collection
 from backup_core.restore import RestoreOptions, plan_restore, restore_backup
-from backup_core.staging import StagingRegistry
+from backup_core.swapin import SwapInRegistry
 from backup_core.store import MANIFEST, LocalStore, manifest_hash
+from backup_core.testseam import on_checkpoint
 
 from tests.store.conftest import forge_part
 from tests.test_compare import ACTIONS, _doc, _mutate, bodies
@@ -48,9 +49,9 @@ def yes(**kw) -> RestoreOptions:
     return RestoreOptions(confirmed=True, user="tester", **kw)
 
 
-def assert_no_staging_left(db, *expected) -> None:
-    """No staging collection of a restore is left: the registry knows none, only user data is there."""
-    assert StagingRegistry.of(db).leftovers() == []
+def assert_no_swap_in_left(db, *expected) -> None:
+    """No swap-in collection of a restore is left: the registry knows none, only user data is there."""
+    assert SwapInRegistry.of(db).leftovers() == []
     assert sorted(db.list_collection_names()) == sorted(expected)
 
 
@@ -92,7 +93,7 @@ def test_replace_restore_round_trip(db, data):
         assert live(db, "c") == backed_up(store, bid, "c")  # byte for byte, in backup order
         assert indexes(db, "c") == sorted(store.get(bid).collections["c"].indexes, key=lambda s: s["name"])
         assert res.safety_backup_id and backed_up(store, res.safety_backup_id, "c") == before
-        assert_no_staging_left(db, "c", "other")
+        assert_no_swap_in_left(db, "c", "other")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -177,7 +178,7 @@ def test_audit_records_counts_and_safety_id(db, store):
     assert entry["counts"]["c"]["inserted"] == 1 and entry["backup_id"] == bid and "at" in entry
 
 
-def test_failure_during_staging_leaves_live_untouched(db, store):
+def test_failure_while_filling_leaves_live_untouched(db, store):
     db.a.insert_many([{"_id": i, "v": 1} for i in range(4)])
     db.b.insert_many([{"_id": i, "v": 1} for i in range(4)])
     bid = backup(db, store)
@@ -186,14 +187,14 @@ def test_failure_during_staging_leaves_live_untouched(db, store):
     before = live(db, "a"), live(db, "b")
 
     def boom(phase):
-        if phase == "staging":
+        if phase == "fill":
             from backup_core.errors import DatabaseUnavailable
-            raise DatabaseUnavailable("simulated failure while staging")
+            raise DatabaseUnavailable("simulated failure while filling")
 
-    with pytest.raises(Exception, match="simulated"):
-        restore_backup(db, store, bid, yes(on_phase=boom))
+    with pytest.raises(Exception, match="simulated"), on_checkpoint(boom):
+        restore_backup(db, store, bid, yes())
     assert (live(db, "a"), live(db, "b")) == before
-    assert_no_staging_left(db, "a", "b")
+    assert_no_swap_in_left(db, "a", "b")
     entry = audit.read(store.root, 1, audit.AuditFilter(action="restore"))[0]
     assert entry["outcome"] == "error" and entry["safety_backup_id"]
 
@@ -207,8 +208,8 @@ def _dead_pid() -> int:
 def test_stale_temporaries_are_dropped(db, store):
     db.c.insert_one({"_id": 1})
     bid = backup(db, store)
-    # the staging collection of a restore that was killed: registered, owner gone
-    registry = StagingRegistry.of(db)
+    # the swap-in collection of a restore that was killed: registered, owner gone
+    registry = SwapInRegistry.of(db)
     stale = registry.create("c", "killed-op")
     registry.meta["staging"].update_one({"name": stale}, {"$set": {"pid": _dead_pid()}})
     db[stale].insert_one({"_id": 1})
@@ -216,7 +217,7 @@ def test_stale_temporaries_are_dropped(db, store):
     db["__restore_tmp_20200101T000000Z_c"].insert_one({"_id": 1})
     restore_backup(db, store, bid, yes())
     assert stale not in db.list_collection_names()
-    assert_no_staging_left(db, "c", "__restore_tmp_20200101T000000Z_c")
+    assert_no_swap_in_left(db, "c", "__restore_tmp_20200101T000000Z_c")
 
 
 def test_restore_only_chosen_ids(db, store):
@@ -274,7 +275,7 @@ def test_merge_by_custom_key_with_other_ids(db, store):
     bid = backup(db, store)
     db.eq.delete_many({})
     db.eq.insert_many([{"_id": 100 + i, "asset_id": f"A{i}", "v": "live"} for i in range(2)])
-    res = restore_backup(db, store, bid, yes(mode="merge", key="asset_id"))
+    res = restore_backup(db, store, bid, yes(mode="merge", match_field="asset_id"))
     c = res.collections["eq"]
     assert (c.inserted, c.updated) == (2, 2)
     assert live(db, "eq") == backed_up(store, bid, "eq")
@@ -284,13 +285,13 @@ def test_merge_refuses_non_unique_keys(db, store):
     db.c.insert_many([{"_id": 1, "g": 1}, {"_id": 2, "g": 1}])
     bid = backup(db, store)
     with pytest.raises(RestoreRefused, match="not unique in the backup"):
-        restore_backup(db, store, bid, yes(mode="merge", key="g"))
+        restore_backup(db, store, bid, yes(mode="merge", match_field="g"))
     db.c.update_one({"_id": 2}, {"$set": {"g": 2}})
     bid2 = backup(db, store)
     db.c.insert_one({"_id": 3, "g": 2})
     n = len(store.list_backups())
     with pytest.raises(RestoreRefused, match="not unique in live"):
-        restore_backup(db, store, bid2, yes(mode="merge", key="g"))
+        restore_backup(db, store, bid2, yes(mode="merge", match_field="g"))
     assert len(store.list_backups()) == n  # refused before the safety backup
 
 
@@ -298,7 +299,7 @@ def test_merge_refuses_documents_lacking_the_key(db, store):
     db.c.insert_many([{"_id": 1, "k": 1}, {"_id": 2}])
     bid = backup(db, store)
     with pytest.raises(RestoreRefused, match="1 document\\(s\\) of the backup lack that field"):
-        restore_backup(db, store, bid, yes(mode="merge", key="k"))
+        restore_backup(db, store, bid, yes(mode="merge", match_field="k"))
 
 
 # --------------------------------------------------------------------------
@@ -425,7 +426,7 @@ def test_merge_by_key_refuses_id_collisions(db, store):
     db.c.update_one({"_id": 1}, {"$set": {"k": "other"}})  # _id 1 now belongs to another key
     before = live(db, "c")
     with pytest.raises(RestoreRefused, match="reuse the _id"):
-        restore_backup(db, store, bid, yes(mode="merge", key="k"))
+        restore_backup(db, store, bid, yes(mode="merge", match_field="k"))
     assert live(db, "c") == before
 
 
@@ -486,24 +487,24 @@ def test_parallel_restore_does_what_one_job_does(db, store, mode):
         # undo, so that the next round starts from the same live data
         restore_backup(db, store, res.safety_backup_id, yes(mode="replace"))
     assert results[1] == results[3]
-    assert_no_staging_left(db, "p0", "p1", "p2")
+    assert_no_swap_in_left(db, "p0", "p1", "p2")
 
 
-def test_parallel_staging_failure_leaves_live_untouched(db, store):
+def test_parallel_fill_failure_leaves_live_untouched(db, store):
     _three_collections(db)
     bid = backup(db, store)
     _change_all(db)
     before = {n: live(db, n) for n in ("p0", "p1", "p2")}
 
     def boom(phase):
-        if phase == "staging":
+        if phase == "fill":
             from backup_core.errors import DatabaseUnavailable
-            raise DatabaseUnavailable("simulated failure while staging")
+            raise DatabaseUnavailable("simulated failure while filling")
 
-    with pytest.raises(Exception, match="simulated"):
-        restore_backup(db, store, bid, yes(jobs=3, on_phase=boom))
+    with pytest.raises(Exception, match="simulated"), on_checkpoint(boom):
+        restore_backup(db, store, bid, yes(jobs=3))
     assert {n: live(db, n) for n in ("p0", "p1", "p2")} == before
-    assert_no_staging_left(db, "p0", "p1", "p2")
+    assert_no_swap_in_left(db, "p0", "p1", "p2")
 
 
 def test_parallel_merge_failure_rolls_every_touched_collection_back(db, store, monkeypatch):

@@ -1,5 +1,5 @@
 """A restore killed with SIGKILL leaves each collection wholly old or wholly new, and the
-safety backup listed; the next restore removes the killed one's staging collections."""
+safety backup listed; the next restore removes the killed one's swap-in collections."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.mongoutil import raw_collection
 from backup_core.restore import RestoreOptions, restore_backup
-from backup_core.staging import StagingRegistry
+from backup_core.swapin import SwapInRegistry
 from tests.conftest import ROOT
 
 
@@ -59,24 +59,24 @@ def _safety(store, old):
     return safety[0].backup_id
 
 
-@pytest.mark.parametrize("phase", ["staging", "swap"])
+@pytest.mark.parametrize("phase", ["fill", "swap"])
 def test_kill_during_restore(db, store, cli_env, phase):
     bid, old, new = _setup(db, store)
     _restore_and_kill(cli_env, bid, phase)
-    if phase == "staging":
-        # killed after staging "a": nothing was swapped in
+    if phase == "fill":
+        # killed after filling the swap-in collection of "a": nothing was swapped in
         assert live(db, "a") == old["a"] and live(db, "b") == old["b"]
     else:
         # killed after swapping "a" in: "a" is wholly new, "b" wholly old
         assert live(db, "a") == new["a"] and live(db, "b") == old["b"]
     safety_id = _safety(store, old)
-    leftovers = StagingRegistry.of(db).leftovers()
+    leftovers = SwapInRegistry.of(db).leftovers()
     assert leftovers  # the killed restore could not clean up...
     # (the registry knows every collection that is not user data)
     assert {e["name"] for e in leftovers} == set(db.list_collection_names()) - {"a", "b"}
     # ...the next restore does, and the lock of the killed process is not in the way
     restore_backup(db, store, bid, RestoreOptions(confirmed=True, lock_timeout=5))
-    assert StagingRegistry.of(db).leftovers() == []
+    assert SwapInRegistry.of(db).leftovers() == []
     assert sorted(db.list_collection_names()) == ["a", "b"]
     assert live(db, "a") == new["a"] and live(db, "b") == new["b"]
     # and the safety backup of the killed restore still undoes everything

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from backup_core import undo as undo_log
-from backup_core.comparison import StoredComparison, live_token
+from backup_core.paged_compare import StoredComparison, live_token
 from backup_core.context import open_context, open_operation, open_store
 from backup_core.errors import UsageError
 from backup_core.restore import RestoreOptions, RestoreResult, plan_restore, restore_backup

@@ -57,12 +57,7 @@ def lockout_remaining(settings, user: str) -> float:
 def authenticate(settings, user: str, password: str) -> User:
     """Check a login; returns the ``User`` or raises ``AuthError`` (audited either way)."""
     root = settings.backup_root
-    name_ok = isinstance(user, str) and bool(USER_RE.match(user))
-    logged_name = user if name_ok else "<invalid name>"
-    if not name_ok or not isinstance(password, str) or not password:
-        audit.record(root, user=logged_name, action="login", outcome="error",
-                     reason="invalid name" if not name_ok else "empty password")
-        raise AuthError(INVALID_LOGIN)
+    _refuse_malformed(root, user, password)
     try:
         accounts = _accounts(settings)
     except ConfigError as exc:
@@ -70,17 +65,8 @@ def authenticate(settings, user: str, password: str) -> User:
         audit.record(root, user=user, action="login", outcome="error", reason="configuration",
                      error=str(exc))
         raise
-
     files = UserFiles(settings)
-    now = common._now()
-    with files.lock():
-        state = files.read_json(LOCKOUT_FILE, "lock-out state")
-        until = (state.get(user) or {}).get("locked_until") if isinstance(state.get(user), dict) else None
-    if isinstance(until, (int, float)) and until > now:
-        audit.record(root, user=user, action="login", outcome="error", reason="locked",
-                     locked_until=_iso(until))
-        raise AuthError(_locked_message(until, now, user))
-
+    _refuse_locked(files, root, user)
     # the slow hash check runs outside the lock so one login does not stall the others
     account = accounts.get(user)
     if account is None:
@@ -88,23 +74,8 @@ def authenticate(settings, user: str, password: str) -> User:
         ok = False
     else:
         ok = _verify(account.password_hash, password)
-
     now = common._now()
-    with files.lock():
-        state = _prune(files.read_json(LOCKOUT_FILE, "lock-out state"), now)
-        entry = state.get(user, {"failures": []})
-        locked_until = entry.get("locked_until")
-        if ok and not locked_until:
-            if user in state:
-                del state[user]
-                files.write_json(LOCKOUT_FILE, state)
-        elif not ok:
-            entry["failures"] = entry["failures"] + [now]
-            if len(entry["failures"]) >= MAX_FAILURES:
-                locked_until = now + LOCKOUT_S
-                entry = {"failures": [], "locked_until": locked_until}
-            state[user] = entry
-            files.write_json(LOCKOUT_FILE, state)
+    entry, locked_until = _count_attempt(files, user, ok, now)
     if ok and locked_until:
         # another process locked the name while this password was being checked
         audit.record(root, user=user, action="login", outcome="error", reason="locked",
@@ -120,6 +91,51 @@ def authenticate(settings, user: str, password: str) -> User:
         raise AuthError(INVALID_LOGIN)
     audit.record(root, user=user, action="login", role=account.user.role, source=account.source)
     return replace(account.user, fingerprint=_fingerprint(account.password_hash))
+
+
+def _refuse_malformed(root, user: object, password: object) -> None:
+    """A name that cannot be an account or an empty password: refused before anything is read."""
+    name_ok = isinstance(user, str) and bool(USER_RE.match(user))
+    if not name_ok or not isinstance(password, str) or not password:
+        audit.record(root, user=user if name_ok else "<invalid name>", action="login", outcome="error",
+                     reason="invalid name" if not name_ok else "empty password")
+        raise AuthError(INVALID_LOGIN)
+
+
+def _refuse_locked(files: UserFiles, root, user: str) -> None:
+    """A name locked out now is refused before its password is checked."""
+    now = common._now()
+    with files.lock():
+        state = files.read_json(LOCKOUT_FILE, "lock-out state")
+        until = (state.get(user) or {}).get("locked_until") if isinstance(state.get(user), dict) else None
+    if isinstance(until, (int, float)) and until > now:
+        audit.record(root, user=user, action="login", outcome="error", reason="locked",
+                     locked_until=_iso(until))
+        raise AuthError(_locked_message(until, now, user))
+
+
+def _count_attempt(files: UserFiles, user: str, ok: bool, now: float) -> tuple[dict, float | None]:
+    """Record the outcome in the lock-out state: (the name's entry, when its lock-out ends, if it has one).
+
+    A success forgets the name's failures, unless another process locked it
+    meanwhile; the ``MAX_FAILURES``-th failure locks it for ``LOCKOUT_S``.
+    """
+    with files.lock():
+        state = _prune(files.read_json(LOCKOUT_FILE, "lock-out state"), now)
+        entry = state.get(user, {"failures": []})
+        locked_until = entry.get("locked_until")
+        if ok and not locked_until:
+            if user in state:
+                del state[user]
+                files.write_json(LOCKOUT_FILE, state)
+        elif not ok:
+            entry["failures"] = entry["failures"] + [now]
+            if len(entry["failures"]) >= MAX_FAILURES:
+                locked_until = now + LOCKOUT_S
+                entry = {"failures": [], "locked_until": locked_until}
+            state[user] = entry
+            files.write_json(LOCKOUT_FILE, state)
+    return entry, locked_until
 
 
 def require_admin(user: User | None, action: str) -> None:

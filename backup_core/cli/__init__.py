@@ -53,13 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _global_flags(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f".{name}_cmd", __name__)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.endswith(f"{name}_cmd"):
-                continue  # command not shipped in this build
-            raise
-        p = module.register(sub)
+        p = importlib.import_module(f".{name}_cmd", __name__).register(sub)
         # global flags are accepted after the command too: `list --json`
         _global_flags(p, suppress=True)
     return parser

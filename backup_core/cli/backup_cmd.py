@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..backup import BackupOptions, create_backup, default_jobs
+from ..backup import BackupOptions, create_backup
+from ..jobs import default_jobs
 from ..context import open_operation
 from ..progress import terminal_progress
 from .common import add_collections, collections_arg

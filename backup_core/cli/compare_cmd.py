@@ -24,4 +24,4 @@ def run(args, settings):
         raise UsageError("--show must be 0 or more")
     with open_context(settings) as ctx:
         return compare_backup(ctx.db, ctx.store, args.backup_id, collections_arg(args.collections),
-                              key=args.key, show=args.show)
+                              match_field=args.key, show=args.show)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 
-from ..backup import default_jobs
+from ..jobs import default_jobs
 from ..context import open_operation
 from ..errors import RestoreRefused, UsageError
 from ..progress import terminal_progress
-from ..restore import MODES, STRATEGIES, RestoreOptions, pause_hook, restore_backup
+from ..restore import MODES, STRATEGIES, RestoreOptions, restore_backup
 from .backup_cmd import add_jobs
 from .common import add_collections, collections_arg
 
@@ -65,10 +65,9 @@ def ids_arg(value: str | None) -> list | None:
 def run(args, settings):
     options = RestoreOptions(mode=args.mode, collections=collections_arg(args.collections),
                              strategy=args.strategy, dry_run=args.dry_run, confirmed=args.yes,
-                             key=args.key, ids=ids_arg(args.ids), allow_other_db=args.allow_other_db,
+                             match_field=args.key, ids=ids_arg(args.ids), allow_other_db=args.allow_other_db,
                              allow_destructive_options=args.allow_destructive_options, user=settings.user,
-                             jobs=args.jobs if args.jobs is not None else default_jobs(),
-                             on_phase=pause_hook(*settings.test_pause) if settings.test_pause else None)
+                             jobs=args.jobs if args.jobs is not None else default_jobs())
     action = "restore_dry_run" if args.dry_run else "restore"
     details = {"backup_id": args.backup_id, "database": settings.db_name, **options.audit_details()}
     if not args.yes and not args.dry_run:

@@ -63,7 +63,7 @@ class StatusResult:
         for t in self.leftovers.get("temporaries", []):
             lines.append(f"leftover: {t} (removed by the next backup, restore or clean-up)")
         for st in self.leftovers.get("staging", []):
-            lines.append(f"leftover: staging collection {st['name']} of a restore into {st['target']} "
+            lines.append(f"leftover: swap-in collection {st['name']} of a restore into {st['target']} "
                          f"({st['documents']} documents, {st['state']}; removed by the next backup or restore)")
         return "\n".join(lines)
 
@@ -86,17 +86,17 @@ def last_backup_info(store) -> dict | None:
 
 def run(args, settings):
     from ..db import connect, database_info  # late: the driver is only needed here
-    from ..staging import StagingRegistry
+    from ..swapin import SwapInRegistry
 
     store = open_store(settings)
     sched = scheduler_status(settings)
     sched["notifications"] = notify.describe(settings)  # where failures go (never the secret parts)
     last = last_backup_info(store)
-    leftovers = {"temporaries": store.leftovers(), "staging": []}
+    leftovers = {"temporaries": store.leftovers(), "staging": []}  # (swap-in collections: the key's first name)
     try:
         with connect(settings) as conn:
             info = database_info(conn)
-            leftovers["staging"] = StagingRegistry.of(conn.db, settings.meta_db).leftovers()
+            leftovers["staging"] = SwapInRegistry.of(conn.db, settings.meta_db).leftovers()
     except BackupError as exc:
         # the backup side is still worth showing when the database is down
         exc.payload = {"database": settings.db_name, "embedded": settings.embedded,

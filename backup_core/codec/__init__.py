@@ -30,16 +30,15 @@ Modules, by job:
 * ``cells``: the table of plain cell types, each with its conversions between
   BSON bytes, cell text and pymongo objects (the one place per-type rules live);
 * ``dialect``: the JSON dialect, raw BSON <-> JSON text;
-* ``fast``: the fast paths through pymongo's C extension, their switch and counters;
-* ``accel``: the optional compiled accelerator (``_speedups.c``), its switch and its report;
+* ``accel``: the optional compiled accelerator (``_speedups.c``), its report and counters;
 * ``schema``: columns and their types (the first pass);
-* ``rows``: one document <-> one CSV row, fast path first, exact walker as fallback.
+* ``rows``: one document <-> one CSV row, compiled accelerator first, exact walker as fallback.
 """
 
 from __future__ import annotations
 
 from ..errors import CodecError
-from . import accel, fast
+from . import accel
 from .bsonwalk import (MAX_BSON_SIZE, T_ARRAY, T_BINARY, T_BOOL, T_CODE, T_CODE_W_SCOPE, T_DATE, T_DBPOINTER,
                        T_DECIMAL, T_DOC, T_DOUBLE, T_INT32, T_INT64, T_MAXKEY, T_MINKEY, T_NULL, T_OID, T_REGEX,
                        T_STRING, T_SYMBOL, T_TIMESTAMP, T_UNDEFINED, iter_elements)
@@ -52,7 +51,7 @@ FORMAT_VERSION = 1
 
 
 def accelerator() -> dict:
-    """Which codec path is active: ``{"compiled": bool, "fast_path": bool, "reason": str}`` (see ``accel.info``)."""
+    """Which codec path is active: ``{"compiled": bool, "reason": str}`` (see ``accel.info``)."""
     return accel.info()
 
 
@@ -63,5 +62,5 @@ __all__ = [
     "T_DECIMAL", "T_MINKEY", "T_MAXKEY",
     "iter_elements", "to_json_text", "value_to_json_text", "from_json_text",
     "Column", "Schema", "SchemaBuilder", "RowEncoder", "RowDecoder", "encode_documents", "decode_rows",
-    "CodecError", "fast", "accel", "accelerator",
+    "CodecError", "accel", "accelerator",
 ]

@@ -10,10 +10,9 @@
  *
  * plus to_json_text / from_json_text / decimal_text (dialect.py, cells.py) for the tests.
  *
- * The contract is the one of fast.py's NotFast: every function returns exactly
- * what the exact Python walker returns for the same input, or None ("not
- * handled here"), and the Python paths then run and decide, including the
- * errors the format defines. So this code only handles the canonical forms
+ * The contract: every function returns exactly what the exact Python walker
+ * returns for the same input, or None ("not handled here"), and the exact
+ * walker then runs and decides, including the errors the format defines. So this code only handles the canonical forms
  * it is sure about and returns None for everything else: malformed BSON
  * (every length is checked against its enclosing document before anything is
  * read), invalid UTF-8, cell texts that Python's int()/float()/fromisoformat
@@ -36,7 +35,7 @@
 #endif
 
 #define OK 0
-#define NOPE 1    /* not handled here: the Python paths run */
+#define NOPE 1    /* not handled here: the exact walker runs */
 #define ERR (-1)  /* a Python exception is set */
 #define W_ELEM 2  /* walk_next: an element was read (0: the end of the document, NOPE: malformed) */
 

@@ -1,33 +1,30 @@
-"""The compiled accelerator: the codec's hot loops in C (``_speedups.c``), optional, with a switch.
+"""The compiled accelerator: the codec's hot loops in C (``_speedups.c``), optional.
 
 ``_speedups`` is the compiled twin of three loops: the schema pass's
 top-level walk (``schema.SchemaBuilder.add``), encoding one raw document
 into a row (``rows.RowEncoder``) and decoding one row into raw BSON
 (``rows.RowDecoder``). Each returns exactly what the exact walker returns
 or ``None`` for "not handled here" (malformed BSON, a rare type or text
-form, ...), and the Python paths then run as before: first pymongo's C
-extension (``fast.py``), then the exact walker, which also raises the
-format's errors. So the CSV written and the bytes restored never depend on
-whether the extension is there (property-tested in
-``tests/codec/test_accel.py``).
+form, ...), and the exact walker then runs, which also raises the format's
+errors. So the CSV written and the bytes restored never depend on whether
+the extension is there (property-tested in ``tests/codec/test_accel.py``).
 
 It is built by ``pip install -e .`` (``make setup``, see setup.py) as an
 optional extension: without a compiler the install still succeeds and the
-codec runs its Python paths. ``info()`` (``codec.accelerator()``) says which
-path is active and why; ``disabled()`` switches it off, e.g. to compare;
-``fast.disabled()`` switches it off too (every document then takes the
-exact walker). An extension built from another ``_speedups.c`` than the one
-beside it (a stale in-place build) is not used.
+codec runs the exact walker (pure Python; docs/PERFORMANCE.md has the cost).
+``info()`` (``codec.accelerator()``) says which path is active and why. An
+extension built from another ``_speedups.c`` than the one beside it (a
+stale in-place build) is not used. Tests and benchmarks switch it off with
+``testseam.exact_codec()``, the one switch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 _HERE = Path(__file__).resolve().parent
 SOURCE = _HERE / "_speedups.c"
@@ -50,49 +47,27 @@ def _load() -> tuple[ModuleType | None, str]:
 
 
 speedups, _load_problem = _load()
-_enabled = True
-_fast_enabled = True  # fast.set_enabled keeps this in step
-# What rows.py and schema.py check for every document: the extension is loaded and switched on.
+# What rows.py and schema.py check for every document: the extension is loaded (and not switched off
+# by ``testseam.exact_codec``).
 on = speedups is not None
 
-
-def _refresh() -> None:
-    global on
-    on = speedups is not None and _enabled and _fast_enabled
-
-
-def available() -> bool:
-    """Whether the compiled extension is loaded (built, importable, not stale)."""
-    return speedups is not None
+# documents per step and path (compiled accelerator, exact walker): schema pass (shape), row encode,
+# row decode; counted by the callers
+COUNTS = dict.fromkeys(("shape_compiled", "shape_exact", "encode_compiled", "encode_exact",
+                        "decode_compiled", "decode_exact"), 0)
 
 
-def enabled() -> bool:
-    """Whether the switch is on (it is unless switched off); see ``info()`` for what actually runs."""
-    return _enabled
+def stats() -> dict[str, int]:
+    """How many documents took each path (compiled, exact), per step, since the last reset.
+
+    For tests and diagnosis: threads encoding at the same time may lose a count now and then.
+    """
+    return dict(COUNTS)
 
 
-def set_enabled(flag: bool) -> None:
-    """Switch the compiled accelerator on or off, process-wide (the output is the same)."""
-    global _enabled
-    _enabled = bool(flag)
-    _refresh()
-
-
-def _set_fast_enabled(flag: bool) -> None:
-    global _fast_enabled
-    _fast_enabled = bool(flag)
-    _refresh()
-
-
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """The Python paths only (pymongo's fast path, then the exact walker) inside this block."""
-    before = _enabled
-    set_enabled(False)
-    try:
-        yield
-    finally:
-        set_enabled(before)
+def reset_stats() -> None:
+    for key in COUNTS:
+        COUNTS[key] = 0
 
 
 def build_marker() -> dict[str, Any] | None:
@@ -105,15 +80,11 @@ def build_marker() -> dict[str, Any] | None:
 
 
 def info() -> dict[str, Any]:
-    """Which codec path runs and why: ``{"compiled": bool, "fast_path": bool, "reason": str}``.
+    """Which codec path runs and why: ``{"compiled": bool, "reason": str}``.
 
-    ``compiled``: the C accelerator encodes and decodes rows; ``fast_path``:
-    pymongo's C extension is there for what it does not handle (else the
-    exact walker, pure Python, does everything).
+    ``compiled``: the C accelerator encodes and decodes rows (else the exact
+    walker, pure Python, does everything).
     """
-    from . import fast
-
-    fast_path = fast.available() and fast.enabled()
     if on:
         reason = "compiled accelerator (_speedups) in use"
     elif speedups is not None:
@@ -126,5 +97,5 @@ def info() -> dict[str, Any]:
             reason = "compiled accelerator not built (`make setup` or `pip install -e .` builds it where a C compiler is)"
         else:
             reason = _load_problem
-        reason += "; using " + ("pymongo's C extension and the exact walker" if fast_path else "the exact walker")
-    return {"compiled": on, "fast_path": fast_path, "reason": reason}
+        reason += "; using the exact walker (pure Python)"
+    return {"compiled": on, "reason": reason}

@@ -1,15 +1,13 @@
 """Plain cells: the one table of how each plain type is written as cell text and read back.
 
-A value takes three forms in the codec: BSON value bytes, cell text, and the
-Python object pymongo's C extension reads or writes for it (the fast path,
-see ``fast.py``). For each plain type (``string``, ``int32``, ... the
-``type`` of a column in the manifest) one ``CellType`` below holds every
-conversion between them. The exact walker uses the bytes <-> text pair, the
-fast path the object <-> text pair, and the JSON dialect writes the typed
-wrappers (``{"$date": ...}``, ``{"$numberLong": ...}``, ...) with the same
-text (``wrapper``). So a new type or a changed rule is one entry here, and
-``tests/codec/test_cells.py`` checks each entry's two halves against each
-other.
+A value takes two forms in the codec: BSON value bytes and cell text. For
+each plain type (``string``, ``int32``, ... the ``type`` of a column in the
+manifest) one ``CellType`` below holds both conversions, and the JSON dialect
+writes the typed wrappers (``{"$date": ...}``, ``{"$numberLong": ...}``, ...)
+with the same text (``wrapper``). So a new type or a changed rule is one
+entry here (and its twin in the compiled accelerator, ``_speedups.c``, which
+``tests/codec/test_accel.py`` holds to the same output), and
+``tests/codec/test_cells.py`` checks that each entry's two halves agree.
 
 Values with no plain text (nested documents, arrays, binary, ...; and the few
 values of a plain type that text cannot hold exactly, where ``text_from_bytes``
@@ -19,24 +17,16 @@ returns None) are written in the JSON dialect (``dialect.py``) instead.
 from __future__ import annotations
 
 import datetime as _dt
-import decimal
 import re
 import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from bson.decimal128 import Decimal128
-from bson.int64 import Int64
-from bson.objectid import ObjectId
 
 from ..errors import CodecError
 from .bsonwalk import (DBL, I32, I64, T_BOOL, T_DATE, T_DECIMAL, T_DOUBLE, T_INT32, T_INT64, T_NULL, T_OID,
                        T_STRING, bstring, utf8_text)
-
-
-class NotFast(Exception):
-    """The fast path cannot vouch for this value; the exact walker must run (see ``fast.py``)."""
-
 
 # --------------------------------------------------------------------------
 # Strings: the formula guard
@@ -56,15 +46,7 @@ def unguard(s: str) -> str:
 # --------------------------------------------------------------------------
 # Numbers and dates
 
-INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
 _CANONICAL_NAN = b"\x00\x00\x00\x00\x00\x00\xf8\x7f"
-
-
-def _int32_obj(cell: str) -> int:
-    v = int(cell)
-    if INT32_MIN <= v <= INT32_MAX:
-        return v
-    raise NotFast  # pymongo would write an int64; the exact walker refuses it
 
 
 def _double_text(buf: bytes, vs: int, _ve: int) -> str | None:
@@ -74,15 +56,9 @@ def _double_text(buf: bytes, vs: int, _ve: int) -> str | None:
     return repr(v)  # the shortest text that reads back to the same bits
 
 
-def _double_text_of(v: float) -> str:
-    if v != v:  # NaN: pymongo's float does not say whether it had a payload; the bytes do
-        raise NotFast
-    return repr(v)
-
-
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _MS = _dt.timedelta(milliseconds=1)
-# datetimes that ISO-8601 text (years 1..9999) can hold; pymongo decodes exactly these as datetime
+# datetimes that ISO-8601 text (years 1..9999) can hold
 MIN_ISO_MS = -62135596800000
 MAX_ISO_MS = 253402300799999
 
@@ -97,11 +73,6 @@ def _date_text(buf: bytes, vs: int, _ve: int) -> str | None:
     return iso_from_ms(ms) if MIN_ISO_MS <= ms <= MAX_ISO_MS else None
 
 
-def _iso_of(d: _dt.datetime) -> str:
-    """A decoded datetime (naive UTC, whole milliseconds) as ``iso_from_ms`` writes it."""
-    return d.isoformat(timespec="milliseconds") + "Z"
-
-
 def _date_cell_ok(text: str) -> bool:
     return len(text) == 24 and text[-1] == "Z" and text[10] == "T" and text[19] == "."
 
@@ -110,24 +81,6 @@ def _date_bytes(text: str) -> bytes:
     if not _date_cell_ok(text):
         raise ValueError(f"not an ISO-8601 UTC datetime with milliseconds: {text!r}")
     return I64.pack((_dt.datetime.fromisoformat(text) - _EPOCH) // _MS)
-
-
-_fromisoformat = _dt.datetime.fromisoformat
-
-
-def _date_obj(text: str) -> _dt.datetime:
-    """A naive datetime: pymongo writes naive datetimes as UTC, faster than aware ones.
-
-    A text that only parses without its ``Z`` (or that carries an offset) is
-    left to the exact walker.
-    """
-    # _date_cell_ok inlined: this runs for every date of every row decoded
-    if len(text) != 24 or text[-1] != "Z" or text[10] != "T" or text[19] != ".":
-        raise NotFast
-    d = _fromisoformat(text[:-1])
-    if d.tzinfo is not None:
-        raise NotFast
-    return d
 
 
 _U64 = struct.Struct("<QQ")
@@ -177,13 +130,6 @@ def parse_decimal(text: str) -> bytes:
     return Decimal128(text).bid
 
 
-def _decimal_text_of(v: Decimal128) -> str:
-    text = decimal_text(v.bid)
-    if text is None:  # a $decimalBits value: rare, the exact walker writes it
-        raise NotFast
-    return text
-
-
 # --------------------------------------------------------------------------
 # The rest
 
@@ -218,73 +164,59 @@ def _null_bytes(text: str) -> bytes:
     return b""
 
 
-def _null_obj(text: str) -> None:
-    if text:
-        raise NotFast
-    return None
-
-
 # --------------------------------------------------------------------------
 # The table
 
 
 @dataclass(frozen=True, slots=True)
 class CellType:
-    """One plain cell type and its conversions between BSON bytes, cell text and pymongo objects.
+    """One plain cell type and its two conversions: BSON value bytes -> cell text and back.
 
-    The four conversions agree: ``text_from_obj(obj)`` is ``text_from_bytes``
-    of the bytes pymongo decoded ``obj`` from, and pymongo encodes
-    ``obj_from_text(text)`` as exactly ``bytes_from_text(text)``. The object
-    halves may raise ``NotFast`` (or anything else) where they cannot vouch
-    for that; the exact walker then runs and decides.
+    ``bytes_from_text(text_from_bytes(...))`` gives the same bytes back
+    whenever ``text_from_bytes`` gives text (None: no plain text holds these
+    bytes exactly; the JSON dialect then does).
     """
 
     name: str  # the column / cell type, as the manifest records it
     bson_type: int  # its BSON element type
-    py_type: type  # what ``fast.decode`` gives for it (int64: ``decimal.Decimal``, see ``fast.py``)
     # the dialect writes a value as {wrapper: its cell text}; None: as JSON's own string/number/true/false/null
     wrapper: str | None
     text_from_bytes: Callable[[bytes, int, int], str | None]  # (buf, value start, value end); None: no plain text
-    text_from_obj: Callable[[Any], str]
     bytes_from_text: Callable[[str], bytes]  # the value bytes; ValueError etc. for a bad cell
-    obj_from_text: Callable[[str], Any]
 
 
-# Each entry: name, BSON type, decoded type, dialect wrapper;
-#             text_from_bytes, text_from_obj;   (encoding: exact walker, fast path)
-#             bytes_from_text, obj_from_text.   (decoding: exact walker, fast path)
-STRING = CellType("string", T_STRING, str, None,
-                  lambda buf, vs, ve: guard(utf8_text(buf[vs + 4:ve - 1])), guard,
-                  lambda text: bstring(unguard(text)), unguard)
-INT32 = CellType("int32", T_INT32, int, None,
-                 lambda buf, vs, ve: str(I32.unpack_from(buf, vs)[0]), int.__repr__,
-                 lambda text: I32.pack(int(text)), _int32_obj)
-INT64 = CellType("int64", T_INT64, decimal.Decimal, "$numberLong",
-                 lambda buf, vs, ve: str(I64.unpack_from(buf, vs)[0]), str,  # an exact integer: no exponent
-                 lambda text: I64.pack(int(text)), lambda text: Int64(int(text)))
-DOUBLE = CellType("double", T_DOUBLE, float, None,
-                  _double_text, _double_text_of,
-                  lambda text: DBL.pack(float(text)), float)
-BOOL = CellType("bool", T_BOOL, bool, None,
-                _bool_text, {True: "true", False: "false"}.__getitem__,
-                _bool_bytes, {"true": True, "false": False}.__getitem__)
-DATE = CellType("date", T_DATE, _dt.datetime, "$date",
-                _date_text, _iso_of,
-                _date_bytes, _date_obj)
-OBJECT_ID = CellType("objectId", T_OID, ObjectId, "$oid",
-                     lambda buf, vs, ve: buf[vs:ve].hex(), str,
-                     lambda text: hex_bytes(text, 12, "ObjectId"), ObjectId)
-DECIMAL = CellType("decimal", T_DECIMAL, Decimal128, "$numberDecimal",
-                   lambda buf, vs, ve: decimal_text(buf[vs:ve]), _decimal_text_of,
-                   parse_decimal, lambda text: Decimal128.from_bid(parse_decimal(text)))
-NULL = CellType("null", T_NULL, type(None), None,
-                lambda buf, vs, ve: "", lambda v: "",
-                _null_bytes, _null_obj)
+# Each entry: name, BSON type, dialect wrapper; text_from_bytes (encoding), bytes_from_text (decoding).
+STRING = CellType("string", T_STRING, None,
+                  lambda buf, vs, ve: guard(utf8_text(buf[vs + 4:ve - 1])),
+                  lambda text: bstring(unguard(text)))
+INT32 = CellType("int32", T_INT32, None,
+                 lambda buf, vs, ve: str(I32.unpack_from(buf, vs)[0]),
+                 lambda text: I32.pack(int(text)))
+INT64 = CellType("int64", T_INT64, "$numberLong",
+                 lambda buf, vs, ve: str(I64.unpack_from(buf, vs)[0]),
+                 lambda text: I64.pack(int(text)))
+DOUBLE = CellType("double", T_DOUBLE, None,
+                  _double_text,
+                  lambda text: DBL.pack(float(text)))
+BOOL = CellType("bool", T_BOOL, None,
+                _bool_text,
+                _bool_bytes)
+DATE = CellType("date", T_DATE, "$date",
+                _date_text,
+                _date_bytes)
+OBJECT_ID = CellType("objectId", T_OID, "$oid",
+                     lambda buf, vs, ve: buf[vs:ve].hex(),
+                     lambda text: hex_bytes(text, 12, "ObjectId"))
+DECIMAL = CellType("decimal", T_DECIMAL, "$numberDecimal",
+                   lambda buf, vs, ve: decimal_text(buf[vs:ve]),
+                   parse_decimal)
+NULL = CellType("null", T_NULL, None,
+                lambda buf, vs, ve: "",
+                _null_bytes)
 
 PLAIN = (STRING, INT32, INT64, DOUBLE, BOOL, DATE, OBJECT_ID, DECIMAL, NULL)
 BY_NAME = {ct.name: ct for ct in PLAIN}
 BY_BSON_TYPE = {ct.bson_type: ct for ct in PLAIN}
-BY_PY_TYPE = {ct.py_type: ct for ct in PLAIN}
 BY_WRAPPER = {ct.wrapper: ct for ct in PLAIN if ct.wrapper}
 
 # Column/cell types written as plain text, by BSON type; and every cell type.

@@ -12,8 +12,8 @@ exact bit patterns) and ``$fields`` / ``$arrayFields`` (a sub-document whose
 field names start with '$' or repeat, an array whose element names are not
 0, 1, 2, ..., as a list of [name, value] pairs).
 
-This module works on raw bytes, for any BSON. ``fast.py`` produces the same
-text from pymongo's objects where it can prove it does.
+This module works on raw bytes, for any BSON (the exact walker's half; the
+compiled accelerator, ``_speedups.c``, writes and reads the same text).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .cells import BY_WRAPPER, DOUBLE, INT32, hex_bytes
 
 # plain types the dialect writes as {wrapper: cell text}, by BSON type / wrapper read back
 _WRAPPED = {ct.bson_type: ct for ct in BY_WRAPPER.values()}
-READ_WRAPPERS = {**BY_WRAPPER, "$numberInt": INT32}  # canonical Extended JSON's int32 is read, never written
+_READ_WRAPPERS = {**BY_WRAPPER, "$numberInt": INT32}  # canonical Extended JSON's int32 is read, never written
 
 # ``$numberDouble`` text of the doubles JSON has no number for, by their cell text (``repr``)
 _EXT_DOUBLE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
@@ -71,7 +71,7 @@ def _double_obj(buf: bytes, vs: int) -> Any:
     return {"$numberDouble": _EXT_DOUBLE[repr(v)]}
 
 
-def binary_json(data: bytes, subtype: int) -> dict:
+def _binary_json(data: bytes, subtype: int) -> dict:
     """Subtype 2's inner length prefix is not part of ``data``."""
     return {"$binary": {"base64": base64.b64encode(data).decode("ascii"), "subType": f"{subtype:02x}"}}
 
@@ -85,7 +85,7 @@ def _binary_obj(buf: bytes, vs: int) -> Any:
         if n < 4 or I32.unpack_from(data, 0)[0] != n - 4:
             raise CodecError("corrupt BSON: binary subtype 2 with inconsistent length")
         data = data[4:]
-    return binary_json(data, sub)
+    return _binary_json(data, sub)
 
 
 def value_to_obj(t: int, buf: bytes, vs: int, ve: int) -> Any:
@@ -199,12 +199,12 @@ def _wrapped_fields(obj: Pairs) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in value]
 
 
-def double_from_ext(text: Any) -> float:
+def _double_from_ext(text: Any) -> float:
     """A ``$numberDouble`` value: Extended JSON's names of the non-finite doubles, or a number's text."""
     return float(_FROM_EXT_DOUBLE.get(text, text))
 
 
-def binary_parts(value: Any) -> tuple[bytes, int]:
+def _binary_parts(value: Any) -> tuple[bytes, int]:
     """A ``$binary`` value's payload and subtype (without subtype 2's inner length)."""
     d = dict(value)
     return base64.b64decode(d["base64"], validate=True), int(d["subType"], 16)
@@ -219,17 +219,17 @@ def _wrapper_value(obj: Pairs) -> tuple[int, bytes]:
             if k2 != "$numberLong":
                 raise ValueError("bad $date")
             return T_DATE, I64.pack(int(ms))
-        ct = READ_WRAPPERS.get(keys[0]) if len(keys) == 1 else None
+        ct = _READ_WRAPPERS.get(keys[0]) if len(keys) == 1 else None
         if ct is not None:
             return ct.bson_type, ct.bytes_from_text(v)
         if keys == ("$numberDouble",):
-            return T_DOUBLE, DBL.pack(double_from_ext(v))
+            return T_DOUBLE, DBL.pack(_double_from_ext(v))
         if keys == ("$doubleBits",):
             return T_DOUBLE, hex_bytes(v, 8, "$doubleBits")[::-1]
         if keys == ("$decimalBits",):
             return T_DECIMAL, hex_bytes(v, 16, "$decimalBits")[::-1]
         if keys == ("$binary",):
-            data, sub = binary_parts(v)
+            data, sub = _binary_parts(v)
             if sub == 2:
                 data = I32.pack(len(data)) + data
             return T_BINARY, I32.pack(len(data)) + bytes((sub,)) + data

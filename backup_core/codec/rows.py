@@ -1,12 +1,11 @@
 """Rows: one raw BSON document <-> one CSV row (list of cells), by the fastest path that vouches for it.
 
 ``RowEncoder.encode`` and ``RowDecoder.decode`` first try the compiled
-accelerator (``accel.py``, C, when built), then the fast path (``_fast_row`` /
-``_fast_document``, through pymongo's C extension, see ``fast.py``);
-whenever neither can vouch for its result, the exact walker (``_exact_row`` /
-``_exact_document``) runs, which also raises the errors the format defines.
-All follow the same ``cells`` table, so the text and bytes written never
-depend on which path ran.
+accelerator (``accel.py``, C, when built); whenever it cannot vouch for its
+result ("not handled here"), or is not built, the exact walker
+(``_exact_row`` / ``_exact_document``) runs, which also raises the errors the
+format defines. Both follow the same ``cells`` table, so the text and bytes
+written never depend on which path ran.
 
 A cell of the column's type is plain text; a cell of another type is noted
 in the row's meta cell (``types``), as are missing fields, a field order
@@ -23,20 +22,16 @@ from typing import Any, Iterable, Sequence
 
 from ..errors import CodecError
 from . import accel
+from .accel import COUNTS
 from .bsonwalk import MAX_BSON_SIZE, cstring, document, iter_elements
-from .cells import BY_BSON_TYPE, BY_NAME, PLAIN, STRING, NotFast
+from .cells import BY_BSON_TYPE, BY_NAME, PLAIN
 from .dialect import Pairs, dumps, from_json_text, loads, obj_to_value, to_json_text, value_to_json_text
-from .fast import COUNTS, obj_from_json, value_json, walked_json
-from .fast import cell as fast_cell
-from .fast import decode as fast_decode
-from .fast import encode as fast_encode
 from .schema import Schema, SchemaBuilder
 
 # A cell holds at most one 16 MiB document; JSON escaping can grow it, but
 # never beyond this. Larger cells are hostile input and are refused.
 MAX_CELL_CHARS = 48 * 1024 * 1024
 csv.field_size_limit(MAX_CELL_CHARS)
-
 
 
 def _exact_cell(t: int, buf: bytes, vs: int, ve: int) -> tuple[str, str]:
@@ -78,26 +73,13 @@ def _compiled_names(schema: Schema) -> list[bytes] | None:
     return names
 
 
-_FieldPlan = tuple[int, "type | None", Any]  # (column, expected Python type, formatter)
-# (fields, meta ``missing``, meta ``order``, meta cell when no cell needs a type note)
-_RowPlan = tuple[list[_FieldPlan], "list[int] | None", "list[int] | None", str]
-
-
 class RowEncoder:
     """Second pass: one raw BSON document -> one CSV row (list of cells)."""
-
-    MAX_PLANS = 1024
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
         self._index = {c.name: i for i, c in enumerate(schema.columns)}
         self._types = [c.type for c in schema.columns]
-        # per column: (the decoded type whose values are plain cells of the column's type, its cell text);
-        # (None, None) for json columns
-        self._formats = [(ct.py_type, ct.text_from_obj) if (ct := BY_NAME.get(t)) else (None, None)
-                         for t in self._types]
-        # field names in document order -> what _fast_row needs for them (None: a name without column)
-        self._plans: dict[tuple[str, ...], _RowPlan | None] = {}
         names = _compiled_names(schema) if accel.speedups is not None else None
         self._compiled = None if names is None else accel.speedups.RowEncoder(
             names, bytes(_COMPILED_CODES[t] for t in self._types))
@@ -109,55 +91,8 @@ class RowEncoder:
             if cells is not None:
                 COUNTS["encode_compiled"] += 1
                 return cells
-        try:
-            cells = self._fast_row(raw)
-        except Exception:  # NotFast, or anything the exact walker turns into its own error
-            COUNTS["encode_exact"] += 1
-            return self._exact_row(raw)
-        COUNTS["encode_fast"] += 1
-        return cells
-
-    def _plan(self, names: tuple[str, ...]) -> _RowPlan | None:
-        """Per field (column, expected type, formatter), the meta cell's ``missing`` and ``order``
-        and the meta cell when no cell needs a type note. Documents share few name sequences, so
-        this is cached."""
-        try:
-            return self._plans[names]
-        except KeyError:
-            pass
-        if len(self._plans) >= self.MAX_PLANS:
-            self._plans.clear()
-        index = self._index
-        if not all(name in index for name in names):
-            plan = None
-        else:
-            present = [index[name] for name in names]
-            missing, order = self._layout(present)
-            plan = ([(i, *self._formats[i]) for i in present], missing, order, self._meta_text(missing, None, order))
-        self._plans[names] = plan
-        return plan
-
-    def _fast_row(self, raw: bytes) -> list[str]:
-        """The row from pymongo's decoded objects (see ``fast.decode`` for why they are exact)."""
-        doc = fast_decode(raw)
-        plan = self._plan(tuple(doc))  # names are unique: a dict that encodes back to raw
-        if plan is None:
-            return self._whole_doc(raw)
-        fields, missing, order, meta_text = plan
-        cells = [""] * (len(self._types) + 1)
-        types: dict[str, str] = {}
-        to_json = value_json if b"$" not in raw else walked_json
-        for (i, expected, fmt), v in zip(fields, doc.values()):
-            if type(v) is expected:  # the common case: a plain cell of the column's type
-                cells[i] = fmt(v)
-            elif expected is None:  # a json column
-                cells[i] = to_json(v)
-            else:
-                cells[i], ctype = fast_cell(v)
-                if ctype != self._types[i]:
-                    types[str(i)] = ctype
-        cells[-1] = self._meta_text(missing, types, order) if types else meta_text
-        return cells
+        COUNTS["encode_exact"] += 1
+        return self._exact_row(raw)
 
     def _exact_row(self, raw: bytes) -> list[str]:
         """The row by the exact byte walker: every BSON document, and the errors for corrupt ones."""
@@ -210,12 +145,6 @@ class RowEncoder:
         return cells
 
 
-# cell type -> parser of a cell into the object pymongo encodes as the exact walker's bytes
-# (None for strings: unguarding is inlined, most cells are strings)
-_OBJ_FROM_TEXT = {ct.name: None if ct is STRING else ct.obj_from_text for ct in BY_NAME.values()}
-_OBJ_FROM_TEXT["json"] = obj_from_json
-
-
 class RowDecoder:
     """One CSV row -> raw BSON bytes, strictly validated."""
 
@@ -224,12 +153,11 @@ class RowDecoder:
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
         self._names = [cstring(c.name) for c in schema.columns]
-        self._keys = [c.name for c in schema.columns]
         self._types = [c.type for c in schema.columns]
         self._all = list(range(len(schema.columns)))
-        # meta cell text -> (per field in order: (column, name, parser; None for strings), missing columns,
-        # the same for the compiled accelerator: (int32 pairs (column, cell type code), int32 missing columns))
-        self._plans: dict[str, tuple[list[tuple[int, str, Any]], list[int], tuple[bytes, bytes]]] = {}
+        # meta cell text -> what the compiled accelerator takes for rows with it: (int32 pairs (column, cell
+        # type code) in field order, int32 missing columns), or None when the exact walker must decide
+        self._plans: dict[str, tuple[bytes, bytes] | None] = {}
         names = _compiled_names(schema) if accel.speedups is not None else None
         self._compiled = None if names is None else accel.speedups.RowDecoder(names)
 
@@ -237,30 +165,42 @@ class RowDecoder:
         n = len(self._types)
         if len(row) != n + 1:
             raise CodecError(f"row has {len(row)} cells, expected {n + 1}")
-        try:
-            raw = self._fast_document(row)  # counts the path it took
-        except Exception:  # NotFast, or anything the exact walker turns into its own error
-            COUNTS["decode_exact"] += 1
-            raw = self._exact_document(row)
-        return self._check_size(raw)
+        if accel.on and self._compiled is not None:
+            plan = self._plan(row[n])
+            if plan is not None:
+                raw = self._compiled.decode(row, *plan)
+                if raw is not None:
+                    COUNTS["decode_compiled"] += 1
+                    return self._check_size(raw)
+        COUNTS["decode_exact"] += 1
+        return self._check_size(self._exact_document(row))
 
-    def _plan(self, meta_cell: str) -> tuple[list[tuple[int, str, Any]], list[int], tuple[bytes, bytes]]:
-        """What ``_fast_document`` does for rows with this meta cell (valid, without ``doc``; else ``NotFast``).
+    def _plan(self, meta_cell: str) -> tuple[bytes, bytes] | None:
+        """The accelerator's arguments for rows with this meta cell; None for a meta cell that is not
+        valid JSON of the usual shape, or holds ``doc`` (the exact walker decides and explains).
 
-        A plain dict is what ``_exact_document`` makes of the pairs too (the
-        last of repeated keys wins in both), so these are its checks. Meta
-        cells repeat (the same fields missing or null in many rows), so plans
-        are cached by text.
+        These are ``_exact_document``'s checks (a plain dict keeps the last of
+        repeated keys, as ``Pairs`` does there). Meta cells repeat (the same
+        fields missing or null in many rows), so plans are cached by text.
         """
         try:
             return self._plans[meta_cell]
         except KeyError:
             pass
+        if len(self._plans) >= self.MAX_PLANS:
+            self._plans.clear()
+        plan = self._plans[meta_cell] = self._make_plan(meta_cell)
+        return plan
+
+    def _make_plan(self, meta_cell: str) -> tuple[bytes, bytes] | None:
         order, types, missing = self._all, {}, []
         if meta_cell:
-            meta = json.loads(meta_cell)
+            try:
+                meta = json.loads(meta_cell)
+            except ValueError:
+                return None
             if type(meta) is not dict or not meta.keys() <= {"missing", "types", "order"}:
-                raise NotFast
+                return None
             types = meta.get("types") or {}
             missing = meta.get("missing") or []
             order = meta.get("order")
@@ -269,36 +209,15 @@ class RowDecoder:
                 order = [i for i in self._all if i not in absent] if missing else self._all
             if (type(types) is not dict or type(order) is not list or type(missing) is not list
                     or not all(type(i) is int for i in order + missing) or sorted(order + missing) != self._all):
-                raise NotFast
-        fields, codes = [], []
+                return None
+        codes = []
         for i in order:
             ctype = types.get(str(i), self._types[i])
-            fields.append((i, self._keys[i], _OBJ_FROM_TEXT[ctype]))
-            codes += (i, _COMPILED_CODES[ctype])
-        compiled = (struct.pack(f"<{len(codes)}i", *codes), struct.pack(f"<{len(missing)}i", *missing))
-        if len(self._plans) >= self.MAX_PLANS:
-            self._plans.clear()
-        plan = self._plans[meta_cell] = fields, missing, compiled
-        return plan
-
-    def _fast_document(self, row: Sequence[str]) -> bytes:
-        """The document by the compiled accelerator, else as pymongo objects (``CellType.obj_from_text``)
-        encoded by pymongo's C code in one call."""
-        fields, missing, compiled = self._plan(row[len(self._types)])
-        if accel.on and self._compiled is not None:
-            raw = self._compiled.decode(row, *compiled)
-            if raw is not None:
-                COUNTS["decode_compiled"] += 1
-                return raw
-        if missing and any(row[i] for i in missing):
-            raise NotFast  # the exact walker refuses it
-        doc = {}
-        for i, name, parse in fields:
-            cell = row[i]
-            doc[name] = (cell[1:] if cell[:1] == "'" else cell) if parse is None else parse(cell)
-        raw = fast_encode(doc)
-        COUNTS["decode_fast"] += 1
-        return raw
+            code = _COMPILED_CODES.get(ctype) if type(ctype) is str else None
+            if code is None:
+                return None  # not a known cell type: the exact walker names it
+            codes += (i, code)
+        return struct.pack(f"<{len(codes)}i", *codes), struct.pack(f"<{len(missing)}i", *missing)
 
     def _exact_document(self, row: Sequence[str]) -> bytes:
         """The document by the exact byte writer: every valid row, and the errors for invalid ones."""

@@ -6,16 +6,15 @@ is the most common cell type of its non-null values (ties: the first seen).
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..errors import CodecError
 from . import accel
-from .fast import COUNTS, shape_key
+from .accel import COUNTS
 from .bsonwalk import I64, T_DATE, cstring, iter_elements
-from .cells import CELL_TYPES, MAX_ISO_MS, MIN_ISO_MS, PLAIN_TYPES, NotFast, guard
+from .cells import CELL_TYPES, MAX_ISO_MS, MIN_ISO_MS, PLAIN_TYPES, guard
 
 META_COLUMN = "__bson_row__"
 
@@ -59,7 +58,7 @@ class Schema:
 def _column_vote(t: int, buf: bytes, vs: int) -> str:
     """The type a value counts as for its column: its BSON type's plain type, else ``json``.
 
-    Cheap, by type byte (``fast.shape_key`` follows the same rule): only a date
+    Cheap, by type byte (the accelerator's ``shape_key`` follows the same rule): only a date
     outside years 1..9999 counts as ``json``. The rare double or Decimal128
     whose bits only the dialect holds still counts as ``double`` /
     ``decimal`` (its cell then gets a type note); format version 1 typed
@@ -96,12 +95,12 @@ class SchemaBuilder:
         self._names: list[str] = []
         self._counts: list[Counter] = []
         self._shapes: dict[Shape, int] = {}  # shape -> documents, in first-seen order
-        self._known: dict[tuple[bytes, ...], Shape] = {}  # shape_key -> shape
+        self._known: dict[bytes, Shape] = {}  # the accelerator's shape key -> shape
 
     def add(self, raw: bytes) -> None:
         raw = bytes(raw)  # pymongo may hand out memoryviews
         # the compiled walk: one bytes key (type byte, name, NUL per field; a date without ISO text
-        # has type byte 0xFE), or None when the Python walks must look at the document
+        # has type byte 0xFE), or None when the exact walker must look at the document
         ckey = accel.speedups.shape_key(raw) if accel.on else None
         if ckey is not None:
             shape = self._known.get(ckey)
@@ -109,16 +108,8 @@ class SchemaBuilder:
                 shape = self._known[ckey] = self._named_shape(ckey.split(b"\x00")[:-1], raw)
             COUNTS["shape_compiled"] += 1
         else:
-            try:
-                key = shape_key(raw)
-            except (NotFast, struct.error, IndexError):
-                shape = self._exact_shape(raw)
-                COUNTS["shape_exact"] += 1
-            else:
-                shape = self._known.get(key)
-                if shape is None:
-                    shape = self._known[key] = self._named_shape(key, raw)
-                COUNTS["shape_fast"] += 1
+            shape = self._exact_shape(raw)
+            COUNTS["shape_exact"] += 1
         shapes = self._shapes
         shapes[shape] = shapes.get(shape, 0) + 1
         if len(shapes) >= self.MAX_SHAPES:
@@ -130,7 +121,7 @@ class SchemaBuilder:
         shape: list[tuple[str, str]] = []
         seen: set[str] = set()
         for item in key:
-            ctype = PLAIN_TYPES.get(item[0], "json")  # type byte 0 or 0xFE: a date without ISO text
+            ctype = PLAIN_TYPES.get(item[0], "json")  # type byte 0xFE: a date without ISO text
             try:
                 text = item[1:].decode("utf-8")
             except UnicodeDecodeError:

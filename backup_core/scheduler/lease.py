@@ -49,7 +49,7 @@ from pymongo.errors import DuplicateKeyError
 from ..config import Settings
 from ..errors import DatabaseUnavailable, LockBusy
 from ..locks import HOST, owner_record, process_alive
-from ..timeutil import iso
+from ..timeutil import iso, parse_iso
 from .metadb import LEASE, Scope, as_settings, literal, meta, scope_of
 
 log = logging.getLogger(__name__)
@@ -94,19 +94,13 @@ class Lease(Protocol):
         """Publish the holder's schedule (status, dashboard)."""
 
 
-def _aware(value):
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
 def read_lease(db: Database, scope: Scope) -> tuple[dict | None, datetime | None]:
     """The lease document of ``scope`` and the server's clock, read together."""
     docs = list(db[LEASE].aggregate([{"$match": {"_id": scope.id}}, {"$addFields": {"server_now": "$$NOW"}}]))
     if not docs:
         return None, None
     doc = docs[0]
-    return doc, _aware(doc.pop("server_now", None))
+    return doc, parse_iso(doc.pop("server_now", None), text=False)
 
 
 def _process_space() -> str | None:
@@ -135,8 +129,8 @@ def _seen_dead(doc: dict) -> bool:
 def is_live(doc: dict | None, server_now: datetime | None) -> bool:
     if not doc or server_now is None:
         return False
-    expires = _aware(doc.get("expires_at"))
-    if not isinstance(expires, datetime) or expires <= server_now:
+    expires = parse_iso(doc.get("expires_at"), text=False)
+    if expires is None or expires <= server_now:
         return False
     # a holder killed with SIGKILL on this host is dead now, not only when its lease expires
     return not _seen_dead(doc)
@@ -149,15 +143,15 @@ def holder_view(doc: dict, server_now: datetime | None) -> dict:
         if k == "_id":
             continue
         out[k] = _jsonable(v)
-    expires = _aware(doc.get("expires_at"))
-    if isinstance(expires, datetime) and server_now is not None:
+    expires = parse_iso(doc.get("expires_at"), text=False)
+    if expires is not None and server_now is not None:
         out["expires_in_s"] = round((expires - server_now).total_seconds(), 3)
     return out
 
 
 def _jsonable(v):
     if isinstance(v, datetime):
-        return iso(_aware(v))
+        return iso(v)  # (naive means UTC)
     if isinstance(v, dict):
         return {k: _jsonable(x) for k, x in v.items()}
     return v
@@ -232,8 +226,8 @@ class MongoLease:
         self.retry_in = None
         if current is None:
             return None
-        expires = _aware(current.get("expires_at"))
-        if isinstance(expires, datetime) and now is not None:
+        expires = parse_iso(current.get("expires_at"), text=False)
+        if expires is not None and now is not None:
             self.retry_in = max(0.0, (expires - now).total_seconds())
         if not _seen_dead(current):
             return None
@@ -291,14 +285,14 @@ class MongoLease:
             who = f"{doc.get('owner')} (pid {doc.get('pid')} on {doc.get('host')})"
             return LeaseLost(f"scheduler lease lost: {who} holds it now (fencing token {doc.get('token')}, "
                              f"ours was {token})")
-        expires = _aware(doc.get("expires_at"))
-        if not isinstance(expires, datetime) or now is None or expires <= now:
+        expires = parse_iso(doc.get("expires_at"), text=False)
+        if expires is None or now is None or expires <= now:
             return LeaseLost("scheduler lease expired before the backup could commit (this scheduler was "
                              "paused or could not renew it)")
         s = doc.get("slot") or {}
         if slot:
             return LeaseLost(f"another scheduler ({s.get('owner')}) started this interval's backup")
-        started = _aware(s.get("started"))
+        started = parse_iso(s.get("started"), text=False)
         return SlotTaken(f"this interval's scheduled backup was already started at {iso(started)} by "
                          f"{s.get('owner')}" + (f" (backup {s['backup_id']})" if s.get("backup_id") else ""))
 

@@ -32,7 +32,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -49,6 +48,7 @@ from .. import audit, notify
 from ..config import Settings
 from ..context import open_store
 from ..errors import BackupError, DatabaseUnavailable, UsageError
+from ..testseam import checkpoint
 from ..timeutil import iso, parse_iso, utc_now
 from .config import ScheduleConfig, load_config
 from .history import append_history, history_entry, last_run
@@ -60,10 +60,6 @@ log = logging.getLogger(__name__)
 CLEANUP_EVERY = timedelta(days=7)
 BACKUP_JOB_ID = "scheduled-backup"
 CLEANUP_JOB_ID = "weekly-cleanup"
-
-
-def _now() -> datetime:
-    return utc_now()
 
 
 # Job functions are module-level (APScheduler guide) and find their service by id, so a job
@@ -254,7 +250,7 @@ class SchedulerService:
             log.warning("scheduler lease of %s cannot be renewed (%s); standing by", self.root, exc)
             self._become_standby()
         if reporter:  # only the scheduler that was active tells (the streak keeps it to one message)
-            self._outage_since = self._outage_since or iso(_now())
+            self._outage_since = self._outage_since or iso(utc_now())
             notes.append({"kind": "database", "ok": False, "offline": True,
                           "error": f"{exc} (scheduled backups are stopped until the database answers)"})
         elif self._announced != "standby":
@@ -331,7 +327,7 @@ class SchedulerService:
         interval = timedelta(seconds=self._interval_s)
         # continue the cadence of the last backup (whoever made it: a previous scheduler
         # that died, a manual backup), so a takeover or restart does not back up twice
-        first = _now() + timedelta(seconds=0.2)
+        first = utc_now() + timedelta(seconds=0.2)
         try:
             backups = open_store(self.settings).list_backups()
         except BackupError:
@@ -351,7 +347,7 @@ class SchedulerService:
         if sched is None:
             return
         every = self.cleanup_every
-        first = _now() + min(timedelta(seconds=60), every)
+        first = utc_now() + min(timedelta(seconds=60), every)
         try:
             entry = last_run(self.settings, kind="cleanup", trigger="weekly")
         except DatabaseUnavailable:
@@ -375,7 +371,7 @@ class SchedulerService:
         token = self._token()
         if token is None:
             return
-        started = _now()
+        started = utc_now()
         try:
             # the slot: this interval's backup, claimed with our token (none if a holder before us took it)
             self.lease.begin_slot(token, min_gap_s=(self._interval_s or 3600) / 2)
@@ -386,11 +382,7 @@ class SchedulerService:
 
     def _fence(self, token: int) -> Callable[[str], None]:
         def fence(backup_id: str) -> None:
-            pause = self.settings.test_pause
-            if pause and pause[0] == "scheduler-commit":  # fault tests stop the process here
-                print(f"BACKUP_CORE_TEST_PAUSE: paused at scheduler-commit {backup_id}", file=sys.stderr,
-                      flush=True)
-                time.sleep(pause[1])
+            checkpoint("scheduler-commit", backup_id)
             self.lease.fence(token, backup_id)
         return fence
 
@@ -419,16 +411,16 @@ class SchedulerService:
     def _on_job_event(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_MAX_INSTANCES and event.job_id == BACKUP_JOB_ID:
             # the previous backup is still running: this trigger is skipped, not queued
-            append_history(self.settings, history_entry("backup", "scheduled", _now(), 0.0, "skipped",
+            append_history(self.settings, history_entry("backup", "scheduled", utc_now(), 0.0, "skipped",
                                                           error="previous scheduled backup still running"))
         elif event.code == EVENT_JOB_MISSED and event.job_id == BACKUP_JOB_ID:
-            append_history(self.settings, history_entry("backup", "scheduled", _now(), 0.0, "skipped",
+            append_history(self.settings, history_entry("backup", "scheduled", utc_now(), 0.0, "skipped",
                                                           error="missed its start time (process suspended?)"))
         elif event.code == EVENT_JOB_ERROR:
             # run_scheduled_backup never raises, so this is a bug; still keep a record
             log.error("scheduler job %s failed: %r", event.job_id, event.exception)
             kind = "backup" if event.job_id == BACKUP_JOB_ID else "cleanup"
-            append_history(self.settings, history_entry(kind, "scheduled", _now(), 0.0, "error",
+            append_history(self.settings, history_entry(kind, "scheduled", utc_now(), 0.0, "error",
                                                           error=f"{type(event.exception).__name__}: {event.exception}"))
         self._write_state()
 
@@ -454,7 +446,7 @@ class SchedulerService:
             "enabled": self._enabled,
             "next_run": iso(backup_job.next_run_time) if backup_job else None,
             "next_cleanup": iso(cleanup_job.next_run_time) if cleanup_job else None,
-            "updated_at": iso(_now()),
+            "updated_at": iso(utc_now()),
         }
         try:
             self.lease.write_state(token, state)

@@ -6,7 +6,7 @@ import json
 import os
 import stat
 
-from backup_core.embedded import seed_demo
+from backup_core.demo_data import seed_demo
 
 from tests.cli import one_json
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from backup_core.mongoutil import raw_collection
-from backup_core.staging import meta_name
+from backup_core.config import meta_name
 
 from ..conftest import run_cli
 from tests.cli import one_json as _json

@@ -22,7 +22,7 @@ def test_status_without_backups(cli, db, root):
     assert out["storage"] == {"url": str(root), "encrypted": False, "key_fingerprint": None, "mirror": None}
     from backup_core import codec
 
-    assert out["codec"] == codec.accelerator() and set(out["codec"]) == {"compiled", "fast_path", "reason"}
+    assert out["codec"] == codec.accelerator() and set(out["codec"]) == {"compiled", "reason"}
 
 
 def test_status_says_where_and_how_backups_are_stored(cli, db, root, tmp_path):

@@ -1,11 +1,10 @@
-"""The compiled accelerator (accel.py, _speedups.c): used where it was built, never different from the Python paths.
+"""The compiled accelerator (accel.py, _speedups.c): used where it was built, never different from the exact walker.
 
-Every property compares three runs of the same thing: with the accelerator,
-with the Python paths only (``accel.disabled()``: pymongo's fast path, then
-the exact walker) and with the exact walker only (``fast.disabled()``).
-Results must be equal: the same schema, CSV text and decoded bytes, or the
-same error with the same message, for valid documents (``tests/strategies``,
-the BSON corpus, raw BSON that pymongo cannot make) and damaged ones.
+Every property compares two runs of the same thing: with the accelerator and
+with the exact walker only (``testseam.exact_codec()``). Results must be
+equal: the same schema, CSV text and decoded bytes, or the same error with
+the same message, for valid documents (``tests/strategies``, the BSON corpus,
+raw BSON that pymongo cannot make) and damaged ones.
 """
 
 from __future__ import annotations
@@ -26,18 +25,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backup_core import codec
-from backup_core.codec import accel, cells, dialect, fast
+from backup_core.codec import accel, cells, dialect
 from backup_core.errors import CodecError
+from backup_core.testseam import exact_codec
 
 from .rawbson import bstr, document, element, mutated
 from .rawbson import raw_collections as hard_collections
 from .rawbson import raw_documents as hard_documents
-from .support import csv_roundtrip, raw_collections
-from .test_fast_path import _equipment
+from .support import csv_roundtrip, equipment_doc, raw_collections
 
 CORPUS = Path(__file__).resolve().parent / "bson_corpus"  # vendored: see its README.md
 
-needs_compiled = pytest.mark.skipif(not accel.available(), reason=accel.info()["reason"])
+needs_compiled = pytest.mark.skipif(accel.speedups is None, reason=accel.info()["reason"])
 
 
 def outcome(fn, *args):
@@ -47,14 +46,12 @@ def outcome(fn, *args):
         return "error", type(exc).__name__, str(exc)
 
 
-def three_ways(fn, *args):
-    """fn(*args) with the accelerator, with the Python paths only, with the exact walker only."""
+def two_ways(fn, *args):
+    """fn(*args) with the accelerator, and with the exact walker only."""
     compiled = outcome(fn, *args)
-    with accel.disabled():
-        python = outcome(fn, *args)
-    with fast.disabled():
+    with exact_codec():
         exact = outcome(fn, *args)
-    return compiled, python, exact
+    return compiled, exact
 
 
 def _roundtrip(raws):
@@ -63,7 +60,7 @@ def _roundtrip(raws):
 
 
 def _delta(before: dict[str, int]) -> dict[str, int]:
-    return {k: v - before[k] for k, v in fast.stats().items()}
+    return {k: v - before[k] for k, v in accel.stats().items()}
 
 
 # --------------------------------------------------------------------------
@@ -85,53 +82,52 @@ def test_the_accelerator_is_used_where_it_was_built():
                    if (here / f"_speedups{s}").exists()]
     marker = accel.build_marker()
     if not built_files and (marker is None or not marker.get("built")) and not _can_build_here():
-        pytest.skip("no C compiler or Python headers here: the codec runs its Python paths")
+        pytest.skip("no C compiler or Python headers here: the codec runs the exact walker")
     if marker is not None and not marker.get("built"):
         pytest.fail(f"the compiled accelerator failed to build on a machine that can build it: {marker.get('error')}")
-    assert accel.available(), accel.info()["reason"]
+    assert accel.speedups is not None, accel.info()["reason"]
     report = codec.accelerator()
-    assert report["compiled"] is True and report["fast_path"] is True, report
+    assert report["compiled"] is True, report
 
-    raws = [bson.encode(_equipment(i)) for i in range(60)]
-    before = fast.stats()
+    raws = [bson.encode(equipment_doc(i)) for i in range(60)]
+    before = accel.stats()
     _schema, _text, back = csv_roundtrip(raws)
     assert back == raws
     n = len(raws)
-    assert _delta(before) == {"shape_compiled": n, "shape_fast": 0, "shape_exact": 0,
-                              "encode_compiled": n, "encode_fast": 0, "encode_exact": 0,
-                              "decode_compiled": n, "decode_fast": 0, "decode_exact": 0}
+    assert _delta(before) == {"shape_compiled": n, "shape_exact": 0,
+                              "encode_compiled": n, "encode_exact": 0,
+                              "decode_compiled": n, "decode_exact": 0}
 
 
 def test_the_report_says_which_path_runs():
     report = codec.accelerator()
-    assert set(report) == {"compiled", "fast_path", "reason"}
-    assert report["compiled"] is accel.available()
+    assert set(report) == {"compiled", "reason"}
+    assert report["compiled"] is (accel.speedups is not None)
     assert report["reason"]
-    with accel.disabled():
+    with exact_codec():
         off = codec.accelerator()
-        assert off["compiled"] is False and off["fast_path"] is True
-        assert ("switched off" in off["reason"]) if accel.available() else True
-    with fast.disabled():
-        exact = codec.accelerator()
-        assert exact["compiled"] is False and exact["fast_path"] is False
+        assert off["compiled"] is False
+        assert ("switched off" in off["reason"]) if accel.speedups is not None else True
     assert codec.accelerator() == report
 
 
 @needs_compiled
-def test_the_switches_turn_the_accelerator_off_and_back_on():
-    raws = [bson.encode(_equipment(i)) for i in range(10)]
+def test_the_seam_switches_the_accelerator_off_and_back_on():
+    raws = [bson.encode(equipment_doc(i)) for i in range(10)]
     with pytest.raises(RuntimeError):
-        with accel.disabled():
+        with exact_codec():
             assert not accel.on
             raise RuntimeError
-    assert accel.on and accel.enabled()
-    for switch, path in ((accel.disabled, "fast"), (fast.disabled, "exact")):
-        before = fast.stats()
-        with switch():
-            csv_roundtrip(raws)
-        delta = _delta(before)
-        assert delta["encode_compiled"] == delta["decode_compiled"] == delta["shape_compiled"] == 0
-        assert delta[f"encode_{path}"] == delta[f"decode_{path}"] == len(raws)
+    assert accel.on
+    _schema, text, _back = csv_roundtrip(raws)
+    before = accel.stats()
+    with exact_codec(), exact_codec():  # nested: still off inside, back on after both
+        _schema, exact_text, back = csv_roundtrip(raws)
+        assert not accel.on
+    delta = _delta(before)
+    assert delta["encode_compiled"] == delta["decode_compiled"] == delta["shape_compiled"] == 0
+    assert delta["encode_exact"] == delta["decode_exact"] == delta["shape_exact"] == len(raws)
+    assert back == raws and exact_text == text
     assert accel.on
 
 
@@ -148,26 +144,26 @@ def test_a_stale_build_is_not_used(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------
-# Same output as the Python paths, for any document
+# Same output as the exact walker, for any document
 
 
 @needs_compiled
 @settings(max_examples=300)
 @given(raw_collections)
-def test_compiled_and_python_paths_agree_on_any_collection(raws):
-    compiled, python, exact = three_ways(_roundtrip, raws)
-    assert compiled == python == exact
+def test_compiled_and_exact_paths_agree_on_any_collection(raws):
+    compiled, exact = two_ways(_roundtrip, raws)
+    assert compiled == exact
     assert compiled[0] == "ok" and compiled[1][2] == raws
 
 
 @needs_compiled
 @settings(max_examples=400)
 @given(hard_collections)
-def test_compiled_and_python_paths_agree_on_raw_bson_pymongo_cannot_make(raws):
+def test_compiled_and_exact_paths_agree_on_raw_bson_pymongo_cannot_make(raws):
     """Repeated and $-prefixed names at any depth, Symbol/DBPointer/Undefined/code with scope, array element
     names other than 0, 1, 2, any NaN or Decimal128 bits, dates outside years 1..9999, invalid UTF-8."""
-    compiled, python, exact = three_ways(_roundtrip, raws)
-    assert compiled == python == exact
+    compiled, exact = two_ways(_roundtrip, raws)
+    assert compiled == exact
     if compiled[0] == "ok":
         assert compiled[1][2] == raws
 
@@ -182,9 +178,9 @@ def test_bson_corpus_valid_and_invalid_cases_agree():
         for kind in ("valid", "decodeErrors"):
             for case in data.get(kind, []):
                 raw = bytes.fromhex(case["canonical_bson" if kind == "valid" else "bson"])
-                compiled, python, exact = three_ways(_roundtrip, [raw])
+                compiled, exact = two_ways(_roundtrip, [raw])
                 where = f"{Path(f).name} {kind}: {case['description']}"
-                assert compiled == python == exact, where
+                assert compiled == exact, where
                 if kind == "valid":
                     assert compiled[0] == "ok" and compiled[1][2] == [raw], where
                 cases += 1
@@ -202,8 +198,8 @@ def _schema_of(raws):
 @settings(max_examples=400)
 @given(hard_collections, st.lists(mutated(), min_size=1, max_size=3))
 def test_damaged_documents_are_refused_alike(raws, damaged):
-    """Bytes overwritten, lengths changed, truncated: the accelerator hands the document to the Python
-    paths, which refuse it (or, where the damage left valid BSON, encode it) the same way."""
+    """Bytes overwritten, lengths changed, truncated: the accelerator hands the document to the exact
+    walker, which refuses it (or, where the damage left valid BSON, encodes it) the same way."""
     schema = _schema_of(raws)
 
     def encode(raw):
@@ -212,8 +208,8 @@ def test_damaged_documents_are_refused_alike(raws, damaged):
         return shape, codec.RowEncoder(schema).encode(raw)
 
     for raw in damaged:
-        compiled, python, exact = three_ways(encode, raw)
-        assert compiled == python == exact
+        compiled, exact = two_ways(encode, raw)
+        assert compiled == exact
 
 
 @pytest.mark.timeout(60)
@@ -224,8 +220,8 @@ def test_damaged_documents_are_refused_alike(raws, damaged):
     document([element(3, b"a", document([element(2, b"b", struct.pack("<i", -7) + b"x\x00")]))]),
 ], ids=["string", "binary", "nested"])
 def test_negative_lengths_are_refused_on_every_path(raw):
-    compiled, python, exact = three_ways(_roundtrip, [raw])
-    assert compiled == python == exact
+    compiled, exact = two_ways(_roundtrip, [raw])
+    assert compiled == exact
     assert compiled[:2] == ("error", "CodecError"), compiled
 
 
@@ -237,8 +233,8 @@ def test_negative_lengths_are_refused_on_every_path(raw):
 ], ids=["string", "nested string", "regex", "code"])
 def test_invalid_utf8_is_a_codec_error_on_every_path(raw):
     """Not a bare UnicodeDecodeError: callers (backup, verify) handle CodecError."""
-    compiled, python, exact = three_ways(_roundtrip, [raw])
-    assert compiled == python == exact
+    compiled, exact = two_ways(_roundtrip, [raw])
+    assert compiled == exact
     assert compiled[:2] == ("error", "CodecError"), compiled
 
 
@@ -284,8 +280,8 @@ def test_damaged_rows_are_refused_alike(data):
     for _ in range(data.draw(st.integers(1, 3))):
         i = data.draw(st.integers(0, len(row) - 1))
         row[i] = data.draw(mutated_text(row[i]))
-    compiled, python, exact = three_ways(codec.RowDecoder(schema).decode, row)
-    assert compiled == python == exact
+    compiled, exact = two_ways(codec.RowDecoder(schema).decode, row)
+    assert compiled == exact
 
 
 _cell_texts = {
@@ -325,12 +321,12 @@ def test_any_cell_text_decodes_alike(data):
     if data.draw(st.booleans()):
         text = data.draw(mutated_text(text))
     schema = codec.Schema([codec.Column("v", ctype)])
-    compiled, python, exact = three_ways(codec.RowDecoder(schema).decode, [text, ""])
-    assert compiled == python == exact
+    compiled, exact = two_ways(codec.RowDecoder(schema).decode, [text, ""])
+    assert compiled == exact
     noted = codec.Schema([codec.Column("v", "string")])  # the same text as a cell with a type note
     row = [text, json.dumps({"types": {"0": ctype}}, separators=(",", ":"))]
-    compiled, python, exact = three_ways(codec.RowDecoder(noted).decode, row)
-    assert compiled == python == exact
+    compiled, exact = two_ways(codec.RowDecoder(noted).decode, row)
+    assert compiled == exact
 
 
 @needs_compiled
@@ -340,8 +336,8 @@ def test_decimal128_parse_errors_of_the_corpus_decode_alike():
              for case in json.load(open(f)).get("parseErrors", [])]
     assert texts
     for text in texts:
-        compiled, python, exact = three_ways(codec.RowDecoder(schema).decode, [text, ""])
-        assert compiled == python == exact, text
+        compiled, exact = two_ways(codec.RowDecoder(schema).decode, [text, ""])
+        assert compiled == exact, text
 
 
 # --------------------------------------------------------------------------
@@ -404,8 +400,8 @@ def test_large_wide_and_deep_documents_agree():
                                                         for j in range(40)]))])]
     deep = [_nested(accel.speedups.MAX_DEPTH - 2), _nested(accel.speedups.MAX_DEPTH + 5)]
     for raws in (wide, long_sub, deep):
-        compiled, python, exact = three_ways(_roundtrip, raws)
-        assert compiled == python == exact
+        compiled, exact = two_ways(_roundtrip, raws)
+        assert compiled == exact
         assert compiled[0] == "ok" and compiled[1][2] == raws
 
 
@@ -415,7 +411,7 @@ def test_large_wide_and_deep_documents_agree():
 
 @needs_compiled
 def test_no_memory_is_kept_across_calls():
-    raws = [bson.encode(_equipment(i)) for i in range(20)]
+    raws = [bson.encode(equipment_doc(i)) for i in range(20)]
     schema, rows = codec.encode_documents(raws)
     enc = accel.speedups.RowEncoder([c.name.encode() for c in schema.columns],
                                     bytes(codec.rows._COMPILED_CODES[c.type] for c in schema.columns))

@@ -2,8 +2,9 @@
 
 ``FAULT_PAUSE=after-first-collection``: a backup stops (prints ``FAULT: paused``
 to stderr and sleeps) once the first collection's CSV is written and stored as
-a data object, i.e. in the middle of the backup. Restores pause with the
-product's own hook (``BACKUP_CORE_TEST_PAUSE=staging|swap``).
+a data object, i.e. in the middle of the backup. Restores pause at the
+checkpoints of the product's test seam (``BACKUP_CORE_TEST_PAUSE=fill|swap``,
+``backup_core/testseam.py``).
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ DRIVER = Path(__file__).with_name("driver.py")
 
 def seed(db, n: int = 300, *, coll: str = "Equipment", seed_value: int = 3) -> list[bytes]:
     """``n`` demo-shaped documents in ``coll`` (batches of 200), returned as raw BSON in _id order."""
-    from backup_core.embedded import _demo_equipment
+    from backup_core.demo_data import demo_equipment
 
-    docs = _demo_equipment(random.Random(seed_value), max(n, 60))[:n]  # it needs >= 42 for its edge cases
+    docs = demo_equipment(random.Random(seed_value), max(n, 60))[:n]  # it needs >= 42 for its edge cases
     for i, d in enumerate(docs):
         d["asset_id"] = f"EQ-{i:06d}"
     db[coll].create_index([("asset_id", 1)], unique=True, name="asset_id_unique")

@@ -20,8 +20,8 @@ import pytest
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import BackupError, DatabaseUnavailable
 from backup_core.restore import RestoreOptions, restore_backup
-from backup_core.staging import StagingRegistry
 from backup_core.store import LocalStore, open_store
+from backup_core.swapin import SwapInRegistry
 
 from tests.conftest import start_memory_server
 from tests.faults.helpers import ROOT, seed, snapshot, temporaries
@@ -130,8 +130,8 @@ def test_server_killed_while_a_restore_stages_then_nothing_changed(tmp_path):
         restore_backup(client[DB], store, backup.backup_id, RestoreOptions(mode="replace", confirmed=True))
         assert snapshot(client[DB], "Equipment") != live_before
         assert store.verify(backup.backup_id).ok
-        # no staging collection is left: the registry knows none, only the user's collection is there
-        assert StagingRegistry.of(client[DB]).leftovers() == []
+        # no swap-in collection is left: the registry knows none, only the user's collection is there
+        assert SwapInRegistry.of(client[DB]).leftovers() == []
         assert client[DB].list_collection_names() == ["Equipment"]
         client.close()
     finally:

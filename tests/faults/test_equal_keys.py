@@ -56,7 +56,7 @@ def test_duplicates_of_another_key_are_a_refusal_with_its_own_hint(db, store):
     db[EQ].insert_many([{"_id": i, "asset": i} for i in range(3)])
     backup_id = craft_backup(store, db.name, {EQ: [{"_id": 1, "asset": 7}, {"_id": 2, "asset": Int64(7)}]})
     with pytest.raises(RestoreRefused) as err:
-        restore_backup(db, store, backup_id, RestoreOptions(mode="merge", key="asset", confirmed=True, user="t"))
+        restore_backup(db, store, backup_id, RestoreOptions(mode="merge", match_field="asset", confirmed=True, user="t"))
     assert "not unique" in str(err.value) and "choose a key field that is unique" in err.value.hint
 
 
@@ -83,6 +83,6 @@ def test_merge_hints_never_suggest_what_was_already_done(db, store):
     # by another key, the hint offers _id
     other = craft_backup(store, db.name, {EQ: [{"_id": 5, "v": 99}]})
     with pytest.raises(RestoreRefused) as err:
-        restore_backup(db, store, other, RestoreOptions(mode="merge", key="v", confirmed=True, user="t"))
+        restore_backup(db, store, other, RestoreOptions(mode="merge", match_field="v", confirmed=True, user="t"))
     assert "reuse the _id" in str(err.value) and "merge by _id" in err.value.hint
     assert db[EQ].find_one({"_id": 5})["v"] == 1

@@ -12,7 +12,7 @@ from backup_core.backup import BackupOptions, create_backup
 from backup_core.compare import compare_backup
 from backup_core.errors import FormatError, RestoreRefused
 from backup_core.restore import RestoreOptions, restore_backup
-from backup_core.staging import StagingRegistry
+from backup_core.swapin import SwapInRegistry
 from backup_core.store import MANIFEST, LocalStore, manifest_hash
 
 from tests.cli import one_json
@@ -63,7 +63,7 @@ def test_injected_ttl_index_is_shown_and_refused_before_any_write(db, store, bac
         _restore(db, store, backup.backup_id, mode="replace")
     assert snapshot(db, EQ) == before
     assert [b.trigger for b in store.list_backups()] == ["manual"]
-    assert StagingRegistry.of(db).names() == set()
+    assert SwapInRegistry.of(db).names() == set()
 
 
 def test_confirmed_destructive_options_restore_as_asked(db, store, backup):
@@ -121,11 +121,11 @@ def test_compare_and_dry_run_json_carry_index_differences(db, store, backup, cli
     assert refused.returncode == 8 and "--allow-destructive-options" in refused.stderr
 
 
-def test_a_staged_copy_missing_documents_is_never_swapped_in(db, store, backup, monkeypatch):
-    """Defence in depth: whatever the server silently discards while staging, the swap does not happen."""
-    from backup_core import restore as restore_mod
+def test_a_swap_in_copy_missing_documents_is_never_swapped_in(db, store, backup, monkeypatch):
+    """Defence in depth: whatever the server silently discards while filling, the swap does not happen."""
+    from backup_core import swapin
 
-    real = restore_mod.raw_collection
+    real = swapin.raw_collection
 
     class Lossy:
         def __init__(self, coll):
@@ -137,11 +137,11 @@ def test_a_staged_copy_missing_documents_is_never_swapped_in(db, store, backup, 
         def insert_many(self, docs, **kw):
             return self._coll.insert_many(list(docs)[:-1], **kw)  # drops one document per batch
 
-    monkeypatch.setattr(restore_mod, "raw_collection",
+    monkeypatch.setattr(swapin, "raw_collection",
                         lambda db_, name: Lossy(real(db_, name)) if name.startswith("__bk_stage_") else real(db_, name))
     db[EQ].delete_many({"_id": {"$gte": 50}})
     before = snapshot(db, EQ)
     with pytest.raises(RestoreRefused, match="holds 59 of the backup's 60 documents"):
         _restore(db, store, backup.backup_id, mode="replace")
     assert snapshot(db, EQ) == before
-    assert StagingRegistry.of(db).leftovers() == []
+    assert SwapInRegistry.of(db).leftovers() == []

@@ -6,7 +6,7 @@ manifest "fixed up" (sizes, hashes and ``manifest_sha256`` recomputed with
 ``store.manifest_hash``), which exercises the deeper checks: decoding every row,
 counts, key uniqueness. Manifest edits are likewise tested with and without a
 recomputed manifest hash. "Refused before any write" means: live data
-byte-for-byte unchanged, no safety backup written, no staging collection left.
+byte-for-byte unchanged, no safety backup written, no swap-in collection left.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import shutil
 import pytest
 
 from backup_core.backup import BackupOptions, create_backup
-from backup_core.embedded import seed_demo
+from backup_core.demo_data import seed_demo
 from backup_core.errors import BackupError, FormatError, IntegrityError
 from backup_core.restore import RestoreOptions, restore_backup
-from backup_core.staging import StagingRegistry
+from backup_core.swapin import SwapInRegistry
 from backup_core.store import MANIFEST, LocalStore, manifest_hash
 
 from tests.store.conftest import forge_part
@@ -86,7 +86,7 @@ def _assert_refused(db, store: LocalStore, backup_id: str, cli=None) -> str:
             restore_backup(db, store, backup_id, RestoreOptions(mode=mode, confirmed=True, lock_timeout=5))
         assert str(err.value) and "\n" not in str(err.value)
     assert {n: snapshot(db, n) for n in db.list_collection_names()} == live, "live data changed"
-    assert StagingRegistry.of(db).leftovers() == []  # no staging collection left (names: checked above)
+    assert SwapInRegistry.of(db).leftovers() == []  # no swap-in collection left (names: checked above)
     after_ids = _committed(store)
     assert [i for i in after_ids if i not in before_ids] == [], "a safety backup was written: not refused early"
     if cli is not None:

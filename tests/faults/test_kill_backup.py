@@ -1,9 +1,10 @@
 """SIGKILL in the middle of a backup or a restore: nothing partial is ever listed or restored.
 
 A backup spools in ``<root>/tmp/spool-<pid>-...``, stores its data objects and
-writes its manifest last; a restore stages into collections registered in the staging
-registry (``backup_core.staging``) and swaps them in with ``renameCollection``. These tests kill the process at the
-worst moments and check what the next run sees.
+writes its manifest last; a restore fills swap-in collections registered in the
+swap-in registry (``backup_core.swapin``) and swaps them in with
+``renameCollection``. These tests kill the process at the worst moments and
+check what the next run sees.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import pytest
 
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.errors import BackupNotFound, FormatError
-from backup_core.store import open_store
 from backup_core.restore import RestoreOptions, restore_backup
-from backup_core.staging import StagingRegistry
-from backup_core.store import LocalStore
+from backup_core.store import LocalStore, open_store
+from backup_core.swapin import SwapInRegistry
 
 from tests.conftest import run_cli
 from tests.faults.helpers import seed, sigkill, snapshot, start_driver, temporaries, wait_for, wait_for_line
@@ -93,23 +93,23 @@ def test_a_killed_backup_cannot_be_restored(db, store, root, cli_env):
 
 
 # --------------------------------------------------------------------------
-# SIGKILL during a restore (the product's pause hook, ``restore.pause_hook``)
+# SIGKILL during a restore (paused at a checkpoint of the test seam, ``backup_core/testseam.py``)
 
 _RESTORE = """
 import sys, pymongo
 from backup_core.store import LocalStore
-from backup_core.restore import RestoreOptions, pause_hook, restore_backup
-uri, db, root, bid, phase = sys.argv[1:6]
+from backup_core.restore import RestoreOptions, restore_backup
+uri, db, root, bid = sys.argv[1:5]
 c = pymongo.MongoClient(uri)
-restore_backup(c[db], LocalStore(root), bid, RestoreOptions(mode="replace", confirmed=True, user="killed",
-                                                            on_phase=pause_hook(phase, 120)))
+restore_backup(c[db], LocalStore(root), bid, RestoreOptions(mode="replace", confirmed=True, user="killed"))
 print("restore finished")
 """
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("phase", ["staging", "swap"])
+@pytest.mark.parametrize("phase", ["fill", "swap"])
 def test_sigkill_mid_restore_then_a_second_restore_succeeds(phase, db, store, root, mongo_uri, client):
+    import os
     import subprocess
     import sys
 
@@ -124,8 +124,9 @@ def test_sigkill_mid_restore_then_a_second_restore_succeeds(phase, db, store, ro
     db["Other"].delete_many({})
     live_before = snapshot(db, "Equipment")
 
-    proc = subprocess.Popen([sys.executable, "-c", _RESTORE, mongo_uri, db.name, str(root), backup.backup_id, phase],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ, BACKUP_CORE_TEST_PAUSE=phase, BACKUP_CORE_TEST_PAUSE_SECONDS="120")
+    proc = subprocess.Popen([sys.executable, "-c", _RESTORE, mongo_uri, db.name, str(root), backup.backup_id],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_line(proc, f"paused at {phase}")
     sigkill(proc)
 
@@ -142,7 +143,7 @@ def test_sigkill_mid_restore_then_a_second_restore_succeeds(phase, db, store, ro
                             RestoreOptions(mode="replace", confirmed=True, lock_timeout=5))
     assert snapshot(db, "Equipment") == original
     assert snapshot(db, "Other") == other_original
-    # no staging collection of the killed restore is left
-    assert StagingRegistry.of(db).leftovers() == []
+    # no swap-in collection of the killed restore is left
+    assert SwapInRegistry.of(db).leftovers() == []
     assert sorted(db.list_collection_names()) == ["Equipment", "Other"]
     assert result.safety_backup_id and store.verify(result.safety_backup_id).ok

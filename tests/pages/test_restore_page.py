@@ -224,16 +224,16 @@ def test_backup_of_another_database_needs_explicit_checkbox(open_page, page_env,
 
 def test_the_comparison_is_computed_once_for_paging_and_filters(open_page, restore_env, backed_up, db,
                                                                 monkeypatch):
-    from backup_core import comparison
+    from backup_core import paged_compare
 
     calls = []
-    real = comparison.StoredComparison.compute.__func__
+    real = paged_compare.StoredComparison.compute.__func__
 
     def counting(cls, *a, **kw):
         calls.append(1)
         return real(cls, *a, **kw)
 
-    monkeypatch.setattr(comparison.StoredComparison, "compute", classmethod(counting))
+    monkeypatch.setattr(paged_compare.StoredComparison, "compute", classmethod(counting))
     change_live(db)
     at = open_page()
     at.button(key="restore_compare_btn").click().run()

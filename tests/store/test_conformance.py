@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.compare import compare_backup
-from backup_core.embedded import seed_demo
+from backup_core.demo_data import seed_demo
 from backup_core.errors import BackupError, LockBusy
 from backup_core.restore import RestoreOptions, restore_backup
 from backup_core.retention import RetentionPolicy, cleanup

@@ -1,14 +1,14 @@
-"""Staging collections are known from their registry, never from their names (holes 1 and 7)."""
+"""Swap-in collections are known from their registry, never from their names (holes 1 and 7)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from backup_core import staging
+from backup_core import swapin
 from backup_core.backup import BackupOptions, create_backup
-from backup_core.mongoutil import raw_collection, user_collections
+from backup_core.mongoutil import raw_collection
 from backup_core.restore import RestoreOptions, restore_backup
-from backup_core.staging import StagingRegistry
+from backup_core.swapin import SwapInRegistry, user_collections
 
 from .cli import one_json
 from .faults.helpers import snapshot
@@ -16,7 +16,7 @@ from .faults.helpers import snapshot
 LOOKALIKE = "__restore_tmp_20260101T000000Z_Equipment"
 
 
-def test_a_user_collection_named_like_old_staging_is_backed_up_and_never_dropped(db, store):
+def test_a_user_collection_named_like_old_temporaries_is_backed_up_and_never_dropped(db, store):
     db[LOOKALIKE].insert_many([{"_id": i, "precious": True} for i in range(30)])
     db["Equipment"].insert_many([{"_id": i} for i in range(10)])
     res = create_backup(db, store, BackupOptions(user="t"))
@@ -32,10 +32,10 @@ def test_a_user_collection_named_like_old_staging_is_backed_up_and_never_dropped
     assert snapshot(db, LOOKALIKE) == before
 
 
-def test_staging_names_are_random_and_registered_before_use(db):
-    reg = StagingRegistry.of(db)
+def test_swap_in_names_are_random_and_registered_before_use(db):
+    reg = SwapInRegistry.of(db)
     a, b = reg.create("Equipment", "op1"), reg.create("Equipment", "op1")
-    assert a != b and a.startswith(staging.PREFIX) and len(a) > len(staging.PREFIX) + 16
+    assert a != b and a.startswith(swapin.PREFIX) and len(a) > len(swapin.PREFIX) + 16
     assert reg.names() == {a, b}
     db[a].insert_one({"x": 1})
     assert a not in user_collections(db)  # registered: not user data, whatever it holds
@@ -44,15 +44,15 @@ def test_staging_names_are_random_and_registered_before_use(db):
 
 
 def _register_as_dead(db, target: str) -> str:
-    reg = StagingRegistry.of(db)
+    reg = SwapInRegistry.of(db)
     name = reg.create(target, "killed-op")
     # the owner: a process that no longer exists
-    reg.meta[staging.REGISTRY].update_one({"name": name}, {"$set": {"pid": 2**22 + 7, "pid_started": 1.0}})
+    reg.meta[swapin.REGISTRY].update_one({"name": name}, {"$set": {"pid": 2**22 + 7, "pid_started": 1.0}})
     raw_collection(db, name).insert_many([{"_id": i} for i in range(50)])
     return name
 
 
-def test_stale_staging_is_swept_at_every_operation_start_even_if_it_comes_back(db, store, settings, cli):
+def test_stale_swap_ins_are_swept_at_every_operation_start_even_if_they_come_back(db, store, settings, cli):
     db["Equipment"].insert_many([{"_id": i} for i in range(5)])
     name = _register_as_dead(db, "Equipment")
     # status shows the leftover before anything removes it
@@ -73,7 +73,7 @@ def test_a_running_owner_is_never_swept(db, store):
     from backup_core.operation import operation
 
     db["Equipment"].insert_one({"_id": 1})
-    reg = StagingRegistry.of(db)
+    reg = SwapInRegistry.of(db)
     with operation(store, "restore", user="t") as op:  # a restore of this process, still running
         name = reg.create("Equipment", op.id)
         db[name].insert_one({"_id": 1})
@@ -84,7 +84,7 @@ def test_a_running_owner_is_never_swept(db, store):
     assert name not in db.list_collection_names()
 
 
-def test_another_live_process_keeps_its_staging(db, store):
+def test_another_live_process_keeps_its_swap_ins(db, store):
     import subprocess
     import sys
 
@@ -93,9 +93,9 @@ def test_another_live_process_keeps_its_staging(db, store):
     db["Equipment"].insert_one({"_id": 1})
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        reg = StagingRegistry.of(db)
+        reg = SwapInRegistry.of(db)
         name = reg.create("Equipment", "their-op")
-        reg.meta[staging.REGISTRY].update_one({"name": name}, {"$set": {
+        reg.meta[swapin.REGISTRY].update_one({"name": name}, {"$set": {
             "pid": owner.pid, "pid_started": process_start_time(owner.pid)}})
         db[name].insert_one({"_id": 1})
         create_backup(db, store, BackupOptions(user="t"))
@@ -108,19 +108,19 @@ def test_another_live_process_keeps_its_staging(db, store):
 
 
 def test_dropped_entries_are_forgotten_after_the_grace_period(db):
-    reg = StagingRegistry.of(db)
+    reg = SwapInRegistry.of(db)
     name = _register_as_dead(db, "Equipment")
     assert reg.sweep() == [name]
     assert name in reg.names()  # kept for the grace period
-    old = (datetime.now(timezone.utc) - timedelta(seconds=staging.GRACE_S + 5)).isoformat()
-    reg.meta[staging.REGISTRY].update_one({"name": name}, {"$set": {"dropped_at": old}})
+    old = (datetime.now(timezone.utc) - timedelta(seconds=swapin.GRACE_S + 5)).isoformat()
+    reg.meta[swapin.REGISTRY].update_one({"name": name}, {"$set": {"dropped_at": old}})
     assert reg.sweep() == []
     assert reg.names() == set()
 
 
-def test_a_restore_leaves_no_registered_staging(db, store):
+def test_a_restore_leaves_no_registered_swap_in(db, store):
     db["Equipment"].insert_many([{"_id": i} for i in range(10)])
     res = create_backup(db, store, BackupOptions(user="t"))
     restore_backup(db, store, res.backup_id, RestoreOptions(mode="replace", confirmed=True, user="t"))
-    assert StagingRegistry.of(db).names() == set()
+    assert SwapInRegistry.of(db).names() == set()
     assert sorted(db.list_collection_names()) == ["Equipment"]

@@ -3,13 +3,15 @@
 The dashboard shows a backup-vs-live comparison one page at a time, filtered
 by status or text. Recomputing it on every click would rebuild the backup's
 index and rescan the live collection each time, so ``StoredComparison``
-pairs the documents once (``compare.BackupIndex``), writes every differing
-pair to an anonymous temporary file (status, key, both raw documents) plus a
-lower-cased search text, and keeps only an offset and a status code in memory
-(9 bytes a differing document). A page or a filter then reads that file,
-never the database or the backup: a text filter is one pass over the search
-text in large blocks (``bytes.find``), and the last few selections (statuses
-and text) are kept, so paging through one reads only the page's records.
+pairs the documents once (``compare.compare_collection``, the pairing
+engine's one pass) with a sink of its own (``_Records``) that writes every
+differing pair to an anonymous temporary file (status, key, both raw
+documents) plus a lower-cased search text, and keeps only an offset and a
+status code in memory (9 bytes a differing document). A page or a filter
+then reads that file, never the database or the backup: a text filter is one
+pass over the search text in large blocks (``bytes.find``), and the last few
+selections (statuses and text) are kept, so paging through one reads only
+the page's records.
 ``live_token`` is a cheap fingerprint of the live collections (document
 counts) that tells when the comparison is out of date.
 """
@@ -17,24 +19,24 @@ counts) that tells when the comparison is out of date.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 import time
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import IO, Callable
 
 from pymongo.database import Database
 
 from . import codec
-from .compare import (STATUSES, BackupIndex, CollectionCompare, DocDiff, Pair, _backup_and_collections,
-                      data_check, doc_diff, schema_differences)
+from .compare import CollectionCompare, DocDiff, backup_collections, compare_collection, doc_diff
 from .errors import UsageError
-from .keys import check_key, key_json, key_text
-from .mongoutil import translate_errors, user_collections
+from .keys import check_match_field, key_json, key_text
+from .mongoutil import translate_errors
+from .pairing import STATUSES, Pair
 from .store import Store
+from .swapin import user_collections
+from .tempdisk import anonymous_file
 from .timeutil import now_iso
 
 _HEAD = struct.Struct("<BIII")  # status, key length, backup length, live length
@@ -51,28 +53,41 @@ def live_token(db: Database, collections: list[str]) -> tuple:
         return tuple((n, db[n].estimated_document_count() if n in live else None) for n in collections)
 
 
-def _anonymous_file():
-    fd, path = tempfile.mkstemp(prefix="backup-comparison-", suffix=".bin")
-    os.unlink(path)  # anonymous: vanishes with the process
-    return os.fdopen(fd, "w+b")
+def _anonymous_file() -> IO[bytes]:
+    return anonymous_file("backup-comparison-")
 
 
 @dataclass
 class _Records:
-    """The differing pairs of one collection in a temporary file, and where each one is.
+    """Sink: the differing pairs of one collection in a temporary file, and where each one is.
 
     ``hay`` holds one line of lower-cased search text per record, in record order.
     """
 
-    fh: object = field(default_factory=_anonymous_file)
-    hay: object = field(default_factory=_anonymous_file)
+    match_field: str
+    fh: IO[bytes] = field(default_factory=_anonymous_file)
+    hay: IO[bytes] = field(default_factory=_anonymous_file)
     order: array = field(default_factory=lambda: array("q"))  # record number -> offset
     codes: bytearray = field(default_factory=bytearray)  # record number -> status code
     _selections: OrderedDict = field(default_factory=OrderedDict)  # (statuses, needle) -> record numbers
+    _end: int = 0  # where the next record goes
 
-    def add(self, status: str, offset: int) -> None:
-        self.order.append(offset)
-        self.codes.append(_CODES[status])
+    def add(self, pair: Pair) -> None:
+        if pair.status == "identical":
+            return
+        kb = pair.doc_key(self.match_field)
+        key_obj = json.dumps(key_json(kb), ensure_ascii=False).encode("utf-8")
+        backup, live = pair.backup or b"", pair.live or b""
+        blob = _HEAD.pack(_CODES[pair.status], len(key_obj), len(backup), len(live)) + key_obj + backup + live
+        self.fh.write(blob)
+        self.order.append(self._end)
+        self.codes.append(_CODES[pair.status])
+        self.hay.write(_haystack(kb, pair.backup, pair.live) + b"\n")
+        self._end += len(blob)
+
+    def flush(self) -> None:
+        self.fh.flush()
+        self.hay.flush()
 
     def matching(self, needle: bytes) -> array:
         """Numbers of the records whose search text contains ``needle``, ascending (one pass, in blocks)."""
@@ -80,10 +95,10 @@ class _Records:
         if not needle or b"\n" in needle:
             return out
         hay = self.hay
-        hay.seek(0)  # type: ignore[attr-defined]
+        hay.seek(0)
         line, carry = 0, b""
         while True:
-            block = hay.read(_SCAN_BLOCK)  # type: ignore[attr-defined]
+            block = hay.read(_SCAN_BLOCK)
             data = carry + block
             end = data.rfind(b"\n") + 1 if block else len(data)
             chunk, carry = data[:end], data[end:]
@@ -103,10 +118,10 @@ class _Records:
 
     def selection(self, statuses: tuple[str, ...], needle: bytes) -> array:
         """Record numbers with one of ``statuses`` whose text contains ``needle`` (kept for the next call)."""
-        key = (statuses, needle)
-        got = self._selections.get(key)
+        chosen = (statuses, needle)
+        got = self._selections.get(chosen)
         if got is not None:
-            self._selections.move_to_end(key)
+            self._selections.move_to_end(chosen)
             return got
         candidates = self.matching(needle) if needle else range(len(self.order))
         if set(statuses) >= set(DIFF_STATUSES):
@@ -115,7 +130,7 @@ class _Records:
             wanted = {_CODES[s] for s in statuses}
             codes = self.codes
             got = array("q", (n for n in candidates if codes[n] in wanted))
-        self._selections[key] = got
+        self._selections[chosen] = got
         while len(self._selections) > _KEPT_SELECTIONS:
             self._selections.popitem(last=False)
         return got
@@ -123,7 +138,7 @@ class _Records:
     def close(self) -> None:
         for fh in (self.fh, self.hay):
             try:
-                fh.close()  # type: ignore[attr-defined]
+                fh.close()
             except OSError:
                 pass
 
@@ -131,7 +146,7 @@ class _Records:
 @dataclass
 class StoredComparison:
     backup_id: str
-    key: str
+    match_field: str
     collections: dict[str, CollectionCompare]
     computed_at: str
     live_token: tuple
@@ -140,19 +155,22 @@ class StoredComparison:
 
     @classmethod
     def compute(cls, db: Database, store: Store, backup_id: str, collections: list[str] | None = None,
-                key: str = "_id", progress: Callable[[str, int, int], None] | None = None) -> "StoredComparison":
-        check_key(key)
+                match_field: str = "_id", progress: Callable[[str, int, int], None] | None = None,
+                ) -> "StoredComparison":
+        check_match_field(match_field)
         started = time.monotonic()
-        info, names = _backup_and_collections(store, backup_id, collections)
+        info, names = backup_collections(store, backup_id, collections)
         live = user_collections(db)
         token = live_token(db, names)
-        out = cls(info.backup_id, key, {}, now_iso(), token, 0.0)
+        out = cls(info.backup_id, match_field, {}, now_iso(), token, 0.0)
         try:
             for i, name in enumerate(names):
                 if progress:
                     progress(name, i, len(names))
-                out.collections[name], out._records[name] = _compare_one(db, store, info, name, key,
-                                                                        live.get(name))
+                rec = out._records[name] = _Records(match_field)
+                out.collections[name] = compare_collection(db, store, info, name, match_field, live.get(name),
+                                                           [rec])
+                rec.flush()
         except BaseException:
             out.close()
             raise
@@ -179,17 +197,17 @@ class StoredComparison:
 
     def _read(self, rec: _Records, number: int) -> DocDiff:
         fh = rec.fh
-        fh.seek(rec.order[number])  # type: ignore[attr-defined]
-        code, klen, blen, llen = _HEAD.unpack(fh.read(_HEAD.size))  # type: ignore[attr-defined]
-        key = json.loads(fh.read(klen))  # type: ignore[attr-defined]
-        backup = fh.read(blen) if blen else None  # type: ignore[attr-defined]
-        live = fh.read(llen) if llen else None  # type: ignore[attr-defined]
-        diff = doc_diff(Pair(STATUSES[code], b"", backup, live), self.key)
+        fh.seek(rec.order[number])
+        code, klen, blen, llen = _HEAD.unpack(fh.read(_HEAD.size))
+        key = json.loads(fh.read(klen))
+        backup = fh.read(blen) if blen else None
+        live = fh.read(llen) if llen else None
+        diff = doc_diff(Pair(STATUSES[code], b"", backup, live), self.match_field)
         diff.key = key
         return diff
 
     def to_json(self) -> dict:
-        return {"backup_id": self.backup_id, "key": self.key, "computed_at": self.computed_at,
+        return {"backup_id": self.backup_id, "key": self.match_field, "computed_at": self.computed_at,
                 "collections": {n: c.to_json() for n, c in self.collections.items()}}
 
     def close(self) -> None:
@@ -199,32 +217,6 @@ class StoredComparison:
 
     def __del__(self) -> None:  # the files are anonymous; closing just frees them sooner
         self.close()
-
-
-def _compare_one(db: Database, store: Store, info, name: str, key: str,
-                 live_options: dict | None) -> tuple[CollectionCompare, _Records]:
-    cc = CollectionCompare(name, key)
-    rec = _Records()
-    check = data_check(info, name)
-    offset = 0
-    with BackupIndex(store, info, name, key, check) as index:
-        for pair in index.pairs(db):
-            setattr(cc, pair.status, getattr(cc, pair.status) + 1)
-            if pair.status == "identical":
-                continue
-            kb = pair.key_value(key)
-            key_obj = json.dumps(key_json(kb), ensure_ascii=False).encode("utf-8")
-            backup, live = pair.backup or b"", pair.live or b""
-            blob = _HEAD.pack(_CODES[pair.status], len(key_obj), len(backup), len(live)) + key_obj + backup + live
-            rec.fh.write(blob)  # type: ignore[attr-defined]
-            rec.add(pair.status, offset)
-            rec.hay.write(_haystack(kb, pair.backup, pair.live) + b"\n")  # type: ignore[attr-defined]
-            offset += len(blob)
-    rec.fh.flush()  # type: ignore[attr-defined]
-    rec.hay.flush()  # type: ignore[attr-defined]
-    cc.indexes, cc.options = schema_differences(db, info, name, live_options)
-    cc.warnings = check.findings() if check is not None else []
-    return cc, rec
 
 
 def _selector(statuses: list[str] | None, text: str) -> tuple[tuple[str, ...], bytes]:
