@@ -15,7 +15,7 @@ MANIFEST = "manifest.json"
 MANIFEST_ENC = "manifest.enc"  # the manifest of an encrypted backup
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 ID_RE = re.compile(r"^\d{8}T\d{6}Z(-\d{2,4})?$")
-TRIGGERS = ("manual", "scheduled", "safety")
+TRIGGERS = ("manual", "scheduled", "safety", "pre-write", "archive")
 _SAFE_CHARS = re.compile(r"[A-Za-z0-9_\-]")
 
 
