@@ -103,3 +103,18 @@ class KeyMissing(BackupError):
 class AuthError(BackupError):
     exit_code = 9
     audit_outcome = "refused"
+
+
+class WriteFailed(BackupError):
+    """The caller's write inside ``before_write`` raised; its pre-write backup holds the data as it was.
+
+    Nothing is undone automatically (the write may have been partly applied on
+    purpose); the message names the backup that undoes it, and the caller's
+    exception is the ``__cause__``.
+    """
+
+    exit_code = 11
+
+    def __init__(self, message: str, *, backup_id: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.backup_id = backup_id
