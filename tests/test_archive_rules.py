@@ -98,6 +98,18 @@ def test_a_failed_confirmation_waits_again_with_the_error(settings, activity):
     assert _runs(settings)[0]["outcome"] == "error"
 
 
+def test_removing_a_rule_drops_its_pending_archive(settings, activity):
+    rules = [ArchiveRule("bookings", "end", 365, "confirm"), ArchiveRule("activities", "at", 95, "confirm")]
+    save_archive_rules(settings, rules, user="admin")
+    for rule in rules:
+        prepare_archive(settings, rule)
+    assert sorted(p.id for p in pending_archives(settings)) == ["activities:at", "bookings:end"]
+    save_archive_rules(settings, [rules[0]], user="admin")
+    assert [p.id for p in pending_archives(settings)] == ["bookings:end"]
+    save_archive_rules(settings, [ArchiveRule("bookings", "end", 365, "auto")], user="admin")
+    assert pending_archives(settings) == [] and activity["bookings"].count_documents({}) == 8
+
+
 def test_nothing_matching_leaves_nothing_pending(settings, activity):
     rule = ArchiveRule("bookings", "end", 365, "confirm")
     assert prepare_archive(settings, rule) is not None

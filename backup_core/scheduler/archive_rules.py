@@ -98,11 +98,18 @@ def archive_rules(settings: Settings) -> list[ArchiveRule]:
 
 
 def save_archive_rules(settings: Settings, rules: list, *, user: str) -> list[ArchiveRule]:
-    """Validate and save the rules with the schedule (audited as a scheduler-config change)."""
+    """Validate and save the rules with the schedule (audited as a scheduler-config change).
+
+    A pending archive whose rule is gone, or now runs without confirmation, is dropped with it.
+    """
     checked = check_rules(rules)
     config = load_config(settings)
     config.archive_rules = [r.to_json() for r in checked]
-    return save_config(settings, config, user=user).rules()
+    saved = save_config(settings, config, user=user).rules()
+    waiting = [r.id for r in saved if r.mode == "confirm" and r.enabled]
+    with meta(settings, "dropping pending archives of removed rules") as db:
+        db[PENDING].delete_many({"scope": scope_of(settings).id, "state": "pending", "rule_id": {"$nin": waiting}})
+    return saved
 
 
 def run_archive_rules(settings: Settings, rules: list[ArchiveRule], *, user: str, trigger: str = "scheduled",
