@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Callable, Iterator
 
-from .archive import CONFIRM_HINT, ArchiveOptions, ArchiveResult, ArchiveRule, run_archive
+from .archive import ArchiveOptions, ArchiveResult, ArchiveRule, run_archive
 from .backup import BackupOptions, BackupResult, backup_before_change, create_backup, default_jobs
 from .compare import CompareResult, compare_backup
 from .config import Settings
 from .context import open_context, open_operation, open_store
-from .errors import DatabaseUnavailable, IntegrityError, RestoreRefused, UsageError, WriteFailed
+from .errors import CONFIRM_HINT, DatabaseUnavailable, IntegrityError, RestoreRefused, UsageError, WriteFailed
 from .retention import CleanupResult, RetentionPolicy, cleanup as run_cleanup
 from .restore import RestoreOptions, RestoreResult, pause_hook, restore_backup
 from .status import StatusResult, system_status
@@ -74,25 +74,17 @@ class BackupSystem:
             if not isinstance(user, str) or not user.strip() or len(user) > 200:
                 raise UsageError(f"invalid user {user!r}: give the name the audit log should record")
             settings = settings.with_user(user)
-        self._init(settings, CONFIRM_HINT)
+        self._init(settings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "BackupSystem":
-        """A system for already loaded ``Settings`` (the user included)."""
+        """A system for already loaded ``Settings`` (the user included): what the CLI's commands use."""
         system = cls.__new__(cls)
-        system._init(settings, CONFIRM_HINT)
+        system._init(settings)
         return system
 
-    @classmethod
-    def for_cli(cls, settings: Settings) -> "BackupSystem":
-        """The CLI's: refusals tell how to go on in the CLI's words."""
-        system = cls.__new__(cls)
-        system._init(settings, "add --dry-run to preview or --yes to proceed")
-        return system
-
-    def _init(self, settings: Settings, confirm_hint: str, client: "_SharedClient | None" = None) -> None:
+    def _init(self, settings: Settings, client: "_SharedClient | None" = None) -> None:
         self._settings = settings
-        self._confirm_hint = confirm_hint
         self._client = client or _SharedClient()
 
     def as_user(self, user: str) -> "BackupSystem":
@@ -104,7 +96,7 @@ class BackupSystem:
         if not isinstance(user, str) or not user.strip() or len(user) > 200:
             raise UsageError(f"invalid user {user!r}: give the name the audit log should record")
         other = BackupSystem.__new__(BackupSystem)
-        other._init(self._settings.with_user(user), self._confirm_hint, self._client)
+        other._init(self._settings.with_user(user), self._client)
         return other
 
     # ------------------------------------------------------------------ resources
@@ -223,7 +215,7 @@ class BackupSystem:
         if not confirm and not dry_run:
             # refused before connecting to anything or taking the lock; still on the record
             with open_operation(settings, action, details=details, lock=False):
-                raise RestoreRefused("restore needs confirmation: nothing was changed", hint=self._confirm_hint)
+                raise RestoreRefused("restore needs confirmation: nothing was changed", hint=CONFIRM_HINT)
         with self._operation(action, details=details) as ctx:
             return restore_backup(ctx.db, ctx.store, backup_id, options, progress)
 

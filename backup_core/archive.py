@@ -42,7 +42,7 @@ from pymongo.database import Database
 from .backup import BackupOptions, create_backup
 from .config import Settings
 from .context import open_operation
-from .errors import RestoreRefused, UsageError
+from .errors import CONFIRM_HINT, RestoreRefused, UsageError
 from .keys import MISSING, in_filter, key_bytes
 from .mongoutil import raw_collection, translate_errors, user_collections
 from .operation import operation
@@ -110,10 +110,6 @@ class ArchiveResult:
     def audit_details(self) -> dict:
         return {"backup_id": self.backup_id, "archived": self.archived, "deleted": self.deleted,
                 "changed": self.changed}
-
-
-# how to go on from a refusal, for CLI and Python callers alike
-CONFIRM_HINT = "preview it with a dry run (--dry-run, dry_run=True) or confirm it (--yes, confirm=True)"
 
 
 def run_archive(settings: Settings, options: ArchiveOptions, *, connector: Callable | None = None,

@@ -83,10 +83,14 @@ class StorageError(BackupError):
 
 
 class RestoreRefused(BackupError):
-    """A restore was refused before any write (unconfirmed, unsafe input, ...)."""
+    """A restore (or an archive) was refused before any write (unconfirmed, unsafe input, ...)."""
 
     exit_code = 8
     audit_outcome = "refused"
+
+
+# how to go on from an unconfirmed restore or archive, for CLI and Python callers alike
+CONFIRM_HINT = "preview it with a dry run (--dry-run, dry_run=True) or confirm it (--yes, confirm=True)"
 
 
 class KeyMissing(BackupError):

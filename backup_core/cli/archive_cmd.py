@@ -28,7 +28,7 @@ def register(sub):
 def run(args, settings):
     progress = terminal_progress("archive") if args.yes and not args.dry_run else None
     try:
-        with BackupSystem.for_cli(settings) as system:
+        with BackupSystem.from_settings(settings) as system:
             return system.archive(args.collection, args.filter, dry_run=args.dry_run, confirm=args.yes,
                                   compress=args.compress, progress=progress)
     finally:

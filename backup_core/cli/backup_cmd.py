@@ -43,7 +43,7 @@ def register(sub):
 def run(args, settings):
     progress = terminal_progress("backup")
     try:
-        with BackupSystem.for_cli(settings) as system:
+        with BackupSystem.from_settings(settings) as system:
             return system.backup(collections_arg(args.collections), compress=args.compress, jobs=args.jobs,
                                  progress=progress)
     finally:

@@ -52,4 +52,4 @@ def policy_from_args(args) -> RetentionPolicy | None:
 
 
 def run(args, settings):
-    return BackupSystem.for_cli(settings).cleanup(policy_from_args(args), dry_run=args.dry_run, save=args.save)
+    return BackupSystem.from_settings(settings).cleanup(policy_from_args(args), dry_run=args.dry_run, save=args.save)

@@ -18,5 +18,5 @@ def register(sub):
 
 
 def run(args, settings):
-    with BackupSystem.for_cli(settings) as system:
+    with BackupSystem.from_settings(settings) as system:
         return system.compare(args.backup_id, collections_arg(args.collections), key=args.key, show=args.show)

@@ -64,7 +64,7 @@ def ids_arg(value: str | None) -> list | None:
 def run(args, settings):
     progress = terminal_progress("dry run" if args.dry_run else "restore") if args.dry_run or args.yes else None
     try:
-        with BackupSystem.for_cli(settings) as system:
+        with BackupSystem.from_settings(settings) as system:
             return system.restore(args.backup_id, args.mode, dry_run=args.dry_run, confirm=args.yes,
                                   collections=collections_arg(args.collections), strategy=args.strategy,
                                   key=args.key, ids=ids_arg(args.ids), allow_other_db=args.allow_other_db,

@@ -12,5 +12,5 @@ def register(sub):
 
 
 def run(args, settings):
-    with BackupSystem.for_cli(settings) as system:
+    with BackupSystem.from_settings(settings) as system:
         return system.status()

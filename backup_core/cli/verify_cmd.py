@@ -14,4 +14,4 @@ def register(sub):
 
 
 def run(args, settings):
-    return BackupSystem.for_cli(settings).verify(args.backup_id, quick=args.quick)
+    return BackupSystem.from_settings(settings).verify(args.backup_id, quick=args.quick)
