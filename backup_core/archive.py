@@ -126,6 +126,7 @@ def run_archive(settings: Settings, options: ArchiveOptions, *, connector: Calla
             raise RestoreRefused("archive needs confirmation: nothing was changed", hint=CONFIRM_HINT)
     with open_operation(settings, action, details=details, lock=not options.dry_run,
                         lock_timeout=options.lock_timeout, connector=connector) as ctx:
+        options.query()  # a bad filter is refused before the database is reached
         return archive_documents(ctx.db, ctx.store, options, progress)
 
 

@@ -63,3 +63,13 @@ def test_bad_filters_are_one_line_and_change_nothing(cli, db, root):
     assert missing.returncode == 2 and "no collection named 'nope'" in missing.stderr
     assert db["activities"].count_documents({}) == 120 and not list(root.glob("*day/*"))
     assert cli("archive", "activities", "--yes").returncode == 2  # --filter is required
+
+
+def test_a_bad_filter_is_refused_before_the_database_is_reached(cli_env, root):
+    from tests.conftest import run_cli
+
+    env = {**cli_env, "MONGODB_URI": "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200"}
+    proc = run_cli(env, "archive", "activities", "--filter", '{"$where": "1"}', "--yes")
+    assert proc.returncode == 2 and "operator $where is not supported" in proc.stderr
+    entry = audit.read(root, 1)[0]
+    assert entry["action"] == "archive" and entry["outcome"] == "refused"
