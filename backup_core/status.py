@@ -15,7 +15,7 @@ from . import codec, notify
 from .config import Settings
 from .context import open_context
 from .errors import BackupError
-from .scheduler import scheduler_status
+from .scheduler import pending_archives, scheduler_status
 from .timeutil import format_duration, utc_now
 
 
@@ -30,12 +30,14 @@ class StatusResult:
     leftovers: dict = field(default_factory=dict)
     storage: dict = field(default_factory=dict)
     codec: dict = field(default_factory=dict)
+    # archives prepared by "confirm" rules, waiting for an admin (None: the metadata database did not say)
+    pending_archives: list | None = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"database": self.database, "embedded": self.embedded, "uri": self.uri,
                 "collections": self.collections, "last_backup": self.last_backup,
                 "scheduler": self.scheduler, "leftovers": self.leftovers, "storage": self.storage,
-                "codec": self.codec}
+                "codec": self.codec, "pending_archives": self.pending_archives}
 
     def to_text(self) -> str:
         lines = [f"database {self.database} ({self.uri})"]
@@ -70,6 +72,9 @@ class StatusResult:
                          + (f" ({result['error']})" if result.get("error") else ""))
         for t in self.leftovers.get("temporaries", []):
             lines.append(f"leftover: {t} (removed by the next backup, restore or clean-up)")
+        for p in self.pending_archives or []:
+            lines.append(f"pending archive {p['id']}: {p['matching']} document(s) of {p['collection']} "
+                         f"(prepared {p['prepared_at']}), waiting for an admin to confirm or dismiss it")
         for st in self.leftovers.get("staging", []):
             lines.append(f"leftover: staging collection {st['name']} of a restore into {st['target']} "
                          f"({st['documents']} documents, {st['state']}; removed by the next backup or restore)")
@@ -115,4 +120,11 @@ def system_status(settings: Settings, *, connector: Callable | None = None) -> S
                            "storage": storage_info(settings, store), "codec": codec.accelerator()}
             raise
         return StatusResult(info["database"], info["embedded"], info["uri"], info["collections"], last, sched,
-                            leftovers, storage_info(settings, store), codec.accelerator())
+                            leftovers, storage_info(settings, store), codec.accelerator(), _pending(settings))
+
+
+def _pending(settings: Settings) -> list | None:
+    try:
+        return [p.to_json() for p in pending_archives(settings)]
+    except BackupError:  # the metadata database cannot be read: unknown, not "none"
+        return None

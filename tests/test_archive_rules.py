@@ -60,6 +60,10 @@ def test_a_confirm_rule_waits_for_an_admin(settings, activity, store, root):
     assert pending.id == "bookings:end" and pending.matching == 4 and pending.state == "pending"
     assert "4 document(s) of bookings with end older than 365 days" in pending.describe()
     cutoff = pending.filter["end"]["$lt"]["$date"]
+    with BackupSystem.from_settings(settings) as bs:
+        status = bs.status()
+    assert [p["id"] for p in status.pending_archives] == ["bookings:end"]
+    assert "pending archive bookings:end: 4 document(s) of bookings" in status.to_text()
     run_scheduled_backup(settings)  # a newer preparation replaces the waiting one
     (again,) = pending_archives(settings)
     assert again.prepared_at >= pending.prepared_at and again.filter["end"]["$lt"]["$date"] >= cutoff
