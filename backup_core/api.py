@@ -70,11 +70,7 @@ class BackupSystem:
     def __init__(self, uri: str | None = None, db: str | None = None, root: str | None = None,
                  user: str | None = None, *, key_file: str | None = None) -> None:
         settings = Settings.load(uri=uri, db=db, root=root, key_file=key_file)
-        if user is not None:
-            if not isinstance(user, str) or not user.strip() or len(user) > 200:
-                raise UsageError(f"invalid user {user!r}: give the name the audit log should record")
-            settings = settings.with_user(user)
-        self._init(settings)
+        self._init(settings.with_user(_check_user(user)) if user is not None else settings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "BackupSystem":
@@ -93,10 +89,8 @@ class BackupSystem:
         A host app serving several people keeps one ``BackupSystem`` and calls
         ``as_user(name)`` per request or session.
         """
-        if not isinstance(user, str) or not user.strip() or len(user) > 200:
-            raise UsageError(f"invalid user {user!r}: give the name the audit log should record")
         other = BackupSystem.__new__(BackupSystem)
-        other._init(self._settings.with_user(user), self._client)
+        other._init(self._settings.with_user(_check_user(user)), self._client)
         return other
 
     # ------------------------------------------------------------------ resources
@@ -370,6 +364,12 @@ def policy_from_rules(rules: dict) -> RetentionPolicy:
         elif value is not None and not isinstance(value, timedelta):
             raise UsageError(f"{name} must be a duration such as '7d' or a timedelta")
     return RetentionPolicy(**given)
+
+
+def _check_user(user: object) -> str:
+    if not isinstance(user, str) or not user.strip() or len(user) > 200:
+        raise UsageError(f"invalid user {user!r}: give the name the audit log should record")
+    return user
 
 
 def _names(collections: Any) -> list[str] | None:
