@@ -33,6 +33,11 @@ from .timeutil import iso, utc_now
 Progress = Callable[[str, int, int], None]
 """progress(collection, documents_done, documents_expected); see ``progress.py``"""
 
+# backups taken on the way to something else (a restore, an application's write, an archive): they
+# hold part of the data, have retention rules of their own, and never stand in for a regular backup
+SIDE_TRIGGERS = ("safety", "pre-write", "archive")
+
+
 
 @dataclass
 class BackupOptions:
@@ -50,9 +55,19 @@ class BackupOptions:
     # called with the backup id right before the commit; raising aborts the backup (the scheduler's
     # lease fence: a scheduler that lost its lease never commits)
     fence: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    # only the documents matching this query (``query.parse_filter``), of exactly one collection in
+    # ``collections`` (archive-and-purge); recorded in the manifest as ``filter``
+    filter: dict | None = None
+    # pre-write backups (``api.BackupSystem.before_write``): {"reason": ..., "meta": {...}}, recorded in
+    # the manifest as ``pre_write``
+    pre_write: dict | None = None
 
     def audit_details(self) -> dict:
-        return {"trigger": self.trigger, "collections": self.collections, "compress": self.compress or None}
+        from .query import filter_to_json
+
+        return {"trigger": self.trigger, "collections": self.collections, "compress": self.compress or None,
+                "filter": filter_to_json(self.filter) if self.filter is not None else None,
+                "reason": (self.pre_write or {}).get("reason")}
 
 
 @dataclass
@@ -126,6 +141,22 @@ def create_backup(db: Database, store: Store, options: BackupOptions,
         return result
 
 
+def backup_before_change(db: Database, store: Store, names: list[str], options: BackupOptions,
+                         progress: Progress | None = None) -> BackupResult:
+    """Back up ``names`` as they are now, before something overwrites them (safety and pre-write backups).
+
+    Named collections that do not exist are recorded as absent, so restoring
+    the backup (replace) also removes what the change created.
+    """
+    from dataclasses import replace
+
+    from .operation import meta_db_name
+
+    live = user_collections(db, meta_db_name())
+    return create_backup(db, store, replace(options, collections=[n for n in names if n in live],
+                                            absent=[n for n in names if n not in live]), progress)
+
+
 def _create(db: Database, store: Store, options: BackupOptions, progress: Progress | None,
             started: float) -> BackupResult:
     from .operation import meta_db_name
@@ -140,19 +171,26 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
             raise UsageError(f"no collection named {', '.join(map(repr, unknown))} in database {db.name}; "
                              f"it has {', '.join(available) or 'no collections'}")
         names = list(dict.fromkeys(options.collections))
+    if options.filter is not None:
+        from .query import parse_filter
+
+        parse_filter(options.filter)  # (a refused filter never reaches the server)
+        if len(names) != 1:
+            raise UsageError("a filtered backup is of exactly one collection: name it")
     now = utc_now()
     backup_id = store.new_backup_id(now)
     day = day_for(now)
     writer = store.begin(backup_id, day)
     jobs = default_jobs() if options.jobs is None else max(1, options.jobs)
     try:
-        # a safety backup reads the primary: it must hold exactly what the restore will overwrite
-        with backup_reads(db, primary=options.trigger == "safety") as reads:
+        # safety, pre-write and archive backups read the primary: each must hold exactly what is
+        # about to be overwritten or deleted
+        with backup_reads(db, primary=options.trigger in ("safety", "pre-write", "archive")) as reads:
             jobs = min(jobs, reads.max_jobs or jobs)
 
             def one(name: str, report: Progress | None) -> dict:
                 return _backup_collection(reads.db, name, available[name], writer, options.compress, report,
-                                          reads.session)
+                                          reads.session, options.filter)
 
             entries = run_jobs(names, one, jobs, progress)
             consistency = reads.consistency()
@@ -171,6 +209,12 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
         }
         if options.restore_of:
             body["restore_of"] = options.restore_of
+        if options.filter is not None:
+            from .query import filter_to_json
+
+            body["filter"] = {"collection": names[0], "query": filter_to_json(options.filter)}
+        if options.pre_write is not None:
+            body["pre_write"] = options.pre_write
         absent = sorted(set(options.absent) - set(available))
         if absent:
             body["absent_collections"] = absent
@@ -190,14 +234,15 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
 
 
 def _backup_collection(db: Database, name: str, coll_options: dict, writer: BackupWriter, compress: bool,
-                       progress: Progress | None, session) -> dict:
+                       progress: Progress | None, session, query: dict | None = None) -> dict:
     coll = raw_collection(db, name)
     with translate_errors(f"reading collection {name}"):
-        expected = coll.estimated_document_count()
+        expected = coll.estimated_document_count() if query is None else \
+            coll.count_documents(query, session=session)
 
     def docs() -> Iterator[bytes]:
         with translate_errors(f"reading collection {name}"):
-            for doc in coll.find({}, sort=[("_id", 1)], batch_size=1000, session=session):
+            for doc in coll.find(query or {}, sort=[("_id", 1)], batch_size=1000, session=session):
                 yield bytes(doc.raw)
 
     def report(steps: int) -> None:

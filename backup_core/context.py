@@ -4,15 +4,19 @@
 settings; the database is connected on first use of ``ctx.db``, so an entry
 point that opens an operation first (``open_operation``) has a connection
 failure recorded in the audit log like any other failure. The dashboard, the
-CLI and the scheduler all use it, so connection, error translation, locking,
-auditing and clean-up happen the same way everywhere.
+CLI, the scheduler and the Python API all use it, so connection, error
+translation, locking, auditing and clean-up happen the same way everywhere.
+
+By default a context connects on its own and closes the connection at its
+end. A long-lived caller (``api.BackupSystem``) passes a ``connector`` instead:
+the context then uses the connection it gives and leaves it open.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pymongo.database import Database
 
@@ -27,6 +31,9 @@ class Context:
     store: Store
     op: Operation | None = None
     _conn: object = field(default=None, repr=False)
+    # gives the caller's connection (Settings -> db.Connection), which the context never closes;
+    # None: the context connects itself and closes the connection at its end
+    connector: Callable[[Settings], object] | None = field(default=None, repr=False)
 
     @property
     def user(self) -> str:
@@ -34,9 +41,12 @@ class Context:
 
     def connect(self):
         if self._conn is None:
-            from .db import connect  # late: store-only commands need no driver set-up
+            if self.connector is not None:
+                self._conn = self.connector(self.settings)
+            else:
+                from .db import connect  # late: store-only commands need no driver set-up
 
-            self._conn = connect(self.settings)
+                self._conn = connect(self.settings)
         return self._conn
 
     @property
@@ -49,9 +59,9 @@ class Context:
         return self.settings.embedded
 
     def close(self) -> None:
-        if self._conn is not None:
+        if self._conn is not None and self.connector is None:
             self._conn.close()  # type: ignore[attr-defined]
-            self._conn = None
+        self._conn = None
 
 
 def keyring_of(settings: Settings) -> Keyring:
@@ -64,8 +74,8 @@ def open_store(settings: Settings, root: str | None = None) -> Store:
 
 
 @contextlib.contextmanager
-def open_context(settings: Settings) -> Iterator[Context]:
-    ctx = Context(settings, open_store(settings))
+def open_context(settings: Settings, *, connector: Callable[[Settings], object] | None = None) -> Iterator[Context]:
+    ctx = Context(settings, open_store(settings), connector=connector)
     try:
         yield ctx
     finally:
@@ -74,9 +84,10 @@ def open_context(settings: Settings) -> Iterator[Context]:
 
 @contextlib.contextmanager
 def open_operation(settings: Settings, action: str, *, details: dict | None = None,
-                   lock: bool = True, lock_timeout: float | None = None) -> Iterator[Context]:
+                   lock: bool | str = True, lock_timeout: float | None = None,
+                   connector: Callable[[Settings], object] | None = None) -> Iterator[Context]:
     """``open_context`` plus an audited ``operation`` around everything, the connection included."""
-    with open_context(settings) as ctx:
+    with open_context(settings, connector=connector) as ctx:
         kw = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
         if settings.allow_plaintext and ctx.store.keyring.keys:
             details = {**(details or {}), "allow_plaintext": True}  # on the record: unencrypted backups trusted

@@ -87,10 +87,14 @@ class LockLost(StorageError):
 
 
 class RestoreRefused(BackupError):
-    """A restore was refused before any write (unconfirmed, unsafe input, ...)."""
+    """A restore (or an archive) was refused before any write (unconfirmed, unsafe input, ...)."""
 
     exit_code = 8
     audit_outcome = "refused"
+
+
+# how to go on from an unconfirmed restore or archive, for CLI and Python callers alike
+CONFIRM_HINT = "preview it with a dry run (--dry-run, dry_run=True) or confirm it (--yes, confirm=True)"
 
 
 class KeyMissing(BackupError):
@@ -107,3 +111,18 @@ class KeyMissing(BackupError):
 class AuthError(BackupError):
     exit_code = 9
     audit_outcome = "refused"
+
+
+class WriteFailed(BackupError):
+    """The caller's write inside ``before_write`` raised; its pre-write backup holds the data as it was.
+
+    Nothing is undone automatically (the write may have been partly applied on
+    purpose); the message names the backup that undoes it, and the caller's
+    exception is the ``__cause__``.
+    """
+
+    exit_code = 11
+
+    def __init__(self, message: str, *, backup_id: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.backup_id = backup_id

@@ -53,7 +53,7 @@ from pymongo import DeleteOne, InsertOne, ReplaceOne
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from .backup import BackupOptions, create_backup
+from .backup import BackupOptions, backup_before_change
 from .compare import schema_lines
 from .errors import BackupError, DatabaseUnavailable, RestoreRefused, UsageError
 from .jobs import default_jobs, run_jobs
@@ -221,6 +221,12 @@ def _check_options(o: RestoreOptions) -> None:
 
 def _validate(db: Database, store: Store, backup_id: str, o: RestoreOptions) -> tuple[BackupInfo, list[str], list[str]]:
     info = store.get(backup_id)  # a manifest of an unknown format version is refused here
+    part = info.manifest.get("filter")
+    if part and o.mode == "replace" and o.ids is None:
+        # an archive holds only the documents a filter matched: replacing would delete all the others
+        raise RestoreRefused(f"backup {info.backup_id} holds only the documents of {part.get('collection')} that "
+                             "matched a filter: a replace restore would delete every other document; nothing "
+                             "was changed", hint="restore it with --mode merge")
     if info.database != db.name and not o.allow_other_db:
         raise RestoreRefused(f"backup {info.backup_id} was taken from database {info.database!r}, "
                              f"not {db.name!r}: nothing was changed",
@@ -273,14 +279,9 @@ def _safety_backup(db: Database, store: Store, names: list[str], o: RestoreOptio
 
     Restoring it (replace) undoes the restore, including removing collections the restore created.
     """
-    from .operation import meta_db_name
-
-    live = user_collections(db, meta_db_name())
-    existing = [n for n in names if n in live]
-    absent = [n for n in names if n not in live]
-    res = create_backup(db, store, BackupOptions(collections=existing, absent=absent, trigger="safety",
-                                                 user=o.user, lock_timeout=o.lock_timeout,
-                                                 restore_of=backup_id, jobs=jobs), progress)
+    res = backup_before_change(db, store, names, BackupOptions(trigger="safety", user=o.user,
+                                                               lock_timeout=o.lock_timeout,
+                                                               restore_of=backup_id, jobs=jobs), progress)
     return res.backup_id
 
 

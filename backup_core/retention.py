@@ -8,7 +8,12 @@ of the last N hours / days / ISO weeks / months that have one;
 Without any ``keep_*`` rule the policy is ``older_than`` 7 days. The newest
 backup is always kept (an idle system keeps its last good copy). Safety
 backups, taken by restores, have their own rule: kept for ``safety_days``,
-and the newest one (the undo of the latest restore) always.
+and the newest one (the undo of the latest restore) always. Pre-write
+backups (taken before a host application overwrote collections) are kept
+``pre_write_days``. Archive backups hold documents that were deleted from the
+database after the backup: they are kept until deleted by hand, or
+``archive_days`` when set. None of these three kinds counts for the
+``keep_*`` and ``older_than`` rules, which judge full backups only.
 
 ``apply_policy`` decides for each backup and says why, so a dry run and the
 dashboard's preview show exactly what the real clean-up then does. Deleting
@@ -21,6 +26,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
+from .backup import SIDE_TRIGGERS
 from .errors import UsageError
 from .operation import operation
 from .store import BackupInfo, Store
@@ -28,6 +34,7 @@ from .timeutil import compact_duration, format_duration, parse_duration, utc_now
 
 DEFAULT_RETENTION = timedelta(days=7)
 DEFAULT_SAFETY_DAYS = 7.0
+DEFAULT_PRE_WRITE_DAYS = 7.0
 TIERS = ("hourly", "daily", "weekly", "monthly")
 
 __all__ = ["DEFAULT_RETENTION", "RetentionPolicy", "Decision", "CleanupResult", "apply_policy", "cleanup",
@@ -55,6 +62,8 @@ class RetentionPolicy:
     keep_within: timedelta | None = None
     older_than: timedelta | None = None
     safety_days: float = DEFAULT_SAFETY_DAYS
+    pre_write_days: float = DEFAULT_PRE_WRITE_DAYS
+    archive_days: float | None = None  # None: archive backups are kept until deleted by hand
 
     def __post_init__(self) -> None:
         for name in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly"):
@@ -68,6 +77,10 @@ class RetentionPolicy:
         if not isinstance(self.safety_days, (int, float)) or isinstance(self.safety_days, bool) \
                 or not self.safety_days >= 0:
             raise UsageError(f"the safety backup retention must be 0 or more days, got {self.safety_days!r}")
+        if not _days(self.pre_write_days) or not self.pre_write_days < float("inf"):
+            raise UsageError(f"--pre-write-days must be a number of 0 or more, got {self.pre_write_days!r}")
+        if self.archive_days is not None and (not _days(self.archive_days) or not 0 < self.archive_days < float("inf")):
+            raise UsageError(f"--archive-days must be a positive number of days, got {self.archive_days!r}")
 
     @property
     def tiered(self) -> bool:
@@ -90,7 +103,10 @@ class RetentionPolicy:
         kw = {k: data.get(k) for k in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")}
         for k in ("keep_within", "older_than"):
             kw[k] = parse_duration(data[k], what=k) if data.get(k) else None
-        return cls(**kw, safety_days=float(data.get("safety_days", DEFAULT_SAFETY_DAYS)))
+        archive = data.get("archive_days")
+        return cls(**kw, safety_days=float(data.get("safety_days", DEFAULT_SAFETY_DAYS)),
+                   pre_write_days=float(data.get("pre_write_days", DEFAULT_PRE_WRITE_DAYS)),
+                   archive_days=float(archive) if archive is not None else None)
 
     def describe(self) -> str:
         p = self.effective()
@@ -101,7 +117,9 @@ class RetentionPolicy:
         if p.older_than is not None:
             parts.append(f"everything younger than {compact_duration(p.older_than)}")
         rules = ", ".join(x for x in parts if x)
-        return f"keep {rules}; never the newest; safety backups {p.safety_days:g} days and the latest undo"
+        archives = f"{p.archive_days:g} days" if p.archive_days is not None else "until deleted by hand"
+        return (f"keep {rules}; never the newest; safety backups {p.safety_days:g} days and the latest undo; "
+                f"pre-write backups {p.pre_write_days:g} days; archives {archives}")
 
 
 @dataclass
@@ -153,7 +171,7 @@ def apply_policy(backups: list[BackupInfo], policy: RetentionPolicy, now: dateti
                  for b in ordered}
     if ordered:
         decisions[ordered[0].backup_id].reasons.append("newest backup")
-    regular = [b for b in ordered if b.trigger != "safety"]
+    regular = [b for b in ordered if b.trigger not in SIDE_TRIGGERS]
     safety = [b for b in ordered if b.trigger == "safety"]
     if policy.keep_last:
         for b in regular[:policy.keep_last]:
@@ -187,11 +205,30 @@ def apply_policy(backups: list[BackupInfo], policy: RetentionPolicy, now: dateti
         for b in safety:
             if b.created >= cutoff:
                 decisions[b.backup_id].reasons.append(f"safety backup younger than {policy.safety_days:g} days")
+    _own_rules(ordered, decisions, policy, now)
     out = [decisions[b.backup_id] for b in ordered]
     for d in out:
         d.keep = bool(d.reasons)
     _count_freed(ordered, decisions)
     return out
+
+
+def _own_rules(ordered: list[BackupInfo], decisions: dict[str, Decision], policy: RetentionPolicy,
+               now: datetime) -> None:
+    """Pre-write backups: ``pre_write_days``; archives: until deleted by hand, or ``archive_days``."""
+    cutoff = now - timedelta(days=policy.pre_write_days)
+    for b in ordered:
+        if b.trigger == "pre-write" and b.created >= cutoff:
+            decisions[b.backup_id].reasons.append(f"pre-write backup younger than {policy.pre_write_days:g} days")
+        elif b.trigger == "archive":
+            if policy.archive_days is None:
+                decisions[b.backup_id].reasons.append("archive (kept until deleted by hand)")
+            elif b.created >= now - timedelta(days=policy.archive_days):
+                decisions[b.backup_id].reasons.append(f"archive younger than {policy.archive_days:g} days")
+
+
+def _days(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass

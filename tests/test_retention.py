@@ -167,3 +167,48 @@ def test_cli_dry_run_lists_every_decision(db, store, cli):
     assert one_json(cli("cleanup", "--keep-last", "2", "--json"))["deleted"] == body["deleted"]
     bad = cli("cleanup", "--keep-last", "-1")
     assert bad.returncode == 2 and "0 or more" in bad.stderr
+
+
+def test_pre_write_backups_have_their_own_rule_and_do_not_count_as_backups():
+    regular = [_B(NOW - timedelta(days=d)) for d in (0, 1, 2)]
+    pre = [_B(NOW - timedelta(days=d, minutes=3), "pre-write") for d in (0, 2, 5)]
+    kept = _kept(apply_policy(regular + pre, RetentionPolicy(keep_last=2, pre_write_days=3), NOW))
+    # keep_last counts full backups only: a pre-write backup of one collection never pushes one out
+    assert kept[regular[1].backup_id] == ["last 2"] and regular[2].backup_id not in kept
+    assert kept[pre[0].backup_id] == ["pre-write backup younger than 3 days"]
+    assert pre[1].backup_id in kept and pre[2].backup_id not in kept
+
+
+def test_archives_are_kept_until_deleted_by_hand_unless_archive_days_says_otherwise():
+    regular = [_B(NOW - timedelta(days=d)) for d in (0, 1)]
+    archives = [_B(NOW - timedelta(days=d, minutes=7), "archive") for d in (10, 400)]
+    kept = _kept(apply_policy(regular + archives, RetentionPolicy(older_than=timedelta(days=7)), NOW))
+    assert all(kept[a.backup_id] == ["archive (kept until deleted by hand)"] for a in archives)
+    limited = _kept(apply_policy(regular + archives, RetentionPolicy(keep_last=1, archive_days=365), NOW))
+    assert limited[archives[0].backup_id] == ["archive younger than 365 days"]
+    assert archives[1].backup_id not in limited
+
+
+@pytest.mark.parametrize("kw", [{"pre_write_days": -1}, {"pre_write_days": float("nan")},
+                                {"pre_write_days": float("inf")}, {"archive_days": 0},
+                                {"archive_days": "30"}, {"archive_days": float("nan")}])
+def test_invalid_side_backup_rules(kw):
+    with pytest.raises(UsageError):
+        RetentionPolicy(**kw)
+
+
+def test_side_backup_rules_round_trip_and_reach_the_cli(db, store, cli):
+    from tests.cli import one_json
+
+    p = RetentionPolicy(keep_last=2, pre_write_days=2.5, archive_days=90)
+    assert RetentionPolicy.from_json(p.to_json()) == p
+    assert RetentionPolicy.from_json({"keep_last": 2}).archive_days is None  # saved before these rules
+    db["a"].insert_one({"x": 1})
+    create_backup(db, store, BackupOptions(user="t", trigger="pre-write", collections=["a"]))
+    body = one_json(cli("cleanup", "--keep-last", "1", "--pre-write-days", "0", "--archive-days", "30",
+                        "--dry-run", "--json"))
+    assert body["policy"]["pre_write_days"] == 0 and body["policy"]["archive_days"] == 30
+    assert "pre-write backups 0 days; archives 30 days" in RetentionPolicy(
+        keep_last=1, pre_write_days=0, archive_days=30).describe()
+    bad = cli("cleanup", "--archive-days", "-3")
+    assert bad.returncode == 2 and "--archive-days must be a positive number" in bad.stderr

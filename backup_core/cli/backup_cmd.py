@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..backup import BackupOptions, create_backup
+from ..api import BackupSystem
 from ..jobs import default_jobs
-from ..context import open_operation
 from ..progress import terminal_progress
 from .common import add_collections, collections_arg
 
@@ -42,14 +41,11 @@ def register(sub):
 
 
 def run(args, settings):
-    options = BackupOptions(collections=collections_arg(args.collections), compress=args.compress,
-                            trigger="manual", user=settings.user,
-                            jobs=args.jobs if args.jobs is not None else default_jobs())
-    # the operation starts (and is audited) before the database is reached
-    with open_operation(settings, "backup", details={"database": settings.db_name, **options.audit_details()}) as ctx:
-        progress = terminal_progress("backup")
-        try:
-            return create_backup(ctx.db, ctx.store, options, progress=progress)
-        finally:
-            if progress is not None:
-                progress.close()
+    progress = terminal_progress("backup")
+    try:
+        with BackupSystem.from_settings(settings) as system:
+            return system.backup(collections_arg(args.collections), compress=args.compress, jobs=args.jobs,
+                                 progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()

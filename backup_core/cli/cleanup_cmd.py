@@ -4,14 +4,15 @@ Deletes the backups the retention policy does not keep (restic's ``forget``
 rules; see ``backup_core.retention``). With no rule given: the policy saved
 for the scheduler, or else "older than 7 days". The newest backup is always
 kept; safety backups are kept ``--safety-days`` (default 7) and the newest
-one always. ``--dry-run`` lists every backup with what would happen and why.
+one always; pre-write backups ``--pre-write-days`` (default 7); archive
+backups (the only copy of archived documents) until deleted by hand, or
+``--archive-days``. ``--dry-run`` lists every backup with what would happen and why.
 """
 
 from __future__ import annotations
 
-from ..context import open_store
-from ..errors import BackupError, UsageError
-from ..retention import RetentionPolicy, cleanup
+from ..api import BackupSystem
+from ..retention import RetentionPolicy
 from ..timeutil import parse_duration
 
 
@@ -24,6 +25,10 @@ def register(sub):
     p.add_argument("--keep-within", metavar="AGE", help="keep every backup within AGE of the newest (e.g. 7d)")
     p.add_argument("--older-than", metavar="AGE", help="keep every backup younger than AGE (e.g. 7d, 36h)")
     p.add_argument("--safety-days", type=float, metavar="DAYS", help="keep safety backups this long (default 7)")
+    p.add_argument("--pre-write-days", type=float, metavar="DAYS",
+                   help="keep pre-write backups (taken before an application's write) this long (default 7)")
+    p.add_argument("--archive-days", type=float, metavar="DAYS",
+                   help="delete archive backups older than this (default: keep them until deleted by hand)")
     p.add_argument("--dry-run", action="store_true", help="only report what would be deleted, and why")
     p.add_argument("--save", action="store_true",
                    help="save these rules as the scheduler's clean-up policy (deletes nothing now; shows what "
@@ -40,23 +45,11 @@ def policy_from_args(args) -> RetentionPolicy | None:
         given["keep_within"] = parse_duration(args.keep_within, what="--keep-within")
     if args.older_than:
         given["older_than"] = parse_duration(args.older_than, what="--older-than")
-    if args.safety_days is not None:
-        given["safety_days"] = args.safety_days
+    for name in ("safety_days", "pre_write_days", "archive_days"):
+        if getattr(args, name) is not None:
+            given[name] = getattr(args, name)
     return RetentionPolicy(**given) if given else None
 
 
 def run(args, settings):
-    from ..scheduler import load_retention_policy, save_retention_policy
-
-    policy = policy_from_args(args)
-    if args.save:
-        if policy is None:
-            raise UsageError("--save needs the rules to save (e.g. --keep-daily 7 --keep-weekly 4)")
-        save_retention_policy(settings, policy, user=settings.user)
-        return cleanup(open_store(settings), policy, dry_run=True, user=settings.user)
-    if policy is None:
-        try:
-            policy = load_retention_policy(settings)
-        except BackupError:  # the metadata database is down: the default rule applies
-            policy = RetentionPolicy()
-    return cleanup(open_store(settings), policy, dry_run=args.dry_run, user=settings.user)
+    return BackupSystem.from_settings(settings).cleanup(policy_from_args(args), dry_run=args.dry_run, save=args.save)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ..compare import compare_backup
-from ..context import open_context
-from ..errors import UsageError
+from ..api import BackupSystem
 from .common import add_collections, collections_arg
 
 
@@ -20,8 +18,5 @@ def register(sub):
 
 
 def run(args, settings):
-    if args.show < 0:
-        raise UsageError("--show must be 0 or more")
-    with open_context(settings) as ctx:
-        return compare_backup(ctx.db, ctx.store, args.backup_id, collections_arg(args.collections),
-                              match_field=args.key, show=args.show)
+    with BackupSystem.from_settings(settings) as system:
+        return system.compare(args.backup_id, collections_arg(args.collections), match_field=args.key, show=args.show)

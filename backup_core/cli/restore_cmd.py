@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 
-from ..jobs import default_jobs
-from ..context import open_operation
-from ..errors import RestoreRefused, UsageError
+from ..api import BackupSystem
+from ..errors import UsageError
 from ..progress import terminal_progress
-from ..restore import MODES, STRATEGIES, RestoreOptions, restore_backup
+from ..restore import MODES, STRATEGIES
 from .backup_cmd import add_jobs
 from .common import add_collections, collections_arg
 
@@ -63,22 +62,14 @@ def ids_arg(value: str | None) -> list | None:
 
 
 def run(args, settings):
-    options = RestoreOptions(mode=args.mode, collections=collections_arg(args.collections),
-                             strategy=args.strategy, dry_run=args.dry_run, confirmed=args.yes,
-                             match_field=args.key, ids=ids_arg(args.ids), allow_other_db=args.allow_other_db,
-                             allow_destructive_options=args.allow_destructive_options, user=settings.user,
-                             jobs=args.jobs if args.jobs is not None else default_jobs())
-    action = "restore_dry_run" if args.dry_run else "restore"
-    details = {"backup_id": args.backup_id, "database": settings.db_name, **options.audit_details()}
-    if not args.yes and not args.dry_run:
-        # refused before connecting to anything or taking the lock; still on the record
-        with open_operation(settings, action, details=details, lock=False):
-            raise RestoreRefused("restore needs confirmation: nothing was changed",
-                                 hint="add --dry-run to preview or --yes to proceed")
-    with open_operation(settings, action, details=details) as ctx:
-        progress = terminal_progress("dry run" if args.dry_run else "restore")
-        try:
-            return restore_backup(ctx.db, ctx.store, args.backup_id, options, progress)
-        finally:
-            if progress is not None:
-                progress.close()
+    progress = terminal_progress("dry run" if args.dry_run else "restore") if args.dry_run or args.yes else None
+    try:
+        with BackupSystem.from_settings(settings) as system:
+            return system.restore(args.backup_id, args.mode, dry_run=args.dry_run, confirm=args.yes,
+                                  collections=collections_arg(args.collections), strategy=args.strategy,
+                                  match_field=args.key, ids=ids_arg(args.ids), allow_other_db=args.allow_other_db,
+                                  allow_destructive_options=args.allow_destructive_options, jobs=args.jobs,
+                                  progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..context import open_store
-from ..errors import IntegrityError
+from ..api import BackupSystem
 
 
 def register(sub):
@@ -15,8 +14,4 @@ def register(sub):
 
 
 def run(args, settings):
-    result = open_store(settings).verify(args.backup_id, deep=not args.quick)
-    if not result.ok:
-        raise IntegrityError(f"backup {args.backup_id} does not verify: {'; '.join(result.problems)}",
-                             payload=result.to_json())
-    return result
+    return BackupSystem.from_settings(settings).verify(args.backup_id, quick=args.quick)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,10 +24,11 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from .. import audit
+from ..archive import ArchiveRule, check_rules
 from ..config import Settings
 from ..context import open_store
-from ..errors import UsageError
-from ..retention import DEFAULT_SAFETY_DAYS, RetentionPolicy
+from ..errors import BackupError, UsageError
+from ..retention import DEFAULT_PRE_WRITE_DAYS, DEFAULT_SAFETY_DAYS, RetentionPolicy
 from ..timeutil import now_iso
 from .metadb import CONFIG, HISTORY, Scope, as_settings, meta, scope_of
 
@@ -46,9 +47,14 @@ class ScheduleConfig:
     enabled: bool = True
     # a tiered retention policy (RetentionPolicy.to_json()); None: keep everything younger than retention_days
     policy: dict | None = None
+    # archive rules run after each scheduled backup (archive.ArchiveRule.to_json(), see archive_rules.py)
+    archive_rules: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def rules(self) -> list[ArchiveRule]:
+        return [ArchiveRule.from_json(r) for r in self.archive_rules]
 
     def retention_policy(self) -> RetentionPolicy:
         """What the scheduler's clean-ups keep."""
@@ -92,8 +98,10 @@ def validate(config: ScheduleConfig) -> ScheduleConfig:
             policy = RetentionPolicy.from_json(dict(policy)).to_json()
         except (TypeError, ValueError, AttributeError) as exc:
             raise UsageError(f"invalid retention policy: {exc}") from None
+    rules = [r.to_json() for r in check_rules(config.archive_rules or [])]
     return ScheduleConfig(interval_hours=interval, retention_days=retention,
-                          max_root_bytes=max_bytes, enabled=bool(config.enabled), policy=policy)
+                          max_root_bytes=max_bytes, enabled=bool(config.enabled), policy=policy,
+                          archive_rules=rules)
 
 
 def _from_doc(doc: dict | None, where: str) -> ScheduleConfig:
@@ -126,10 +134,21 @@ def load_retention_policy(settings: "Settings | str | Path") -> RetentionPolicy:
     return load_config(settings).retention_policy()
 
 
+def effective_policy(settings: Settings, policy: RetentionPolicy | None = None) -> RetentionPolicy:
+    """``policy``; when none is given, the one saved for the scheduler (the default when it cannot be read)."""
+    if policy is not None:
+        return policy
+    try:
+        return load_retention_policy(settings)
+    except BackupError:  # the metadata database is down: the default rule applies
+        return RetentionPolicy()
+
+
 def save_retention_policy(settings: Settings, policy: RetentionPolicy, user: str = "unknown") -> ScheduleConfig:
     config = load_config(settings)
     config.policy = policy.to_json()
-    if policy.older_than is not None and not policy.tiered and policy.safety_days == DEFAULT_SAFETY_DAYS:
+    if policy.older_than is not None and not policy.tiered and policy.safety_days == DEFAULT_SAFETY_DAYS \
+            and policy.pre_write_days == DEFAULT_PRE_WRITE_DAYS and policy.archive_days is None:
         # the plain "older than" rule is the classic retention_days (which older versions read)
         config.policy, config.retention_days = None, policy.older_than.total_seconds() / 86400
     return save_config(settings, config, user=user)

@@ -11,7 +11,8 @@ restored), in collections created on demand:
 - ``scheduler_history``: one document per run (backup or clean-up);
 - ``scheduler_stats``: counters and the latest facts that ``status`` and
   ``/metrics`` report, one document per scope;
-- ``notify_state``: the notification streaks (``backup_core.notify``).
+- ``notify_state``: the notification streaks (``backup_core.notify``);
+- ``archive_pending``: archives prepared by ``confirm`` rules, waiting for an admin (``archive_rules``).
 
 A *scope* is one backup root (its URL; a local folder as an absolute path, so
 processes with different working folders agree) plus one database.

@@ -1,4 +1,4 @@
-"""Single runs: one scheduled backup, one clean-up, the "back up if due" check.
+"""Single runs: one scheduled backup (then its archive rules), one clean-up, the "back up if due" check.
 
 Each run goes through the operation layer (audited, locked) like any other
 backup or clean-up, and is recorded in the scheduler's history and
@@ -16,13 +16,14 @@ import time
 from typing import Callable
 
 from .. import notify
-from ..backup import BackupOptions, create_backup
+from ..backup import SIDE_TRIGGERS, BackupOptions, create_backup
 from ..config import Settings
 from ..context import open_operation, open_store
 from ..errors import BackupError, DatabaseUnavailable
 from ..mirror import copy_backups
 from ..retention import CleanupResult, cleanup
 from ..timeutil import format_duration, utc_now
+from .archive_rules import run_archive_rules
 from .config import ScheduleConfig, load_config
 from .history import append_history, history_entry
 from .lease import LeaseLost
@@ -101,6 +102,8 @@ def run_scheduled_backup(settings: Settings, trigger: str = "scheduled", *, user
         notify.event(settings, kind, ok=True, details={"new_backup": result.backup_id})
     if settings.mirror_root:
         push_to_mirror(settings, trigger, unattended=unattended)
+    if config.archive_rules:
+        run_archive_rules(settings, config.rules(), user=user, trigger=trigger, unattended=unattended)
     if config.max_root_bytes:
         _size_cleanup(settings, config)
     return entry
@@ -177,7 +180,8 @@ def auto_backup_check(settings: Settings, user: str, *, unattended: bool = False
     ``unattended``: run by cron (``scheduler --check``), so a failure is notified.
     """
     config = load_config(settings)
-    backups = open_store(settings).list_backups()
+    # a safety, pre-write or archive backup holds part of the data: it does not make a backup unneeded
+    backups = [b for b in open_store(settings).list_backups() if b.trigger not in SIDE_TRIGGERS]
     if backups:
         newest = backups[0]
         age = utc_now() - newest.created

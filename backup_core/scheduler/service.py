@@ -45,6 +45,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .. import audit, notify
+from ..backup import SIDE_TRIGGERS
 from ..config import Settings
 from ..context import open_store
 from ..errors import BackupError, DatabaseUnavailable, UsageError
@@ -329,7 +330,7 @@ class SchedulerService:
         # that died, a manual backup), so a takeover or restart does not back up twice
         first = utc_now() + timedelta(seconds=0.2)
         try:
-            backups = open_store(self.settings).list_backups()
+            backups = [b for b in open_store(self.settings).list_backups() if b.trigger not in SIDE_TRIGGERS]
         except BackupError:
             backups = []
         slot = parse_iso(((getattr(self.lease, "last", None) or {}).get("slot") or {}).get("started"))

@@ -16,7 +16,7 @@ MANIFEST_ENC = "manifest.enc"  # the manifest of an encrypted backup
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # \Z, not $: "$" also matches before a trailing newline, which would let "<id>\n" name a backup
 ID_RE = re.compile(r"^\d{8}T\d{6}Z(-\d{2,4})?\Z")
-TRIGGERS = ("manual", "scheduled", "safety")
+TRIGGERS = ("manual", "scheduled", "safety", "pre-write", "archive")
 _SAFE_CHARS = re.compile(r"[A-Za-z0-9_\-]")
 
 
