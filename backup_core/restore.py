@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from bson.raw_bson import RawBSONDocument
 from pymongo import DeleteOne, InsertOne, ReplaceOne
@@ -62,7 +62,7 @@ from .mongoutil import (driver_message, error_hint, from_json_dialect, raw_colle
 from .operation import Operation, operation
 from .progress import reporter
 from .staging import HEARTBEAT_S, StagingRegistry
-from .store import BackupInfo, Store
+from .store import BackupInfo, CollectionEntry, Store
 
 Progress = Callable[[str, int, int], None]
 """progress(collection, documents_done, documents_total)"""
@@ -621,10 +621,27 @@ def _replace_collections(db: Database, info: BackupInfo, plans: list[_Plan], o: 
 
 def _stage(db: Database, info: BackupInfo, p: _Plan, temp: str, progress: Progress | None,
            registry: StagingRegistry, o: RestoreOptions) -> None:
-    entry = info.collection(p.name)
     total = p.index.count
-    with translate_errors(f"staging collection {p.name}"):
-        db.create_collection(temp, **from_json_dialect(entry.options or {}))
+    staged = write_collection(db, info.collection(p.name), temp, p.index.iter_documents(), total, progress,
+                              heartbeat=lambda: registry.heartbeat(temp), label=p.name)
+    # a loss the admin accepted (destructive options confirmed) is expected; any other is refused
+    if staged != total and not o.allow_destructive_options:
+        raise RestoreRefused(f"the staged copy of {p.name} holds {staged} of the backup's {total} documents: "
+                             "its collection options or indexes discarded some (capped size, TTL, validator); "
+                             "live data was not changed", hint="compare the backup to see its options")
+
+
+def write_collection(db: Database, entry: CollectionEntry, target: str, documents: Iterable[bytes], total: int,
+                     progress: Progress | None = None, *, heartbeat: Callable[[], None] | None = None,
+                     label: str | None = None) -> int:
+    """Create collection ``target`` with ``entry``'s options and indexes and insert ``documents`` (raw
+    BSON, in order); returns how many documents it then holds. Restores stage with it, drills restore.
+
+    ``progress`` hears ``label`` (default ``target``); ``heartbeat`` is called every ``HEARTBEAT_S``.
+    """
+    label = label or target
+    with translate_errors(f"staging collection {label}"):
+        db.create_collection(target, **from_json_dialect(entry.options or {}))
         specs = []
         for spec in entry.decoded_indexes():
             if spec.get("name") == "_id_":
@@ -633,34 +650,29 @@ def _stage(db: Database, info: BackupInfo, p: _Plan, temp: str, progress: Progre
             spec.pop("ns", None)
             specs.append(spec)
         if specs:
-            db.command("createIndexes", temp, indexes=specs)
-        coll = raw_collection(db, temp)
+            db.command("createIndexes", target, indexes=specs)
+        coll = raw_collection(db, target)
         batch: list[RawBSONDocument] = []
         done, beat = 0, time.monotonic()
         if progress:
-            progress(p.name, 0, total)
-        for raw in p.index.iter_documents():
+            progress(label, 0, total)
+        for raw in documents:
             batch.append(RawBSONDocument(raw))
             if len(batch) >= BATCH:
                 coll.insert_many(batch, ordered=True)
                 done += len(batch)
                 batch = []
                 if progress:
-                    progress(p.name, done, total)
-                if time.monotonic() - beat > HEARTBEAT_S:
-                    registry.heartbeat(temp)
+                    progress(label, done, total)
+                if heartbeat is not None and time.monotonic() - beat > HEARTBEAT_S:
+                    heartbeat()
                     beat = time.monotonic()
         if batch:
             coll.insert_many(batch, ordered=True)
             done += len(batch)
         if progress:
-            progress(p.name, done, total)
-        staged = coll.count_documents({})
-    # a loss the admin accepted (destructive options confirmed) is expected; any other is refused
-    if staged != total and not o.allow_destructive_options:
-        raise RestoreRefused(f"the staged copy of {p.name} holds {staged} of the backup's {total} documents: "
-                             "its collection options or indexes discarded some (capped size, TTL, validator); "
-                             "live data was not changed", hint="compare the backup to see its options")
+            progress(label, done, total)
+        return coll.count_documents({})
 
 
 def _id_filter(id_bytes: bytes) -> RawBSONDocument:
@@ -713,5 +725,5 @@ def _write_ops(db: Database, p: _Plan, o: RestoreOptions, progress: Progress | N
         progress(p.name, total, total)
 
 
-__all__ = ["RestoreOptions", "CollectionRestore", "RestoreResult", "plan_restore", "restore_backup",
+__all__ = ["RestoreOptions", "CollectionRestore", "RestoreResult", "plan_restore", "restore_backup", "write_collection",
            "pause_hook", "key_text", "MODES", "STRATEGIES", "MISSING"]
