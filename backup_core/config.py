@@ -103,6 +103,7 @@ class Settings:
     mirror_root: str | None = None               # BACKUP_MIRROR_ROOT: a second copy of every new backup
     notify_urls: tuple[str, ...] = field(default=(), repr=False)  # BACKUP_NOTIFY: apprise URLs (secrets)
     read_preference: str | None = None           # BACKUP_READ_PREFERENCE: where backups read (None: default)
+    drill_uri: str | None = field(default=None, repr=False)  # BACKUP_DRILL_URI: server restore drills write to
 
     @property
     def embedded(self) -> bool:
@@ -151,10 +152,10 @@ class Settings:
             return default
 
         db_name = str(pick(db, "MONGODB_DB", DEFAULT_DB))
-        _check_db_name(db_name)
+        check_db_name(db_name)
         meta = pick(None, "BACKUP_META_DB", None)
         if meta is not None:
-            _check_db_name(str(meta))
+            check_db_name(str(meta))
             if str(meta) == db_name:
                 raise ConfigError("BACKUP_META_DB must not be the backed-up database itself")
         pause = env.get("BACKUP_CORE_TEST_PAUSE")
@@ -182,6 +183,7 @@ class Settings:
             mirror_root=_mirror(pick(None, "BACKUP_MIRROR_ROOT", None)),
             notify_urls=notify_urls(pick(None, "BACKUP_NOTIFY", "")),
             read_preference=_read_preference(pick(None, "BACKUP_READ_PREFERENCE", None)),
+            drill_uri=pick(None, "BACKUP_DRILL_URI", None),
         )
 
 
@@ -258,7 +260,7 @@ def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
     return _flag((os.environ if env is None else env).get("BACKUP_DEBUG"), False)
 
 
-def _check_db_name(name: str) -> None:
+def check_db_name(name: str) -> None:
     bad = set('/\\. "$*<>:|?\0')
     if not name or len(name) > 63 or any(ch in bad for ch in name):
         raise ConfigError(f"invalid database name {name!r}")

@@ -74,7 +74,7 @@ def open_context(settings: Settings) -> Iterator[Context]:
 
 @contextlib.contextmanager
 def open_operation(settings: Settings, action: str, *, details: dict | None = None,
-                   lock: bool = True, lock_timeout: float | None = None) -> Iterator[Context]:
+                   lock: bool | str = True, lock_timeout: float | None = None) -> Iterator[Context]:
     """``open_context`` plus an audited ``operation`` around everything, the connection included."""
     with open_context(settings) as ctx:
         kw = {} if lock_timeout is None else {"lock_timeout": lock_timeout}

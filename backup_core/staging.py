@@ -43,6 +43,25 @@ def _translate(what: str, meta: Database):
     return translate_errors(what, hint=f"the backup user needs readWrite on the metadata database {meta.name}")
 
 
+def owner_gone(entry: dict, now: float, stale_s: float = STALE_S) -> bool:
+    """Whether the operation that registered ``entry`` (host, pid, pid_started, op, heartbeat_at) is gone.
+
+    This process: when that operation no longer runs here; another process of
+    this host: when it no longer runs or its heartbeat is older than
+    ``stale_s``; another host: when its heartbeat is. (Drill databases use it too.)
+    """
+    beat = parse_iso(entry.get("heartbeat_at"))
+    old = beat is None or now - beat.timestamp() > stale_s
+    me = owner_record()
+    if entry.get("host") == me["host"] and entry.get("pid") == me["pid"]:
+        from .operation import running_ids
+
+        return entry.get("op") not in running_ids()
+    if entry.get("host") == me["host"]:
+        return old or not process_alive(entry.get("pid"), entry.get("pid_started"), entry.get("host"))
+    return old
+
+
 @dataclass
 class StagingRegistry:
     """The staging collections of one user database, registered in its metadata database."""
@@ -97,17 +116,7 @@ class StagingRegistry:
             return {e["name"] for e in self._coll.find({"db": self.db.name}, {"name": 1})}
 
     def _stale(self, entry: dict, now: float) -> bool:
-        beat = parse_iso(entry.get("heartbeat_at"))
-        old = beat is None or now - beat.timestamp() > STALE_S
-        me = owner_record()
-        if entry.get("host") == me["host"] and entry.get("pid") == me["pid"]:
-            # this process: stale unless the operation that made it is still running here
-            from .operation import running_ids
-
-            return entry.get("op") not in running_ids()
-        if entry.get("host") == me["host"]:
-            return old or not process_alive(entry.get("pid"), entry.get("pid_started"), entry.get("host"))
-        return old
+        return owner_gone(entry, now)
 
     def sweep(self) -> list[str]:
         """Drop the staging collections of owners that are gone; returns the names dropped."""

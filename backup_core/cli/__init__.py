@@ -22,7 +22,7 @@ from ..errors import BackupError, UsageError
 
 COMMANDS = (
     "backup", "list", "verify", "compare", "restore", "cleanup", "scheduler",
-    "status", "audit", "set_password", "unlock", "export", "import", "copy", "keygen", "server",
+    "status", "audit", "set_password", "unlock", "export", "import", "copy", "keygen", "server", "drill",
 )
 
 
@@ -87,7 +87,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 # and hide the real problem, so "--opt -3d" is passed on as "--opt=-3d" and the value's own check speaks
 VALUE_OPTIONS = frozenset({"--older-than", "--retention", "--every", "--set-interval", "--max-root-mb",
                            "--limit", "--lease", "--show", "--max-mb", "--keep-last", "--keep-hourly",
-                           "--keep-daily", "--keep-weekly", "--keep-monthly", "--keep-within", "--port"})
+                           "--keep-daily", "--keep-weekly", "--keep-monthly", "--keep-within", "--port",
+                           "--drill-every"})
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:

@@ -5,13 +5,17 @@ rules; see ``backup_core.retention``). With no rule given: the policy saved
 for the scheduler, or else "older than 7 days". The newest backup is always
 kept; safety backups are kept ``--safety-days`` (default 7) and the newest
 one always. ``--dry-run`` lists every backup with what would happen and why.
+A clean-up also drops what killed restore drills left (``drill.sweep_leftovers``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ..context import open_store
+from ..drill import sweep_leftovers
 from ..errors import BackupError, UsageError
-from ..retention import RetentionPolicy, cleanup
+from ..retention import CleanupResult, RetentionPolicy, cleanup
 from ..timeutil import parse_duration
 
 
@@ -45,6 +49,26 @@ def policy_from_args(args) -> RetentionPolicy | None:
     return RetentionPolicy(**given) if given else None
 
 
+@dataclass
+class CleanupOutput:
+    """A clean-up's result plus the drill databases of killed drills it dropped."""
+
+    result: CleanupResult
+    drill_databases_dropped: list[str] = field(default_factory=list)
+    drill_error: str | None = None
+
+    def to_json(self) -> dict:
+        return {**self.result.to_json(), "drill_databases_dropped": self.drill_databases_dropped,
+                "drill_error": self.drill_error}
+
+    def to_text(self) -> str:
+        lines = [self.result.to_text()]
+        lines += [f"dropped drill database {n} (left by a killed restore drill)" for n in self.drill_databases_dropped]
+        if self.drill_error:
+            lines.append(f"drill databases not checked: {self.drill_error}")
+        return "\n".join(lines)
+
+
 def run(args, settings):
     from ..scheduler import load_retention_policy, save_retention_policy
 
@@ -59,4 +83,7 @@ def run(args, settings):
             policy = load_retention_policy(settings)
         except BackupError:  # the metadata database is down: the default rule applies
             policy = RetentionPolicy()
-    return cleanup(open_store(settings), policy, dry_run=args.dry_run, user=settings.user)
+    result = cleanup(open_store(settings), policy, dry_run=args.dry_run, user=settings.user)
+    if args.dry_run:
+        return result
+    return CleanupOutput(result, *sweep_leftovers(settings))

@@ -1,10 +1,11 @@
-"""``status``: the database, its collections, the newest backup, the scheduler and any leftovers, at a glance."""
+"""``status``: the database, its collections, the newest backup, the scheduler, the last restore drill and any
+leftovers, at a glance."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import codec, notify
+from .. import codec, drill_results, notify
 from ..context import open_store
 from ..errors import BackupError
 from ..scheduler import scheduler_status
@@ -22,12 +23,13 @@ class StatusResult:
     leftovers: dict = field(default_factory=dict)
     storage: dict = field(default_factory=dict)
     codec: dict = field(default_factory=dict)
+    drill: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"database": self.database, "embedded": self.embedded, "uri": self.uri,
                 "collections": self.collections, "last_backup": self.last_backup,
                 "scheduler": self.scheduler, "leftovers": self.leftovers, "storage": self.storage,
-                "codec": self.codec}
+                "codec": self.codec, "drill": self.drill}
 
     def to_text(self) -> str:
         lines = [f"database {self.database} ({self.uri})"]
@@ -43,6 +45,7 @@ class StatusResult:
         b = self.last_backup
         lines.append(f"last backup: {b['backup_id']} ({b['trigger']}, {b['age_text']} ago)" if b
                      else "last backup: none")
+        lines += drill_lines(self.drill)
         s = self.scheduler
         if not s.get("available", True):
             lines.append(f"scheduler: unknown ({s.get('error')})")
@@ -65,7 +68,26 @@ class StatusResult:
         for st in self.leftovers.get("staging", []):
             lines.append(f"leftover: staging collection {st['name']} of a restore into {st['target']} "
                          f"({st['documents']} documents, {st['state']}; removed by the next backup or restore)")
+        for d in self.leftovers.get("drill_databases", []):
+            if d.get("error"):
+                lines.append(f"drill databases on {d['server']}: unknown ({d['error']})")
+            else:
+                lines.append(f"leftover: drill database {d['name']} on {d['server']} (backup {d['backup_id']}, "
+                             + ("its drill was killed; removed by the next drill or clean-up)" if d["owner_gone"]
+                                else f"drill running: pid {d['pid']} on {d['host']})"))
         return "\n".join(lines)
+
+
+def drill_lines(drill: dict) -> list[str]:
+    """The last proven restorable backup, and a warning when the last drill failed."""
+    if not drill:
+        return []
+    lines = [f"drill: {drill.get('proven')}"]
+    last = drill.get("last")
+    if last and not last.get("ok"):
+        lines.append(f"WARNING: the last drill (backup {last['backup_id']} at {last['at']}) FAILED: "
+                     + "; ".join(last.get("failures") or []))
+    return lines
 
 
 def register(sub):
@@ -88,23 +110,28 @@ def run(args, settings):
     from ..db import connect, database_info  # late: the driver is only needed here
     from ..staging import StagingRegistry
 
+    from ..drill import leftover_databases
+
     store = open_store(settings)
     sched = scheduler_status(settings)
     sched["notifications"] = notify.describe(settings)  # where failures go (never the secret parts)
     last = last_backup_info(store)
-    leftovers = {"temporaries": store.leftovers(), "staging": []}
+    leftovers = {"temporaries": store.leftovers(), "staging": [], "drill_databases": []}
     try:
         with connect(settings) as conn:
             info = database_info(conn)
             leftovers["staging"] = StagingRegistry.of(conn.db, settings.meta_db).leftovers()
+            leftovers["drill_databases"] = leftover_databases(settings, conn.client)
     except BackupError as exc:
         # the backup side is still worth showing when the database is down
         exc.payload = {"database": settings.db_name, "embedded": settings.embedded,
                        "last_backup": last, "scheduler": sched, "leftovers": leftovers,
-                       "storage": storage_info(settings, store), "codec": codec.accelerator()}
+                       "storage": storage_info(settings, store), "codec": codec.accelerator(),
+                       "drill": drill_results.summary(settings)}
         raise
     return StatusResult(info["database"], info["embedded"], info["uri"], info["collections"], last, sched,
-                        leftovers, storage_info(settings, store), codec.accelerator())
+                        leftovers, storage_info(settings, store), codec.accelerator(),
+                        drill_results.summary(settings))
 
 
 def storage_info(settings, store) -> dict:
