@@ -6,7 +6,10 @@ Two jobs run in an APScheduler 3.x ``BackgroundScheduler`` (STYLE.md item 10):
   offers 0.1 to 168 h, the CLI's ``--every`` any positive duration), followed
   by a clean-up when the backup root has grown past ``max_root_bytes``;
 - ``weekly-cleanup`` once a week: deletes backups older than the retention
-  period (default 7 days), never the newest one (``retention.cleanup``).
+  period (default 7 days), never the newest one (``retention.cleanup``);
+- ``restore-drill`` every ``drill_every_days`` (default 7; 0: none): drills
+  the newest backup and one older one picked at random
+  (``drill.scheduled_drills``), so old backups are sampled over time.
 
 Exactly one scheduler is active per backup root and database, whoever starts
 it (the headless ``python -m backup_core scheduler`` on any number of hosts,
@@ -60,6 +63,8 @@ log = logging.getLogger(__name__)
 CLEANUP_EVERY = timedelta(days=7)
 BACKUP_JOB_ID = "scheduled-backup"
 CLEANUP_JOB_ID = "weekly-cleanup"
+DRILL_JOB_ID = "restore-drill"
+DRILL_DELAY = timedelta(minutes=10)  # the first drill after a scheduler becomes active: not in its first backup
 
 
 def _now() -> datetime:
@@ -82,6 +87,12 @@ def _cleanup_job(service_id: str) -> None:
     svc = _services.get(service_id)
     if svc is not None:
         svc._run_cleanup_job()
+
+
+def _drill_job(service_id: str) -> None:
+    svc = _services.get(service_id)
+    if svc is not None:
+        svc._run_drill_job()
 
 
 class SchedulerService:
@@ -118,6 +129,7 @@ class SchedulerService:
         self._config: ScheduleConfig | None = None
         self._interval_s: float | None = None
         self._enabled = True
+        self._drill_days: float | None = None
         self._outage_since: str | None = None  # the database outage this process reports, if any
 
     # -- public
@@ -314,6 +326,9 @@ class SchedulerService:
         self._config = config
         interval_s = (self.interval_override.total_seconds() if self.interval_override
                       else config.interval_hours * 3600)
+        if force or config.drill_every_days != self._drill_days:
+            self._drill_days = config.drill_every_days
+            self._schedule_drill()
         if not force and interval_s == self._interval_s and config.enabled == self._enabled:
             return
         self._interval_s, self._enabled = interval_s, config.enabled
@@ -362,6 +377,31 @@ class SchedulerService:
         sched.add_job(_cleanup_job, IntervalTrigger(seconds=every.total_seconds(), start_date=first,
                                                     timezone=timezone.utc),
                       args=[self.id], id=CLEANUP_JOB_ID, name="weekly clean-up", replace_existing=True,
+                      misfire_grace_time=3600)
+        self._write_state()
+
+    def _schedule_drill(self) -> None:
+        """Drill every ``drill_every_days``, continuing the cadence of the last scheduled drill."""
+        sched = self._scheduler
+        if sched is None:
+            return
+        if not self._drill_days:
+            if sched.get_job(DRILL_JOB_ID):
+                sched.remove_job(DRILL_JOB_ID)
+            self._write_state()
+            return
+        every = timedelta(days=self._drill_days)
+        first = _now() + min(DRILL_DELAY, every)
+        try:
+            entry = last_run(self.settings, kind="drill", trigger="scheduled")
+        except DatabaseUnavailable:
+            entry = None
+        last = parse_iso((entry or {}).get("started_at"))
+        if last and last + every > first:
+            first = last + every
+        sched.add_job(_drill_job, IntervalTrigger(seconds=every.total_seconds(), start_date=first,
+                                                  timezone=timezone.utc),
+                      args=[self.id], id=DRILL_JOB_ID, name="restore drill", replace_existing=True,
                       misfire_grace_time=3600)
         self._write_state()
 
@@ -416,6 +456,19 @@ class SchedulerService:
             return
         run_cleanup(self.settings, current_config(self.settings), user=SCHEDULER_USER, trigger="weekly")
 
+    def _run_drill_job(self) -> None:
+        token = self._token()
+        if token is None:
+            return
+        try:
+            self.lease.fence(token)
+        except (LeaseLost, DatabaseUnavailable) as exc:
+            log.warning("restore drill not run: %s", exc)
+            return
+        from ..drill import scheduled_drills  # late: the drill imports restore and compare
+
+        scheduled_drills(self.settings)
+
     def _on_job_event(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_MAX_INSTANCES and event.job_id == BACKUP_JOB_ID:
             # the previous backup is still running: this trigger is skipped, not queued
@@ -427,7 +480,7 @@ class SchedulerService:
         elif event.code == EVENT_JOB_ERROR:
             # run_scheduled_backup never raises, so this is a bug; still keep a record
             log.error("scheduler job %s failed: %r", event.job_id, event.exception)
-            kind = "backup" if event.job_id == BACKUP_JOB_ID else "cleanup"
+            kind = {BACKUP_JOB_ID: "backup", DRILL_JOB_ID: "drill"}.get(event.job_id, "cleanup")
             append_history(self.settings, history_entry(kind, "scheduled", _now(), 0.0, "error",
                                                           error=f"{type(event.exception).__name__}: {event.exception}"))
         self._write_state()
@@ -440,6 +493,7 @@ class SchedulerService:
         try:
             backup_job = sched.get_job(BACKUP_JOB_ID)
             cleanup_job = sched.get_job(CLEANUP_JOB_ID)
+            drill_job = sched.get_job(DRILL_JOB_ID)
         except Exception:  # noqa: BLE001 - scheduler shutting down
             return
         token = self.lease.token
@@ -454,6 +508,7 @@ class SchedulerService:
             "enabled": self._enabled,
             "next_run": iso(backup_job.next_run_time) if backup_job else None,
             "next_cleanup": iso(cleanup_job.next_run_time) if cleanup_job else None,
+            "next_drill": iso(drill_job.next_run_time) if drill_job else None,
             "updated_at": iso(_now()),
         }
         try:

@@ -1,5 +1,5 @@
 """``drill [ID | --latest] [--target-uri URI] [--json]`` (DESIGN.md section 10) and where its results show:
-``list --json`` per backup, ``status --json`` under ``drill``."""
+``list --json`` per backup, ``status --json`` under ``drill``, ``scheduler --drill-every``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from backup_core.scheduler import load_config
 
 from ..store.conftest import tamper
 
@@ -81,3 +82,17 @@ def test_bad_input_is_one_line_and_changes_nothing(cli, backed_up, client, db, a
     assert line.startswith("error: ") and message in line and "secret" not in out.stderr
     assert sorted(client.list_database_names()) == before
 
+
+def test_scheduler_drill_period_is_saved_and_checked(cli, settings, db):
+    assert load_config(settings).drill_every_days == 7.0
+    out = cli("scheduler", "--drill-every", "2d", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["drill_every_days"] == 2.0 and load_config(settings).drill_every_days == 2.0
+    assert cli("scheduler", "--drill-every", "off").returncode == 0
+    assert load_config(settings).drill_every_days == 0.0
+    for bad in ("-3d", "soon"):
+        out = cli("scheduler", "--drill-every", bad)
+        assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
+    assert load_config(settings).drill_every_days == 0.0
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["scheduler"]["drill_every_days"] == 0.0
