@@ -25,9 +25,10 @@ differed. What a drill proves and what it does not: docs/RELIABILITY.md.
 Where. By default a new database on the live database's server, named
 ``drill_<database>_<backup id>_<random>`` (cut to MongoDB's 63 bytes);
 ``BACKUP_DRILL_URI`` (or ``--target-uri``) names another server and
-``--target-db`` a name. The live database is never written: a target that is
-the live database, the metadata database or a system database is refused,
-and so is a database that exists and is not a registered drill database. The
+``--target-db`` a name (which must start with ``drill_`` too). The live
+database is never written: a target that is the live database, the metadata
+database or a system database is refused, and so is a database that exists
+and is not a registered drill database. The
 scratch database is registered before anything is written
 (``drill_registry``) and dropped at the end whatever happened; what a killed
 drill leaves is dropped by the next drill or clean-up.
@@ -60,7 +61,7 @@ from pymongo.database import Database
 
 from .compare import BackupIndex, schema_differences
 from .config import Settings, check_db_name, mask_uri
-from .drill_registry import DrillRegistry, database_exists
+from .drill_registry import DRILL_PREFIX, SYSTEM_DATABASES, DrillRegistry, database_exists
 from .errors import BackupError, BackupNotFound, ConfigError, RestoreRefused, UsageError
 from .keys import key_text
 from .mongoutil import translate_errors
@@ -76,9 +77,7 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 """progress(collection, documents_done, documents_total): documents restored"""
 
-DRILL_PREFIX = "drill_"
 MAX_DB_NAME_BYTES = 63  # MongoDB: database names have fewer than 64 characters
-SYSTEM_DATABASES = ("admin", "local", "config")
 SAME_SERVER = "the database's own server"
 PAUSE_PHASE = "drill-restored"  # test hook: after the first collection is restored, before its proof
 DRILL_LOCK_TIMEOUT = 60.0  # a scheduled drill waits this long for a clean-up to release the root
@@ -228,6 +227,9 @@ def _check_target(db: Database, client: MongoClient, registry: DrillRegistry, na
     if name.casefold() in {n.casefold() for n in (*SYSTEM_DATABASES, meta_db, meta_name(db.name))}:
         raise RestoreRefused(f"refusing to drill into {name}: it is a system or metadata database; "
                              "nothing was written")
+    if not name.startswith(DRILL_PREFIX):
+        raise UsageError(f"a drill database's name starts with {DRILL_PREFIX!r}: {name!r} does not",
+                         hint=f"give --target-db {DRILL_PREFIX}{name}")
     if database_exists(client, name) and not registry.is_registered(name):
         raise RestoreRefused(f"refusing to drill into {name}: the database exists and is not a drill database; "
                              "nothing was written", hint="give a database name that does not exist")

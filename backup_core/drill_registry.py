@@ -6,8 +6,11 @@ a database is never recognised by its name alone (anyone may name a database
 anything): ``register`` records it in ``drill_databases``, a collection of
 the metadata database *on the server that holds it*, before anything is
 written there, with its owner (host, pid and the pid's start time, the
-operation) and a heartbeat. Only a registered database is ever dropped, and
-a database that exists without being registered is never used.
+operation) and a heartbeat. Its name starts with ``drill_`` so people
+recognise it, but the name alone never makes a database a drill database:
+only a registered database whose name has that prefix is ever dropped (never
+a system or metadata database, whatever an entry says), and a database that
+exists without being registered is never used.
 
 A drill drops its database when it ends, whatever happened. One that was
 killed cannot: ``sweep`` drops the databases whose owner is gone
@@ -36,8 +39,11 @@ from .staging import GRACE_S, HEARTBEAT_S, STALE_S, owner_gone
 from .timeutil import now_iso, parse_iso
 
 REGISTRY = "drill_databases"
+DRILL_PREFIX = "drill_"
+SYSTEM_DATABASES = ("admin", "local", "config")
 
-__all__ = ["REGISTRY", "DrillRegistry", "database_exists", "HEARTBEAT_S", "STALE_S", "GRACE_S"]
+__all__ = ["REGISTRY", "DRILL_PREFIX", "SYSTEM_DATABASES", "DrillRegistry", "database_exists", "HEARTBEAT_S",
+           "STALE_S", "GRACE_S"]
 
 
 def database_exists(client: MongoClient, name: str) -> bool:
@@ -95,8 +101,11 @@ class DrillRegistry:
             self._coll.update_one({"_id": name}, {"$set": {"state": "dropped", "dropped_at": now_iso()}})
 
     def _entries(self) -> Iterator[dict]:
+        """The entries that can name a drill database (a forged or damaged one names nothing to drop)."""
         for entry in self._coll.find({}):
-            if isinstance(entry.get("name"), str) and entry["name"] == entry.get("_id"):
+            name = entry.get("name")
+            if isinstance(name, str) and name == entry.get("_id") and name.startswith(DRILL_PREFIX) \
+                    and name.casefold() not in {n.casefold() for n in (*SYSTEM_DATABASES, self.meta.name)}:
                 yield entry
 
     def sweep(self) -> list[str]:

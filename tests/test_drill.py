@@ -99,7 +99,7 @@ def test_a_drill_of_a_good_backup_passes_and_leaves_no_scratch_database(client, 
     assert drill_results.last_per_backup(settings)[bid]["ok"] is True
     summary = drill_results.summary(settings)
     assert summary["proven"] == (f"last proven restorable: {bid} at {result.finished_at}, "
-                                 f"restore took {result.restore_s:.2f} s")
+                                 f"restore took {result.summary()['restore_s']:.2f} s")
     outcome, started = audit.read(store.root, 2)
     assert (started["action"], started["outcome"]) == ("drill", "started")
     assert (outcome["action"], outcome["outcome"], outcome["backup_id"], outcome["ok"]) == ("drill", "ok", bid, True)
@@ -197,10 +197,10 @@ def test_the_proof_finds_missing_extra_and_changed_documents_and_indexes(demo, s
 # ---------------------------------------------------------------------------- never the live database
 
 
-@pytest.mark.parametrize("target", ["live", "meta", "admin", "existing", "invalid"])
+@pytest.mark.parametrize("target", ["live", "meta", "admin", "existing", "invalid", "unprefixed"])
 def test_refused_targets_write_nothing(client, demo, store, settings, drilled, target):
     bid = backup(demo, store)
-    other = f"other_{demo.name}"
+    other = f"{DRILL_PREFIX}other_{demo.name}"
     client[other].keep.insert_one({"_id": 1})
     try:
         name, error, match = {
@@ -209,6 +209,7 @@ def test_refused_targets_write_nothing(client, demo, store, settings, drilled, t
             "admin": ("admin", RestoreRefused, "system or metadata database"),
             "existing": (other, RestoreRefused, "exists and is not a drill database"),
             "invalid": ("a/b", UsageError, "invalid drill database name"),
+            "unprefixed": (f"scratch_{demo.name}", UsageError, "a drill database's name starts with 'drill_'"),
         }[target]
         with pytest.raises(error, match=match):
             drilled(settings, bid, target_db=name)
@@ -270,6 +271,7 @@ def test_a_killed_drill_leaves_nothing_after_the_next_drill(client, demo, store,
 def test_the_registry_drops_only_what_it_owns_and_only_when_the_owner_is_gone(client, db, settings):
     registry = DrillRegistry(client, settings.meta_db)
     names = {k: f"{DRILL_PREFIX}{k}_{db.name}" for k in ("dead", "other_host_old", "other_host_new", "stray")}
+    names["forged"] = f"forged_{db.name}"  # an entry naming a database without the prefix (or admin): never dropped
     try:
         for name in names.values():
             client[name].c.insert_one({"_id": 1})
@@ -282,10 +284,14 @@ def test_the_registry_drops_only_what_it_owns_and_only_when_the_owner_is_gone(cl
              "heartbeat_at": old, "state": "active"},
             {"_id": names["other_host_new"], "name": names["other_host_new"], "host": "elsewhere", "pid": 1,
              "heartbeat_at": new, "state": "active"},
+            {"_id": names["forged"], "name": names["forged"], "host": "elsewhere", "heartbeat_at": old,
+             "state": "active"},
+            {"_id": "admin", "name": "admin", "host": "elsewhere", "heartbeat_at": old, "state": "active"},
         ])  # "stray" exists but is not registered: never touched
         assert sorted(registry.sweep()) == sorted([names["dead"], names["other_host_old"]])
         existing = set(client.list_database_names())
-        assert names["other_host_new"] in existing and names["stray"] in existing
+        assert names["other_host_new"] in existing and names["stray"] in existing and names["forged"] in existing
+        assert registry.leftovers() and all(e["name"] not in (names["forged"], "admin") for e in registry.leftovers())
         assert names["dead"] not in existing
         # a killed client's last insert re-creates a dropped database: the next sweep drops it again
         client[names["dead"]].c.insert_one({"_id": 2})

@@ -24,8 +24,9 @@ def register(sub):
     p.add_argument("--target-uri", metavar="URI",
                    help="MongoDB server to restore into (env BACKUP_DRILL_URI; default: the database's own)")
     p.add_argument("--target-db", metavar="NAME",
-                   help="name of the scratch database (default: drill_<db>_<id>_<random>); an existing "
-                        "database is refused unless it is a drill database left by a killed drill")
+                   help="name of the scratch database, starting with drill_ (default: "
+                        "drill_<db>_<id>_<random>); an existing database is refused unless it is a drill "
+                        "database left by a killed drill")
     p.set_defaults(handler=run)
     return p
 
