@@ -19,27 +19,18 @@ unique index on the server ``bench/run.py`` gives (its memory engine unless
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
-from unittest import mock
 
 import pymongo
 
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.drill import DrillOptions, run_drill
-from backup_core.staging import meta_name
 from backup_core.store import Keyring, open_store
 
-from .common import ROOT, log
-from .db_bench import COLL, _raw_docs, _seed, replace_floor
-from .offsite_bench import _moto
+from .common import data_dir_server, log
+from .db_bench import COLL, _raw_docs, replace_floor
+from .offsite_bench import seeded_with_s3
 
 
 def _best(db, store, backup_id: str) -> tuple[float, float]:
@@ -55,14 +46,8 @@ def _best(db, store, backup_id: str) -> tuple[float, float]:
 
 def _embedded_demo(tmp: Path) -> dict:
     """A drill of the demo data on the embedded server's SQLite engine (the product's default)."""
-    proc = subprocess.Popen([sys.executable, "-m", "backup_core", "server", "--data", str(tmp / "data"),
-                             "--port", "0", "--json"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        line = proc.stdout.readline()  # type: ignore[union-attr]
-        if not line:
-            raise RuntimeError("the embedded server did not start")
-        client = pymongo.MongoClient(json.loads(line)["uri"], serverSelectionTimeoutMS=10000)
+    with data_dir_server(tmp / "data", seed=True) as uri:
+        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=10000)
         try:
             db = client["equipment_db"]  # seeded on first start
             store = open_store(tmp / "demo", Keyring())
@@ -72,60 +57,33 @@ def _embedded_demo(tmp: Path) -> dict:
             documents = sum(c.count for c in store.get(backup_id).collections.values())
         finally:
             client.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     return {"drill_embedded_demo_documents": documents, "drill_embedded_demo_s": round(whole, 3),
             "drill_embedded_demo_restore_s": round(restore, 3),
             "drill_embedded_demo_docs_per_s": round(documents / restore, 1)}
 
 
 def run(client: pymongo.MongoClient, n: int = 1000, db_name: str = "bench_drill") -> dict:
-    db = client[db_name]
-    client.drop_database(db_name)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-drill-"))
-    proc, endpoint = _moto()
-    aws = mock.patch.dict(os.environ, AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench",
-                          AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
-    aws.start()
-    try:
-        from backup_core.store.s3 import client as s3_client
-
-        bucket = f"bench-{uuid.uuid4().hex[:12]}"
-        s3_client().create_bucket(Bucket=bucket)
-        log(f"seeding {n} documents")
-        _seed(db, n)
+    with seeded_with_s3(client, db_name, n) as (db, tmp, bucket):
         local = open_store(tmp / "local", Keyring())
-        s3 = open_store(f"s3://{bucket}/drill", Keyring())
         figures = {}
-        for name, store in (("local", local), ("s3", s3)):
+        for name, store in (("local", local), ("s3", open_store(f"s3://{bucket}/drill", Keyring()))):
             backup_id = create_backup(db, store, BackupOptions(user="bench", collections=[COLL])).backup_id
             log(f"drills on {name}")
             figures[name] = _best(db, store, backup_id)
         docs, indexes = _raw_docs(local, local.list_backups()[0].backup_id)
         floor = min(replace_floor(db, docs, indexes) for _ in range(3))
-        (local_s, local_restore), (s3_s, s3_restore) = figures["local"], figures["s3"]
-        return {
-            "drill_documents": n,
-            "drill_local_s": round(local_s, 3),
-            "drill_local_restore_s": round(local_restore, 3),
-            "drill_local_docs_per_s": round(n / local_restore, 1),
-            "drill_s3_s": round(s3_s, 3),
-            "drill_s3_restore_s": round(s3_restore, 3),
-            "drill_s3_docs_per_s": round(n / s3_restore, 1),
-            "drill_raw_insert_s": round(floor, 3),
-            "drill_restore_vs_raw": round(local_restore / floor, 3),
-            "drill_s3_vs_local": round(s3_s / local_s, 3),
-            **_embedded_demo(tmp),
-        }
-    finally:
-        aws.stop()
-        proc.terminate()
-        proc.wait(10)
-        client.drop_database(db_name)
-        client.drop_database(meta_name(db_name))
-        shutil.rmtree(tmp, ignore_errors=True)
+        demo = _embedded_demo(tmp)
+    (local_s, local_restore), (s3_s, s3_restore) = figures["local"], figures["s3"]
+    return {
+        "drill_documents": n,
+        "drill_local_s": round(local_s, 3),
+        "drill_local_restore_s": round(local_restore, 3),
+        "drill_local_docs_per_s": round(n / local_restore, 1),
+        "drill_s3_s": round(s3_s, 3),
+        "drill_s3_restore_s": round(s3_restore, 3),
+        "drill_s3_docs_per_s": round(n / s3_restore, 1),
+        "drill_raw_insert_s": round(floor, 3),
+        "drill_restore_vs_raw": round(local_restore / floor, 3),
+        "drill_s3_vs_local": round(s3_s / local_s, 3),
+        **demo,
+    }

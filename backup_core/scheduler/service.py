@@ -339,9 +339,7 @@ class SchedulerService:
         if sched is None:
             return
         if not self._enabled:
-            if sched.get_job(BACKUP_JOB_ID):
-                sched.remove_job(BACKUP_JOB_ID)
-            self._write_state()
+            self._unschedule(BACKUP_JOB_ID)
             return
         interval = timedelta(seconds=self._interval_s)
         # continue the cadence of the last backup (whoever made it: a previous scheduler
@@ -362,47 +360,40 @@ class SchedulerService:
         self._write_state()
 
     def _schedule_cleanup(self) -> None:
+        self._schedule_periodic(_cleanup_job, CLEANUP_JOB_ID, "weekly clean-up", self.cleanup_every,
+                                timedelta(seconds=60), kind="cleanup", trigger="weekly")
+
+    def _unschedule(self, job_id: str) -> None:
         sched = self._scheduler
-        if sched is None:
-            return
-        every = self.cleanup_every
-        first = _now() + min(timedelta(seconds=60), every)
-        try:
-            entry = last_run(self.settings, kind="cleanup", trigger="weekly")
-        except DatabaseUnavailable:
-            entry = None
-        last = parse_iso((entry or {}).get("started_at"))
-        if last and last + every > first:
-            first = last + every
-        sched.add_job(_cleanup_job, IntervalTrigger(seconds=every.total_seconds(), start_date=first,
-                                                    timezone=timezone.utc),
-                      args=[self.id], id=CLEANUP_JOB_ID, name="weekly clean-up", replace_existing=True,
-                      misfire_grace_time=3600)
+        if sched is not None and sched.get_job(job_id):
+            sched.remove_job(job_id)
         self._write_state()
 
     def _schedule_drill(self) -> None:
-        """Drill every ``drill_every_days``, continuing the cadence of the last scheduled drill."""
+        """Drill every ``drill_every_days`` (none when 0)."""
+        if not self._drill_days:
+            self._unschedule(DRILL_JOB_ID)
+            return
+        self._schedule_periodic(_drill_job, DRILL_JOB_ID, "restore drill", timedelta(days=self._drill_days),
+                                DRILL_DELAY, kind="drill", trigger="scheduled")
+
+    def _schedule_periodic(self, job: Callable[[str], None], job_id: str, name: str, every: timedelta,
+                           delay: timedelta, *, kind: str, trigger: str) -> None:
+        """Run ``job`` every ``every``, continuing the cadence of its last run in the history (whoever ran it),
+        at the earliest ``delay`` from now."""
         sched = self._scheduler
         if sched is None:
             return
-        if not self._drill_days:
-            if sched.get_job(DRILL_JOB_ID):
-                sched.remove_job(DRILL_JOB_ID)
-            self._write_state()
-            return
-        every = timedelta(days=self._drill_days)
-        first = _now() + min(DRILL_DELAY, every)
+        first = _now() + min(delay, every)
         try:
-            entry = last_run(self.settings, kind="drill", trigger="scheduled")
+            entry = last_run(self.settings, kind=kind, trigger=trigger)
         except DatabaseUnavailable:
             entry = None
         last = parse_iso((entry or {}).get("started_at"))
         if last and last + every > first:
             first = last + every
-        sched.add_job(_drill_job, IntervalTrigger(seconds=every.total_seconds(), start_date=first,
-                                                  timezone=timezone.utc),
-                      args=[self.id], id=DRILL_JOB_ID, name="restore drill", replace_existing=True,
-                      misfire_grace_time=3600)
+        sched.add_job(job, IntervalTrigger(seconds=every.total_seconds(), start_date=first, timezone=timezone.utc),
+                      args=[self.id], id=job_id, name=name, replace_existing=True, misfire_grace_time=3600)
         self._write_state()
 
     def _token(self) -> int | None:
@@ -445,29 +436,27 @@ class SchedulerService:
             notify.event(self.settings, failure_kind(exc, "backup"), ok=False, error=str(exc),
                          offline=not recorded)
 
-    def _run_cleanup_job(self) -> None:
+    def _still_active(self, what: str) -> bool:
+        """Whether this scheduler still holds the lease, proven right now (a job of a former holder stops)."""
         token = self._token()
         if token is None:
-            return
+            return False
         try:
             self.lease.fence(token)
         except (LeaseLost, DatabaseUnavailable) as exc:
-            log.warning("weekly clean-up not run: %s", exc)
-            return
-        run_cleanup(self.settings, current_config(self.settings), user=SCHEDULER_USER, trigger="weekly")
+            log.warning("%s not run: %s", what, exc)
+            return False
+        return True
+
+    def _run_cleanup_job(self) -> None:
+        if self._still_active("weekly clean-up"):
+            run_cleanup(self.settings, current_config(self.settings), user=SCHEDULER_USER, trigger="weekly")
 
     def _run_drill_job(self) -> None:
-        token = self._token()
-        if token is None:
-            return
-        try:
-            self.lease.fence(token)
-        except (LeaseLost, DatabaseUnavailable) as exc:
-            log.warning("restore drill not run: %s", exc)
-            return
-        from ..drill import scheduled_drills  # late: the drill imports restore and compare
+        if self._still_active("restore drill"):
+            from ..drill import scheduled_drills  # late: the drill imports restore and compare
 
-        scheduled_drills(self.settings)
+            scheduled_drills(self.settings)
 
     def _on_job_event(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_MAX_INSTANCES and event.job_id == BACKUP_JOB_ID:
