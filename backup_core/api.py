@@ -235,8 +235,13 @@ class BackupSystem:
                                  "keep_daily=7, keep_weekly=4)")
             save_retention_policy(self._settings, policy, user=self.user)
             dry_run = True  # shows what the saved policy would delete
-        return run_cleanup(open_store(self._settings), effective_policy(self._settings, policy),
-                           dry_run=dry_run, user=self.user)
+        result = run_cleanup(open_store(self._settings), effective_policy(self._settings, policy),
+                             dry_run=dry_run, user=self.user)
+        if not dry_run:
+            from .drill import sweep_leftovers
+
+            result.drill_databases_dropped, result.drill_error = sweep_leftovers(self._settings)
+        return result
 
     def archive(self, collection: str, filter: "dict | str", *, dry_run: bool = True, confirm: bool = False,
                 compress: bool = False, progress: Progress | None = None) -> ArchiveResult:

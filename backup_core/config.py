@@ -109,6 +109,7 @@ class Settings:
     read_preference: str | None = None           # BACKUP_READ_PREFERENCE: where backups read (None: default)
     allow_plaintext: bool = False                # BACKUP_ALLOW_PLAINTEXT / --allow-plaintext: trust unencrypted
                                                  # backups although a key is configured
+    drill_uri: str | None = field(default=None, repr=False)  # BACKUP_DRILL_URI: server restore drills write to
 
     @property
     def embedded(self) -> bool:
@@ -158,10 +159,10 @@ class Settings:
             return default
 
         db_name = str(pick(db, "MONGODB_DB", DEFAULT_DB))
-        _check_db_name(db_name)
+        check_db_name(db_name)
         meta = pick(None, "BACKUP_META_DB", None)
         if meta is not None:
-            _check_db_name(str(meta))
+            check_db_name(str(meta))
             if str(meta) == db_name:
                 raise ConfigError("BACKUP_META_DB must not be the backed-up database itself")
         return cls(
@@ -184,6 +185,7 @@ class Settings:
             notify_urls=notify_urls(pick(None, "BACKUP_NOTIFY", "")),
             read_preference=_read_preference(pick(None, "BACKUP_READ_PREFERENCE", None)),
             allow_plaintext=bool(allow_plaintext) or _flag(env.get("BACKUP_ALLOW_PLAINTEXT"), False),
+            drill_uri=pick(None, "BACKUP_DRILL_URI", None),
         )
 
 
@@ -286,7 +288,7 @@ def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
     return _flag((os.environ if env is None else env).get("BACKUP_DEBUG"), False)
 
 
-def _check_db_name(name: str) -> None:
+def check_db_name(name: str) -> None:
     bad = set('/\\. "$*<>:|?\0')
     if not name or len(name) > 63 or any(ch in bad for ch in name):
         raise ConfigError(f"invalid database name {name!r}")

@@ -22,6 +22,13 @@ the scraped process itself. Every series carries a ``database`` label.
 | ``backup_core_scheduler_enabled`` | gauge | 1 unless automatic backups are switched off |
 | ``backup_core_lease_held`` | gauge | 1 when THIS process holds the scheduler lease |
 | ``backup_core_lease_holder_info`` | info | the holder: ``owner``, ``host``, ``pid``, ``token`` |
+| ``backup_core_drill_last_success_timestamp_seconds`` | gauge | end of the last restore drill that passed (unix s; 0: never) |
+| ``backup_core_drill_last_success_duration_seconds`` | gauge | how long that drill took in all |
+| ``backup_core_drill_last_success_restore_seconds`` | gauge | its time to restore (read, decode, write) |
+| ``backup_core_drill_last_result`` | gauge | 1 when the last restore drill passed, 0 when it failed (absent: never) |
+
+The drill series come from ``drill_results`` (every drill: the scheduler's,
+the CLI's, the dashboard's), like the others from the shared state.
 """
 
 from __future__ import annotations
@@ -97,6 +104,26 @@ class SchedulerCollector(Collector):
             info.add_metric([db], {"owner": str(owner.get("owner")), "host": str(owner.get("host")),
                                    "pid": str(owner.get("pid")), "token": str(owner.get("token"))})
         yield info
+        yield from self._drill(gauge)
+
+    def _drill(self, gauge) -> Iterator[Metric]:
+        from .drill_results import summary
+
+        drills = summary(self.settings)
+        if not drills.get("available"):
+            return
+        passed = drills.get("last_success") or {}
+        last = drills.get("last")
+        yield gauge("drill_last_success_timestamp_seconds",
+                    "end of the last restore drill that passed, unix seconds (0: never)",
+                    drills.get("last_success_unix") or 0)
+        yield gauge("drill_last_success_duration_seconds", "how long the last restore drill that passed took",
+                    passed.get("duration_s"))
+        yield gauge("drill_last_success_restore_seconds",
+                    "time to restore (read, decode, write) of the last restore drill that passed",
+                    passed.get("restore_s"))
+        yield gauge("drill_last_result", "1 when the last restore drill passed, 0 when it failed",
+                    None if last is None else (1 if last.get("ok") else 0))
 
 
 @dataclass

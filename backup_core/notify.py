@@ -8,7 +8,9 @@ tracked, so configuring it later mid-streak still gets the next failure told.
 
 ``event(settings, kind, ok=...)`` is the one entry: the scheduler calls it
 after each unattended run (``kind``: ``backup``, ``cleanup``, ``database``
-for an unreachable database; later ``mirror``). Per backup root, database
+for an unreachable database, ``mirror``), and every restore drill, attended
+or not, after it ran (``drill``: a backup that did not restore is news
+whoever asked). Per backup root, database
 and kind a *streak* document in the metadata database (``notify_state``)
 says whether that kind is failing, since when, how often, and whether the
 failure was announced:
@@ -44,7 +46,7 @@ from .timeutil import format_duration, iso, parse_iso, utc_now
 log = logging.getLogger(__name__)
 
 KINDS = {"backup": "Scheduled backup", "cleanup": "Scheduled clean-up", "database": "Database",
-         "mirror": "Mirror"}
+         "mirror": "Mirror", "drill": "Restore drill"}
 PREFIX = "[MongoDB backup]"
 
 

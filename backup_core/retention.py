@@ -246,12 +246,16 @@ class CleanupResult:
     unreadable: list[str] = field(default_factory=list)
     # garbage collection of data objects no backup refers to (``Repository.prune``)
     prune: dict = field(default_factory=dict)
+    # scratch databases of killed restore drills, dropped by the same clean-up (``drill.sweep_leftovers``)
+    drill_databases_dropped: list[str] = field(default_factory=list)
+    drill_error: str | None = None
 
     def to_json(self) -> dict:
         return {"deleted": self.deleted, "kept": self.kept, "dry_run": self.dry_run,
                 "freed_bytes": self.freed_bytes, "policy": self.policy,
                 "decisions": [d.to_json() for d in self.decisions], "locked": self.locked,
-                "unreadable": self.unreadable, "prune": self.prune}
+                "unreadable": self.unreadable, "prune": self.prune,
+                "drill_databases_dropped": self.drill_databases_dropped, "drill_error": self.drill_error}
 
     def to_text(self) -> str:
         from .progress import human_bytes
@@ -271,6 +275,9 @@ class CleanupResult:
             lines.append(f"left alone: {len(self.unreadable)} folder(s) that are not readable backups "
                          "(run `python -m backup_core list` for why)")
             lines.extend(f"  skip   {problem}" for problem in self.unreadable)
+        lines += [f"dropped drill database {n} (left by a killed restore drill)" for n in self.drill_databases_dropped]
+        if self.drill_error:
+            lines.append(f"drill databases not checked: {self.drill_error}")
         blocked = self.prune.get("blocked_by") or []
         if blocked or (self.dry_run and (self.locked or self.unreadable)):
             lines.append("data no backup needs any more stays until every backup can be read (a backup that "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import codec, notify
+from . import codec, drill_results, notify
 from .config import Settings
 from .context import open_context
 from .errors import BackupError
@@ -32,12 +32,13 @@ class StatusResult:
     codec: dict = field(default_factory=dict)
     # archives prepared by "confirm" rules, waiting for an admin (None: the metadata database did not say)
     pending_archives: list | None = field(default_factory=list)
+    drill: dict = field(default_factory=dict)  # the last proven restorable backup (``drill_results.summary``)
 
     def to_json(self) -> dict:
         return {"database": self.database, "embedded": self.embedded, "uri": self.uri,
                 "collections": self.collections, "last_backup": self.last_backup,
                 "scheduler": self.scheduler, "leftovers": self.leftovers, "storage": self.storage,
-                "codec": self.codec, "pending_archives": self.pending_archives}
+                "codec": self.codec, "pending_archives": self.pending_archives, "drill": self.drill}
 
     def to_text(self) -> str:
         lines = [f"database {self.database} ({self.uri})"]
@@ -53,6 +54,7 @@ class StatusResult:
         b = self.last_backup
         lines.append(f"last backup: {b['backup_id']} ({b['trigger']}, {b['age_text']} ago)" if b
                      else "last backup: none")
+        lines += drill_lines(self.drill)
         s = self.scheduler
         if not s.get("available", True):
             lines.append(f"scheduler: unknown ({s.get('error')})")
@@ -78,7 +80,26 @@ class StatusResult:
         for st in self.leftovers.get("staging", []):
             lines.append(f"leftover: swap-in collection {st['name']} of a restore into {st['target']} "
                          f"({st['documents']} documents, {st['state']}; removed by the next backup or restore)")
+        for d in self.leftovers.get("drill_databases", []):
+            if d.get("error"):
+                lines.append(f"drill databases on {d['server']}: unknown ({d['error']})")
+            else:
+                lines.append(f"leftover: drill database {d['name']} on {d['server']} (backup {d['backup_id']}, "
+                             + ("its drill was killed; removed by the next drill or clean-up)" if d["owner_gone"]
+                                else f"drill running: pid {d['pid']} on {d['host']})"))
         return "\n".join(lines)
+
+
+def drill_lines(drill: dict) -> list[str]:
+    """The last proven restorable backup, and a warning when the last drill failed."""
+    if not drill:
+        return []
+    lines = [f"drill: {drill.get('proven')}"]
+    last = drill.get("last")
+    if last and not last.get("ok"):
+        lines.append(f"WARNING: the last drill (backup {last['backup_id']} at {last['at']}) FAILED: "
+                     + "; ".join(last.get("failures") or []))
+    return lines
 
 
 def last_backup_info(store) -> dict | None:
@@ -101,6 +122,7 @@ def storage_info(settings: Settings, store) -> dict:
 def system_status(settings: Settings, *, connector: Callable | None = None) -> StatusResult:
     """The status; ``connector`` gives the database connection (default: a new one, closed again)."""
     from .db import database_info  # late: the driver is only needed here
+    from .drill import leftover_databases
     from .swapin import SwapInRegistry
 
     with open_context(settings, connector=connector) as ctx:
@@ -108,19 +130,23 @@ def system_status(settings: Settings, *, connector: Callable | None = None) -> S
         sched = scheduler_status(settings)
         sched["notifications"] = notify.describe(settings)  # where failures go (never the secret parts)
         last = last_backup_info(store)
-        leftovers = {"temporaries": store.leftovers(), "staging": []}  # (swap-in collections: the key's first name)
+        # (swap-in collections: "staging", the key's first name)
+        leftovers = {"temporaries": store.leftovers(), "staging": [], "drill_databases": []}
         try:
             conn = ctx.connect()
             info = database_info(conn)
             leftovers["staging"] = SwapInRegistry.of(conn.db, settings.meta_db).leftovers()
+            leftovers["drill_databases"] = leftover_databases(settings, conn.client)
         except BackupError as exc:
             # the backup side is still worth showing when the database is down
             exc.payload = {"database": settings.db_name, "embedded": settings.embedded,
                            "last_backup": last, "scheduler": sched, "leftovers": leftovers,
-                           "storage": storage_info(settings, store), "codec": codec.accelerator()}
+                           "storage": storage_info(settings, store), "codec": codec.accelerator(),
+                           "drill": drill_results.summary(settings)}
             raise
         return StatusResult(info["database"], info["embedded"], info["uri"], info["collections"], last, sched,
-                            leftovers, storage_info(settings, store), codec.accelerator(), _pending(settings))
+                            leftovers, storage_info(settings, store), codec.accelerator(), _pending(settings),
+                            drill_results.summary(settings))
 
 
 def _pending(settings: Settings) -> list | None:

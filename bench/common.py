@@ -6,6 +6,7 @@ the same data, so machine speed cancels out; raw seconds are reported as well.
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -34,6 +35,15 @@ def best_of(fn: Callable[[], Any], repeat: int = 3) -> float:
     return min(times)
 
 
+def _stop(proc: subprocess.Popen, wait: float = 10) -> None:
+    proc.terminate()
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def memory_server() -> Iterator[str]:
     """A private embedded server on its memory engine; yields its URI."""
@@ -43,12 +53,57 @@ def memory_server() -> Iterator[str]:
     try:
         yield uri
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+
+
+@contextmanager
+def data_dir_server(data: Path, *, seed: bool) -> Iterator[str]:
+    """The embedded server on its SQLite engine in folder ``data`` (``seed``: the demo data on a first
+    start, as the product's default does); yields its URI."""
+    proc = subprocess.Popen([sys.executable, "-m", "backup_core", "server", "--data", str(data), "--port", "0",
+                             "--json", *([] if seed else ["--no-seed"])], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            raise RuntimeError(f"the embedded server did not start on {data}")
+        yield json.loads(line)["uri"]
+    finally:
+        _stop(proc, 20)
+
+
+@contextmanager
+def s3_bucket() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 with the AWS_* variables pointing at it, and a new bucket; yields its name."""
+    import os
+    import socket
+    import uuid
+    from unittest import mock
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("moto's server did not start") from None
+                time.sleep(0.05)
+        with mock.patch.dict(os.environ, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
+                             AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"):
+            from backup_core.store.backend.s3 import client as s3_client
+
+            bucket = f"bench-{uuid.uuid4().hex[:12]}"
+            s3_client().create_bucket(Bucket=bucket)
+            yield bucket
+    finally:
+        _stop(proc)
 
 
 # --------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Run the benchmarks; print ONE JSON document on stdout and write bench/results/latest.json.
 
-    python -m bench.run [--uri URI] [--only codec,backup_restore,memory,dashboard,scale] [--quick]
+    python -m bench.run [--uri URI] [--only codec,backup_restore,memory,dashboard,drill,scale] [--quick]
 
 Without ``--uri`` a private embedded server (memory engine) is started and
 stopped; the scale figures use a second one on a cached SQLite data dir
@@ -22,10 +22,11 @@ from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import codec_bench, dashboard_bench, db_bench, dedup_bench, memory_bench, offsite_bench, scale_bench
+from bench import (codec_bench, dashboard_bench, db_bench, dedup_bench, drill_bench, memory_bench, offsite_bench,
+                   scale_bench)
 from bench.common import log, memory_server
 
-FIGURES = ("codec", "backup_restore", "memory", "dashboard", "offsite", "dedup", "scale")
+FIGURES = ("codec", "backup_restore", "memory", "dashboard", "offsite", "dedup", "drill", "scale")
 TARGETS = {  # key: (comparison, limit)
     "codec_encode_vs_extjson": ("<=", 0.5),
     "codec_decode_vs_extjson": ("<=", 0.5),
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {"codec_equipment_documents": 300 if q else 2000, "codec_wide_documents": 60 if q else 300,
              "backup_restore_documents": 200 if q else 1000, "memory_small_documents": 100 if q else 300,
              "memory_factor": 10, "dashboard_backups": 50 if q else 500,
-             "offsite_documents": 200 if q else 1000,
+             "offsite_documents": 200 if q else 1000, "drill_documents": 200 if q else 1000,
              # scale: Equipment documents (large = 10 x small), wide documents, 4 collections for the
              # parallel backup, restore sizes with writes (embedded memory server; --uri: the large size)
              "scale": {"large": 5000 if q else 100_000, "small": 500 if q else 10_000, "wide": 300 if q else 10_000,
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             "dashboard": lambda: dashboard_bench.run(client, sizes["dashboard_backups"]),
             "offsite": lambda: offsite_bench.run(client, sizes["offsite_documents"]),
             "dedup": lambda: dedup_bench.run(client),
+            "drill": lambda: drill_bench.run(client, sizes["drill_documents"]),
             "scale": lambda: scale_bench.run(None if args.uri else uri, args.uri, sizes["scale"],
                                              sizes["scale_restore_sizes"]),
         }

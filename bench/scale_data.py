@@ -26,8 +26,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -38,7 +36,7 @@ from typing import Callable, Iterable, Iterator
 import bson
 from bson import ObjectId
 
-from .common import ROOT, log, wide_nested_docs
+from .common import data_dir_server, log, wide_nested_docs
 
 CACHE = Path(__file__).resolve().parent / "cache"
 GENERATOR_VERSION = 1
@@ -188,21 +186,8 @@ def served_copy(data: Path) -> Iterator[str]:
     work = Path(tempfile.mkdtemp(prefix="bench-scale-data-"))
     try:
         shutil.copy2(data / SQLITE_FILE, work / SQLITE_FILE)
-        proc = subprocess.Popen([sys.executable, "-m", "backup_core", "server", "--data", str(work), "--no-seed",
-                                 "--port", "0", "--json"], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
-        try:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            if not line:
-                raise RuntimeError("the embedded server did not start on the scale data")
-            yield json.loads(line)["uri"]
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        with data_dir_server(work, seed=False) as uri:
+            yield uri
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -126,7 +126,7 @@ if config is not None:
             new = scheduler.ScheduleConfig(interval_hours=round(float(interval or 0), 3),
                                            retention_days=config.retention_days, policy=config.policy,
                                            max_root_bytes=int(max_mb) * 1024 * 1024 or None,
-                                           enabled=bool(enabled))
+                                           enabled=bool(enabled), drill_every_days=config.drill_every_days)
             # save_config validates (0.1..168 h) and raises UsageError, shown by run_core as an error
             if run_core(scheduler.save_config, settings, new, user=user.name) is not None:
                 here = run_core(scheduler.reload_config, settings)

@@ -270,6 +270,28 @@ def test_seed_has_the_promised_variety(thread_server: ThreadServer, data_dir: Pa
     assert marker.exists()
 
 
+def test_list_databases_answers_once_data_holds_decimal128_and_other_types(thread_server: ThreadServer) -> None:
+    # the demo data holds Decimal128: listDatabases, dbStats and collStats used to fail with
+    # "$bsonSize cannot encode value of type Decimal128" (mongosh's `show dbs` too)
+    from bson import Binary, Code, MaxKey, MinKey, Regex, Timestamp
+
+    with _client(thread_server.uri) as client:
+        assert "equipment_db" in client.list_database_names()
+        doc = {"_id": 1, "d": Decimal128("1.5"), "lo": MinKey(), "hi": MaxKey(), "code": Code("f()", {"a": 1}),
+               "re": Regex("^a", "i"), "ts": Timestamp(1, 2), "bin": Binary(b"x", 4), "big": Int64(5),
+               "deep": [{"d": Decimal128("-0")}]}
+        client.more.kinds.insert_one(doc)
+        listed = client.admin.command("listDatabases")
+        assert {d["name"] for d in listed["databases"]} >= {"equipment_db", "more"}
+        sizes = {d["name"]: d["sizeOnDisk"] for d in listed["databases"]}
+        import bson
+
+        stored = client.more.kinds.find_one({"_id": 1})
+        assert sizes["more"] == len(bson.encode(stored))  # the exact size of what is stored
+        assert client.more.command("dbStats")["objects"] == 1
+        assert client.equipment_db.command("collStats", "Equipment")["count"] == 150
+
+
 def test_seed_demo_is_deterministic(thread_server: ThreadServer) -> None:
     with _client(thread_server.uri) as client:
         counts = seed_demo(client.again)

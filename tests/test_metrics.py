@@ -112,6 +112,35 @@ def test_metrics_of_the_active_and_a_standby_scheduler(settings, data, root, ser
     assert sched["last_duration_s"] == pytest.approx(value(m, "backup_core_last_run_duration_seconds"))
 
 
+def test_drill_gauges_follow_the_last_drills(settings, data, root, services):
+    from backup_core.backup import BackupOptions, create_backup
+    from backup_core.drill import DrillFailed, drill_backup
+    from backup_core.store import LocalStore
+
+    _, servers = services
+    servers.append(metrics.serve(settings))
+    m = scrape(servers[0].url)
+    assert value(m, "backup_core_drill_last_success_timestamp_seconds") == 0  # never
+    assert "backup_core_drill_last_result" not in m
+    store = LocalStore(root)
+    good = create_backup(data, store, BackupOptions()).backup_id
+    passed = drill_backup(settings, good)
+    m = scrape(servers[0].url)
+    now = time.time()
+    assert now - 10 < value(m, "backup_core_drill_last_success_timestamp_seconds") <= now + 1
+    assert value(m, "backup_core_drill_last_success_duration_seconds") == pytest.approx(passed.duration_s, abs=1e-3)
+    assert value(m, "backup_core_drill_last_success_restore_seconds") == pytest.approx(passed.restore_s, abs=1e-3)
+    assert value(m, "backup_core_drill_last_result") == 1
+    bad = create_backup(data, store, BackupOptions(compress=True)).backup_id
+    (store.root / store.get(bad).collection("Equipment").own.location).unlink()
+    with pytest.raises(DrillFailed):
+        drill_backup(settings, bad)
+    m = scrape(servers[0].url)
+    assert value(m, "backup_core_drill_last_result") == 0
+    # the last success is still the good one
+    assert value(m, "backup_core_drill_last_success_restore_seconds") == pytest.approx(passed.restore_s, abs=1e-3)
+
+
 def test_metrics_without_a_database_say_so(settings, root, services):
     _, servers = services
     dead = settings.__class__(uri="mongodb://127.0.0.1:1/?directConnection=true", db_name=settings.db_name,

@@ -55,7 +55,9 @@ def test_config_defaults_roundtrip_and_validation(settings, db, root):
                         user="alice")
     assert load_config(settings) == saved == ScheduleConfig(0.5, 3.0, 10_000, True)
     for bad in (ScheduleConfig(interval_hours=0.05), ScheduleConfig(interval_hours=169),
-                ScheduleConfig(retention_days=0), ScheduleConfig(max_root_bytes=-1)):
+                ScheduleConfig(retention_days=0), ScheduleConfig(max_root_bytes=-1),
+                ScheduleConfig(drill_every_days=-1), ScheduleConfig(drill_every_days=float("nan")),
+                ScheduleConfig(drill_every_days="weekly")):
         with pytest.raises(UsageError):
             save_config(settings, bad)
     assert load_config(settings).interval_hours == 0.5  # a refused change leaves the saved one
@@ -260,6 +262,25 @@ def test_config_change_reschedules_the_active_scheduler(settings, data, root, se
                 - (newest + timedelta(hours=0.5))).total_seconds()) < 2
     save_config(settings, ScheduleConfig(interval_hours=0.5, enabled=False))
     assert wait_for(lambda: svc.next_run() is None, 3)
+
+
+def test_the_active_scheduler_drills_on_its_period_and_stops_when_switched_off(settings, data, root, services):
+    create_backup(data, LocalStore(root), BackupOptions(trigger="manual"))
+    # no interval backup during the test (the last one is recent), a drill every 1.5 s
+    save_config(settings, ScheduleConfig(interval_hours=168, drill_every_days=1.5 / 86400))
+    svc = SchedulerService(settings, lease_seconds=3)
+    services.append(svc)
+    svc.start()
+    assert wait_for(lambda: len(run_history(settings, kind="drill")) >= 2, 20)
+    assert all(h["outcome"] == "ok" and h["trigger"] == "scheduled" for h in run_history(settings, kind="drill"))
+    assert scheduler_status(settings)["next_drill"] is not None
+    assert [h["kind"] for h in run_history(settings)].count("backup") == 0
+    save_config(settings, ScheduleConfig(interval_hours=168, drill_every_days=0))
+    svc.reload()
+    assert wait_for(lambda: scheduler_status(settings)["next_drill"] is None, 5)
+    drills = len(run_history(settings, kind="drill"))
+    time.sleep(3.5)
+    assert len(run_history(settings, kind="drill")) <= drills + 1  # (one may have been running)
 
 
 def test_reload_config_applies_a_saved_interval_at_once(settings, data, root, services, monkeypatch):

@@ -22,7 +22,7 @@ from ..errors import BackupError, UsageError
 
 COMMANDS = (
     "backup", "list", "verify", "compare", "restore", "cleanup", "archive", "scheduler",
-    "status", "audit", "set_password", "unlock", "export", "import", "copy", "keygen", "server",
+    "status", "audit", "set_password", "unlock", "export", "import", "copy", "keygen", "server", "drill",
 )
 
 
@@ -86,7 +86,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 VALUE_OPTIONS = frozenset({"--older-than", "--retention", "--every", "--set-interval", "--max-root-mb",
                            "--limit", "--lease", "--show", "--max-mb", "--keep-last", "--keep-hourly",
                            "--keep-daily", "--keep-weekly", "--keep-monthly", "--keep-within", "--port",
-                           "--safety-days", "--pre-write-days", "--archive-days"})
+                           "--safety-days", "--pre-write-days", "--archive-days", "--drill-every"})
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:

@@ -7,6 +7,7 @@ kept; safety backups are kept ``--safety-days`` (default 7) and the newest
 one always; pre-write backups ``--pre-write-days`` (default 7); archive
 backups (the only copy of archived documents) until deleted by hand, or
 ``--archive-days``. ``--dry-run`` lists every backup with what would happen and why.
+A clean-up also drops what killed restore drills left (``drill.sweep_leftovers``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ SIGTERM/SIGINT, then stops after the running backup finishes. Any number may
 be started for one backup root and database, on any hosts that share the
 MongoDB: one is active, the others stand by and take over when it dies (see
 ``backup_core.scheduler``). ``--metrics-port`` serves ``/metrics`` for
-Prometheus while it runs. ``--check``, ``--set-interval`` and
+Prometheus while it runs. ``--check``, ``--set-interval`` (and the other
+settings: ``--retention``, ``--max-root-mb``, ``--drill-every``) and
 ``--test-notify`` do one thing and exit.
 """
 
@@ -51,6 +52,9 @@ def register(sub):
     p.add_argument("--max-root-mb", type=float, metavar="MB",
                    help="save the backup root size above which a clean-up follows each backup "
                         "(0: no limit) and exit")
+    p.add_argument("--drill-every", metavar="PERIOD",
+                   help="save how often the scheduler runs a restore drill (e.g. 7d, 1d; off: never; "
+                        "default 7d) and exit")
     p.set_defaults(handler=run)
     return p
 
@@ -65,7 +69,8 @@ def run(args, settings):
         if not result.sent:
             raise NotDelivered(result.to_text(), payload=result.to_json())
         return result
-    if args.set_interval is not None or args.retention is not None or args.max_root_mb is not None:
+    if args.set_interval is not None or args.retention is not None or args.max_root_mb is not None \
+            or args.drill_every is not None:
         config = load_config(settings)
         if args.set_interval is not None:
             config.interval_hours = args.set_interval
@@ -75,6 +80,10 @@ def run(args, settings):
             if not args.max_root_mb >= 0:  # also refuses nan
                 raise UsageError("--max-root-mb must be 0 (no limit) or a positive size in MB")
             config.max_root_bytes = int(args.max_root_mb * 1024 * 1024) or None
+        if args.drill_every is not None:
+            config.drill_every_days = (0.0 if args.drill_every.strip().lower() in ("off", "0", "never") else
+                                       parse_duration(args.drill_every, what="--drill-every",
+                                                      default_unit="d").total_seconds() / 86400)
         return save_config(settings, config, user=settings.user).to_json()
     if args.check:
         return auto_backup_check(settings, user=settings.user, unattended=True)

@@ -1,4 +1,4 @@
-"""The schedule: interval, retention, size limit, on/off; one for every scheduler of a backup root.
+"""The schedule: interval, retention, size limit, on/off, restore drills; one for every scheduler of a backup root.
 
 Kept in the metadata database (``scheduler_config``, one document per backup
 root and database, see ``metadb``), so every scheduler on every host, the
@@ -35,6 +35,7 @@ from .metadb import CONFIG, HISTORY, Scope, as_settings, meta, scope_of
 log = logging.getLogger(__name__)
 
 MIN_INTERVAL_HOURS = 0.1
+DEFAULT_DRILL_DAYS = 7.0
 MAX_INTERVAL_HOURS = 168.0
 LEGACY_DIR = ".scheduler"  # where versions before the metadata database kept the scheduler's files
 
@@ -49,6 +50,8 @@ class ScheduleConfig:
     policy: dict | None = None
     # archive rules run after each scheduled backup (archive.ArchiveRule.to_json(), see archive_rules.py)
     archive_rules: list = field(default_factory=list)
+    # a restore drill (the newest backup and one older one) every this many days; 0: no drills
+    drill_every_days: float = DEFAULT_DRILL_DAYS
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -90,6 +93,12 @@ def validate(config: ScheduleConfig) -> ScheduleConfig:
             raise UsageError(f"maximum backup root size must be a number of bytes, got {max_bytes!r}") from None
         if max_bytes <= 0:
             raise UsageError(f"maximum backup root size must be positive, got {max_bytes!r}")
+    try:
+        drill_days = float(config.drill_every_days)
+    except (TypeError, ValueError):
+        raise UsageError(f"the drill period must be a number of days, got {config.drill_every_days!r}") from None
+    if not 0 <= drill_days <= 3660:  # also refuses nan
+        raise UsageError(f"the drill period must be 0 (no drills) to 3660 days, got {config.drill_every_days!r}")
     policy = config.policy
     if policy is not None:
         if isinstance(policy, RetentionPolicy):
@@ -101,7 +110,7 @@ def validate(config: ScheduleConfig) -> ScheduleConfig:
     rules = [r.to_json() for r in check_rules(config.archive_rules or [])]
     return ScheduleConfig(interval_hours=interval, retention_days=retention,
                           max_root_bytes=max_bytes, enabled=bool(config.enabled), policy=policy,
-                          archive_rules=rules)
+                          archive_rules=rules, drill_every_days=drill_days)
 
 
 def _from_doc(doc: dict | None, where: str) -> ScheduleConfig:

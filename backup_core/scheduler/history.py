@@ -178,6 +178,8 @@ def _status(scope: Scope, config: ScheduleConfig, doc: dict | None, now, stats: 
         "max_root_bytes": config.max_root_bytes,
         "next_run": state.get("next_run") if own_state else None,
         "next_cleanup": state.get("next_cleanup") if own_state else None,
+        "next_drill": state.get("next_drill") if own_state else None,
+        "drill_every_days": config.drill_every_days,
         "last_run": last,
         "last_result": ({"outcome": last.get("outcome"), "error": last.get("error"),
                          "backup_id": last.get("backup_id"), "at": last.get("started_at"),

@@ -157,10 +157,14 @@ def run_cleanup(settings: Settings, config: ScheduleConfig, *, user: str, trigge
             raise
         log.warning("scheduled clean-up failed: %s", _error_text(exc))
         return None
+    from ..drill import sweep_leftovers  # late: the drill imports restore and compare
+
+    dropped, _error = sweep_leftovers(settings)  # what killed restore drills left
     append_history(settings, history_entry(
         "cleanup", trigger, started, time.monotonic() - t0, "ok",
         counts={"deleted": len(result.deleted), "kept": result.kept}, deleted=result.deleted,
-        freed_bytes=result.freed_bytes, retention_days=config.retention_days, **(extra or {})))
+        freed_bytes=result.freed_bytes, retention_days=config.retention_days,
+        drill_databases_dropped=dropped or None, **(extra or {})))
     notify.event(settings, "cleanup", ok=True, details={"deleted": len(result.deleted)})
     return result
 

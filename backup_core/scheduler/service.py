@@ -6,7 +6,10 @@ Two jobs run in an APScheduler 3.x ``BackgroundScheduler`` (STYLE.md item 10):
   offers 0.1 to 168 h, the CLI's ``--every`` any positive duration), followed
   by a clean-up when the backup root has grown past ``max_root_bytes``;
 - ``weekly-cleanup`` once a week: deletes backups older than the retention
-  period (default 7 days), never the newest one (``retention.cleanup``).
+  period (default 7 days), never the newest one (``retention.cleanup``);
+- ``restore-drill`` every ``drill_every_days`` (default 7; 0: none): drills
+  the newest backup and one older one picked at random
+  (``drill.scheduled_drills``), so old backups are sampled over time.
 
 Exactly one scheduler is active per backup root and database, whoever starts
 it (the headless ``python -m backup_core scheduler`` on any number of hosts,
@@ -61,6 +64,8 @@ log = logging.getLogger(__name__)
 CLEANUP_EVERY = timedelta(days=7)
 BACKUP_JOB_ID = "scheduled-backup"
 CLEANUP_JOB_ID = "weekly-cleanup"
+DRILL_JOB_ID = "restore-drill"
+DRILL_DELAY = timedelta(minutes=10)  # the first drill after a scheduler becomes active: not in its first backup
 
 
 # Job functions are module-level (APScheduler guide) and find their service by id, so a job
@@ -79,6 +84,12 @@ def _cleanup_job(service_id: str) -> None:
     svc = _services.get(service_id)
     if svc is not None:
         svc._run_cleanup_job()
+
+
+def _drill_job(service_id: str) -> None:
+    svc = _services.get(service_id)
+    if svc is not None:
+        svc._run_drill_job()
 
 
 class SchedulerService:
@@ -115,6 +126,7 @@ class SchedulerService:
         self._config: ScheduleConfig | None = None
         self._interval_s: float | None = None
         self._enabled = True
+        self._drill_days: float | None = None
         self._outage_since: str | None = None  # the database outage this process reports, if any
 
     # -- public
@@ -311,6 +323,9 @@ class SchedulerService:
         self._config = config
         interval_s = (self.interval_override.total_seconds() if self.interval_override
                       else config.interval_hours * 3600)
+        if force or config.drill_every_days != self._drill_days:
+            self._drill_days = config.drill_every_days
+            self._schedule_drill()
         if not force and interval_s == self._interval_s and config.enabled == self._enabled:
             return
         self._interval_s, self._enabled = interval_s, config.enabled
@@ -321,9 +336,7 @@ class SchedulerService:
         if sched is None:
             return
         if not self._enabled:
-            if sched.get_job(BACKUP_JOB_ID):
-                sched.remove_job(BACKUP_JOB_ID)
-            self._write_state()
+            self._unschedule(BACKUP_JOB_ID)
             return
         interval = timedelta(seconds=self._interval_s)
         # continue the cadence of the last backup (whoever made it: a previous scheduler
@@ -344,22 +357,40 @@ class SchedulerService:
         self._write_state()
 
     def _schedule_cleanup(self) -> None:
+        self._schedule_periodic(_cleanup_job, CLEANUP_JOB_ID, "weekly clean-up", self.cleanup_every,
+                                timedelta(seconds=60), kind="cleanup", trigger="weekly")
+
+    def _unschedule(self, job_id: str) -> None:
+        sched = self._scheduler
+        if sched is not None and sched.get_job(job_id):
+            sched.remove_job(job_id)
+        self._write_state()
+
+    def _schedule_drill(self) -> None:
+        """Drill every ``drill_every_days`` (none when 0)."""
+        if not self._drill_days:
+            self._unschedule(DRILL_JOB_ID)
+            return
+        self._schedule_periodic(_drill_job, DRILL_JOB_ID, "restore drill", timedelta(days=self._drill_days),
+                                DRILL_DELAY, kind="drill", trigger="scheduled")
+
+    def _schedule_periodic(self, job: Callable[[str], None], job_id: str, name: str, every: timedelta,
+                           delay: timedelta, *, kind: str, trigger: str) -> None:
+        """Run ``job`` every ``every``, continuing the cadence of its last run in the history (whoever ran it),
+        at the earliest ``delay`` from now."""
         sched = self._scheduler
         if sched is None:
             return
-        every = self.cleanup_every
-        first = utc_now() + min(timedelta(seconds=60), every)
+        first = utc_now() + min(delay, every)
         try:
-            entry = last_run(self.settings, kind="cleanup", trigger="weekly")
+            entry = last_run(self.settings, kind=kind, trigger=trigger)
         except DatabaseUnavailable:
             entry = None
         last = parse_iso((entry or {}).get("started_at"))
         if last and last + every > first:
             first = last + every
-        sched.add_job(_cleanup_job, IntervalTrigger(seconds=every.total_seconds(), start_date=first,
-                                                    timezone=timezone.utc),
-                      args=[self.id], id=CLEANUP_JOB_ID, name="weekly clean-up", replace_existing=True,
-                      misfire_grace_time=3600)
+        sched.add_job(job, IntervalTrigger(seconds=every.total_seconds(), start_date=first, timezone=timezone.utc),
+                      args=[self.id], id=job_id, name=name, replace_existing=True, misfire_grace_time=3600)
         self._write_state()
 
     def _token(self) -> int | None:
@@ -398,16 +429,27 @@ class SchedulerService:
             notify.event(self.settings, failure_kind(exc, "backup"), ok=False, error=str(exc),
                          offline=not recorded)
 
-    def _run_cleanup_job(self) -> None:
+    def _still_active(self, what: str) -> bool:
+        """Whether this scheduler still holds the lease, proven right now (a job of a former holder stops)."""
         token = self._token()
         if token is None:
-            return
+            return False
         try:
             self.lease.fence(token)
         except (LeaseLost, DatabaseUnavailable) as exc:
-            log.warning("weekly clean-up not run: %s", exc)
-            return
-        run_cleanup(self.settings, current_config(self.settings), user=SCHEDULER_USER, trigger="weekly")
+            log.warning("%s not run: %s", what, exc)
+            return False
+        return True
+
+    def _run_cleanup_job(self) -> None:
+        if self._still_active("weekly clean-up"):
+            run_cleanup(self.settings, current_config(self.settings), user=SCHEDULER_USER, trigger="weekly")
+
+    def _run_drill_job(self) -> None:
+        if self._still_active("restore drill"):
+            from ..drill import scheduled_drills  # late: the drill imports restore and compare
+
+            scheduled_drills(self.settings)
 
     def _on_job_event(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_MAX_INSTANCES and event.job_id == BACKUP_JOB_ID:
@@ -420,7 +462,7 @@ class SchedulerService:
         elif event.code == EVENT_JOB_ERROR:
             # run_scheduled_backup never raises, so this is a bug; still keep a record
             log.error("scheduler job %s failed: %r", event.job_id, event.exception)
-            kind = "backup" if event.job_id == BACKUP_JOB_ID else "cleanup"
+            kind = {BACKUP_JOB_ID: "backup", DRILL_JOB_ID: "drill"}.get(event.job_id, "cleanup")
             append_history(self.settings, history_entry(kind, "scheduled", utc_now(), 0.0, "error",
                                                           error=f"{type(event.exception).__name__}: {event.exception}"))
         self._write_state()
@@ -433,6 +475,7 @@ class SchedulerService:
         try:
             backup_job = sched.get_job(BACKUP_JOB_ID)
             cleanup_job = sched.get_job(CLEANUP_JOB_ID)
+            drill_job = sched.get_job(DRILL_JOB_ID)
         except Exception:  # noqa: BLE001 - scheduler shutting down
             return
         token = self.lease.token
@@ -447,6 +490,7 @@ class SchedulerService:
             "enabled": self._enabled,
             "next_run": iso(backup_job.next_run_time) if backup_job else None,
             "next_cleanup": iso(cleanup_job.next_run_time) if cleanup_job else None,
+            "next_drill": iso(drill_job.next_run_time) if drill_job else None,
             "updated_at": iso(utc_now()),
         }
         try:

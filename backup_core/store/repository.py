@@ -397,16 +397,25 @@ class Repository:
                                    "--allow-plaintext was given")
         return result
 
+    def presence_problem(self, info: BackupInfo, collection: str) -> str | None:
+        """Why a collection's data cannot be read (a part missing, or of another size), or None: a stat
+        per part, no reading (every byte is proved when it is read)."""
+        for part in info.collection(collection).stored_parts():
+            size = self.stat_part(info, part)
+            if size is None:
+                return f"missing data object {part.object or part.location}"
+            if size != part.stored_bytes:
+                return f"data object {part.object or part.location}: size {size} != {part.stored_bytes} in the manifest"
+        return None
+
     def require_present(self, info: BackupInfo, collections: list[str]) -> None:
         """Every part of these collections is in the repository with its size (a stat each, no reading)."""
         for name in collections:
-            for part in info.collection(name).stored_parts():
-                size = self.stat_part(info, part)
-                if size != part.stored_bytes:
-                    what = "is missing" if size is None else f"has size {size} != {part.stored_bytes} in the manifest"
-                    raise IntegrityError(f"backup {info.backup_id} does not verify: {name}: data object "
-                                         f"{part.object or part.location} {what}; nothing was changed",
-                                         hint="it was changed or damaged after it was written; pick another backup")
+            problem = self.presence_problem(info, name)
+            if problem:
+                raise IntegrityError(f"backup {info.backup_id} does not verify: {name}: {problem}; nothing was "
+                                     "changed", hint="it was changed or damaged after it was written; pick another "
+                                                     "backup")
 
     def require_verified(self, backup_id: str, collections: list[str] | None = None) -> BackupInfo:
         res = self.verify(backup_id, deep=False, collections=collections)

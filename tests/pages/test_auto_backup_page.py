@@ -59,6 +59,9 @@ def test_saved_interval_shows_at_once_and_keeps_the_policy(open_page, auto_env, 
     from backup_core.retention import RetentionPolicy
 
     scheduler.save_retention_policy(settings_of, RetentionPolicy(keep_last=4, keep_daily=7), user="t")
+    drills = scheduler.load_config(settings_of)
+    drills.drill_every_days = 2.0
+    scheduler.save_config(settings_of, drills)
     at = open_page()
     at.number_input(key="auto_interval").set_value(6.0)
     next(b for b in at.button if b.label == "Save").click().run()
@@ -70,6 +73,7 @@ def test_saved_interval_shows_at_once_and_keeps_the_policy(open_page, auto_env, 
     cfg = scheduler.load_config(settings_of)
     assert cfg.interval_hours == 6.0
     assert cfg.retention_policy() == RetentionPolicy(keep_last=4, keep_daily=7)  # saving the schedule kept it
+    assert cfg.drill_every_days == 2.0  # and the restore drills' period
 
 
 def test_run_now_then_check_says_not_needed(open_page, auto_env, root):
