@@ -51,7 +51,7 @@ from ..context import open_store
 from ..errors import BackupError, DatabaseUnavailable, UsageError
 from ..timeutil import iso, parse_iso, utc_now
 from .config import ScheduleConfig, load_config
-from .history import append_history, history_entry, last_run
+from .history import append_history, cleanup_anchor, history_entry
 from .lease import Lease, LeaseLost, MongoLease
 from .runs import SCHEDULER_USER, current_config, failure_kind, run_cleanup, run_scheduled_backup
 
@@ -351,14 +351,13 @@ class SchedulerService:
         if sched is None:
             return
         every = self.cleanup_every
-        first = _now() + min(timedelta(seconds=60), every)
         try:
-            entry = last_run(self.settings, kind="cleanup", trigger="weekly")
+            anchor = cleanup_anchor(self.settings)
         except DatabaseUnavailable:
-            entry = None
-        last = parse_iso((entry or {}).get("started_at"))
-        if last and last + every > first:
-            first = last + every
+            anchor = None
+        # a full period after the last clean-up (or the first scheduler start), never "soon after
+        # every start"; one that is overdue runs a minute from now
+        first = max((anchor or _now()) + every, _now() + min(timedelta(seconds=60), every))
         sched.add_job(_cleanup_job, IntervalTrigger(seconds=every.total_seconds(), start_date=first,
                                                     timezone=timezone.utc),
                       args=[self.id], id=CLEANUP_JOB_ID, name="weekly clean-up", replace_existing=True,
