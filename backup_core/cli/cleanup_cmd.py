@@ -9,10 +9,29 @@ one always. ``--dry-run`` lists every backup with what would happen and why.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..context import open_store
 from ..errors import BackupError, UsageError
-from ..retention import RetentionPolicy, cleanup
+from ..retention import CleanupResult, RetentionPolicy, cleanup
 from ..timeutil import parse_duration
+from ..units import format_bytes
+
+
+@dataclass
+class CleanupReport:
+    """The clean-up's result; its text ends with the bytes freed (or that a dry run would free)."""
+
+    result: CleanupResult
+
+    def to_json(self) -> dict:
+        return self.result.to_json()
+
+    def to_text(self) -> str:
+        r = self.result
+        verb = "would free" if r.dry_run else "freed"
+        return (f"{r.to_text()}\n{verb} {format_bytes(r.freed_bytes)} ({r.freed_bytes} bytes: data that no kept "
+                "backup shares)")
 
 
 def register(sub):
@@ -53,10 +72,10 @@ def run(args, settings):
         if policy is None:
             raise UsageError("--save needs the rules to save (e.g. --keep-daily 7 --keep-weekly 4)")
         save_retention_policy(settings, policy, user=settings.user)
-        return cleanup(open_store(settings), policy, dry_run=True, user=settings.user)
+        return CleanupReport(cleanup(open_store(settings), policy, dry_run=True, user=settings.user))
     if policy is None:
         try:
             policy = load_retention_policy(settings)
         except BackupError:  # the metadata database is down: the default rule applies
             policy = RetentionPolicy()
-    return cleanup(open_store(settings), policy, dry_run=args.dry_run, user=settings.user)
+    return CleanupReport(cleanup(open_store(settings), policy, dry_run=args.dry_run, user=settings.user))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .. import codec, notify
 from ..context import open_store
 from ..errors import BackupError
+from ..listing import is_locked, list_all
 from ..scheduler import scheduler_status
 from ..timeutil import format_duration, utc_now
 
@@ -22,12 +23,13 @@ class StatusResult:
     leftovers: dict = field(default_factory=dict)
     storage: dict = field(default_factory=dict)
     codec: dict = field(default_factory=dict)
+    point_in_time: dict | None = None  # whether this server's backups are of one moment, and why not
 
     def to_json(self) -> dict:
         return {"database": self.database, "embedded": self.embedded, "uri": self.uri,
                 "collections": self.collections, "last_backup": self.last_backup,
                 "scheduler": self.scheduler, "leftovers": self.leftovers, "storage": self.storage,
-                "codec": self.codec}
+                "codec": self.codec, "point_in_time": self.point_in_time}
 
     def to_text(self) -> str:
         lines = [f"database {self.database} ({self.uri})"]
@@ -40,9 +42,11 @@ class StatusResult:
             lines.append(f"codec: {self.codec.get('reason')}")
         for name, c in self.collections.items():
             lines.append(f"  {name}: {c['count']} documents")
-        b = self.last_backup
-        lines.append(f"last backup: {b['backup_id']} ({b['trigger']}, {b['age_text']} ago)" if b
-                     else "last backup: none")
+        lines.append(last_backup_text(self.last_backup))
+        pit = self.point_in_time
+        if pit is not None and not pit.get("consistent"):
+            # said here once, not after every backup: on a standalone server it is true of every backup
+            lines.append(f"backups are NOT point-in-time consistent: {pit.get('reason') or 'no snapshot read'}")
         s = self.scheduler
         if not s.get("available", True):
             lines.append(f"scheduler: unknown ({s.get('error')})")
@@ -74,14 +78,34 @@ def register(sub):
     return p
 
 
-def last_backup_info(store) -> dict | None:
-    backups = store.list_backups()
-    if not backups:
+def last_backup_text(b: dict | None) -> str:
+    if not b:
+        return "last backup: none"
+    if b.get("locked"):
+        return (f"last backup: {b['backup_id']} ({b['age_text']} ago; encrypted with key {b['key_fingerprint']}, "
+                "which is not configured here)")
+    return f"last backup: {b['backup_id']} ({b['trigger']}, {b['age_text']} ago)"
+
+
+def last_backup_info(listing) -> dict | None:
+    """The newest backup that is not a restore's safety backup, locked (encrypted, no key) ones included."""
+    b = listing.newest(safety=False)
+    if b is None:
         return None
-    b = backups[0]
     age = (utc_now() - b.created).total_seconds()
     return {"backup_id": b.backup_id, "created_at": b.created_at, "trigger": b.trigger, "day": b.day,
-            "age": round(age, 1), "age_text": format_duration(age)}
+            "age": round(age, 1), "age_text": format_duration(age), "locked": is_locked(b),
+            "key_fingerprint": b.key_fingerprint if b.encrypted else None}
+
+
+def point_in_time_info(listing) -> dict | None:
+    """From the newest readable backup's manifest: whether its collections are of one moment, and why not."""
+    for b in listing.readable:
+        c = b.manifest.get("consistency")
+        if isinstance(c, dict):
+            return {"consistent": bool(c.get("point_in_time")), "reason": c.get("reason"),
+                    "backup_id": b.backup_id}
+    return None
 
 
 def run(args, settings):
@@ -91,7 +115,9 @@ def run(args, settings):
     store = open_store(settings)
     sched = scheduler_status(settings)
     sched["notifications"] = notify.describe(settings)  # where failures go (never the secret parts)
-    last = last_backup_info(store)
+    listing = list_all(store)
+    last = last_backup_info(listing)
+    pit = point_in_time_info(listing)
     leftovers = {"temporaries": store.leftovers(), "staging": []}
     try:
         with connect(settings) as conn:
@@ -101,10 +127,11 @@ def run(args, settings):
         # the backup side is still worth showing when the database is down
         exc.payload = {"database": settings.db_name, "embedded": settings.embedded,
                        "last_backup": last, "scheduler": sched, "leftovers": leftovers,
-                       "storage": storage_info(settings, store), "codec": codec.accelerator()}
+                       "storage": storage_info(settings, store), "codec": codec.accelerator(),
+                       "point_in_time": pit}
         raise
     return StatusResult(info["database"], info["embedded"], info["uri"], info["collections"], last, sched,
-                        leftovers, storage_info(settings, store), codec.accelerator())
+                        leftovers, storage_info(settings, store), codec.accelerator(), pit)
 
 
 def storage_info(settings, store) -> dict:
