@@ -6,7 +6,9 @@
   with a fencing token checked right before a backup commits;
 - ``history``: the run history and statistics, the status view;
 - ``runs``: one scheduled backup, one clean-up, the "back up if due" check;
-- ``service``: the APScheduler service that competes for the lease and runs the jobs.
+- ``service``: the APScheduler service that competes for the lease and runs the jobs;
+- ``status``: the state and health every front-end shows (``SchedulerStatus``), and the schedule
+  as a person types it, checked.
 
 Everything the schedulers of several hosts must agree on is in the metadata
 database (``settings.meta_db``): collections ``scheduler_lease``,
@@ -25,6 +27,7 @@ from .runs import (BACKUP_LOCK_TIMEOUT, SCHEDULER_USER, auto_backup_check, push_
                    run_cleanup_now, run_scheduled_backup)
 from .service import (BACKUP_JOB_ID, CLEANUP_EVERY, CLEANUP_JOB_ID, SchedulerService, ensure_scheduler,
                       reload_config)
+from .status import LastRun, SchedulerStatus, build_status, schedule_from_form, status_of
 
 __all__ = ["MAX_INTERVAL_HOURS", "MIN_INTERVAL_HOURS", "ScheduleConfig", "load_config", "save_config",
            "load_retention_policy", "save_retention_policy", "push_to_mirror",
@@ -32,4 +35,5 @@ __all__ = ["MAX_INTERVAL_HOURS", "MIN_INTERVAL_HOURS", "ScheduleConfig", "load_c
            "Lease", "LeaseLost", "MongoLease", "SlotTaken", "lease_holder", "Scope", "scope_of",
            "BACKUP_LOCK_TIMEOUT", "SCHEDULER_USER", "auto_backup_check", "run_cleanup", "run_cleanup_now",
            "run_scheduled_backup", "BACKUP_JOB_ID", "CLEANUP_EVERY", "CLEANUP_JOB_ID", "SchedulerService",
-           "ensure_scheduler", "reload_config"]
+           "ensure_scheduler", "reload_config", "LastRun", "SchedulerStatus", "build_status", "schedule_from_form",
+           "status_of"]
