@@ -1,5 +1,21 @@
-"""Streamlit helpers shared by the dashboard pages (``app.py`` and ``pages/``).
+"""The Streamlit side of the product: the backup UI's sections and the dashboard built from them.
 
-Nothing in ``backup_core`` imports this package; it is the thin layer between
-Streamlit widgets and the core.
+``backup_restore_ui`` and ``start_auto_backup`` (``webui.embed``) put the
+backup UI into a host Streamlit app; the product's own dashboard (``app.py``
+and ``pages/``) draws the same sections (``webui.sections``). Nothing in
+``backup_core`` imports this package. The two names are loaded on first use,
+so ``python -m webui.first_start`` (run before Streamlit starts) does not
+import Streamlit.
 """
+
+from __future__ import annotations
+
+__all__ = ["backup_restore_ui", "start_auto_backup"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from webui import embed
+
+        return getattr(embed, name)
+    raise AttributeError(f"module 'webui' has no attribute {name!r}")

@@ -137,8 +137,8 @@ def test_a_demoted_user_can_no_longer_restore_at_the_next_rerun(seeded, make_app
     assert not at.exception, at.exception
     assert at.session_state["auth_user"].role == "viewer"
     assert not _restore_offered(at)
-    assert any("Restoring or uploading backups needs the admin role; alice (viewer)" in e.value
-               for e in at.error)
+    assert any("Restoring needs the admin role; alice (viewer) can compare but not restore" in i.value
+               for i in at.info)
     assert [t.value for t in at.toast] == ["Your role is now viewer."]
 
     set_password(settings, "alice", PW, role="admin")  # promoted again
