@@ -69,7 +69,7 @@ def human_age(dt: Any, now: datetime | None = None) -> str:
     future = secs < 0
     secs = abs(secs)
     if secs < 60:
-        return "just now" if not future else "in less than a minute"
+        return "just now" if not future else "in < 1 min"
     if secs < 3600:
         amount = f"{int(secs // 60)} min"
     elif secs < 86400 * 2:

@@ -145,7 +145,7 @@ def test_filter_by_trigger_and_the_storage_picture(seeded, make_app, root):
     listed = frame_with(at, "backup")
     assert len(listed) == 3
     by_id = dict(zip(listed["backup"], listed["trigger"]))
-    assert by_id[res.safety_backup_id] == f"safety (before restoring {first})"
+    assert by_id[res.safety_backup_id] == f"safety (restore of {first})"
     # unchanged data is shared: the later backups store (almost) nothing of their own
     from webui.common import human_bytes
 

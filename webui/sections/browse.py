@@ -71,15 +71,15 @@ def _overview(ui: Ui, backups, mirror) -> None:
 
 
 def _row(b, tz, zone: str, mirror) -> dict:
-    row = {"backup": b.backup_id, "created": human_age(b.created), f"time ({zone})": local_time(b.created, tz)}
+    row = {"backup": b.backup_id, f"time ({zone})": local_time(b.created, tz)}
     if is_locked(b):
-        row.update({"trigger": "locked", "collections": None, "documents": None, "size": "?", "stored": "?",
+        row.update({"trigger": "locked", "documents": None, "size": "?", "stored": "?",
                     "encrypted": f"key {b.key_fingerprint} (not configured)"})
     else:
-        row.update({"trigger": f"safety (before restoring {b.restore_of})" if b.restore_of else b.trigger,
-                    "collections": len(b.collections), "documents": b.total_documents,
-                    "size": human_bytes(b.total_bytes), "stored": human_bytes(b.stored_bytes),
-                    "encrypted": f"key {b.key_fingerprint}" if b.encrypted else "no"})
+        row.update({"trigger": f"safety (restore of {b.restore_of})" if b.restore_of else b.trigger,
+                    "documents": b.total_documents, "size": human_bytes(b.total_bytes),
+                    "stored": human_bytes(b.stored_bytes), "encrypted": f"key {b.key_fingerprint}" if b.encrypted
+                    else "no"})
     if mirror is not None:
         row["second copy"] = "yes" if b.backup_id in mirror.in_mirror else "missing"
     return row

@@ -159,7 +159,13 @@ def _recent_restores(ui: Ui, flow: RestoreFlow) -> None:
         "collections": ", ".join(r.collections), "safety backup": r.safety_backup_id or "(none)",
         "undo": (f"undone {local_time(r.undone_at, tz)}" if r.undone_by
                  else "possible" if i == 0 and r.safety_backup_id else ""),
-    } for i, r in enumerate(restores)]), hide_index=True, width="stretch")
+    } for i, r in enumerate(restores)]), hide_index=True, width="stretch",
+        column_config={"when": st.column_config.TextColumn(width=140), "user": st.column_config.TextColumn(width=80),
+                       "restored backup": st.column_config.TextColumn(width=140),
+                       "mode": st.column_config.TextColumn(width=65),
+                       "collections": st.column_config.TextColumn(width=200),
+                       "safety backup": st.column_config.TextColumn(width=140),
+                       "undo": st.column_config.TextColumn(width=170)})
     st.caption(f"Newest first, times in {zone}. Each restore first took the safety backup shown next to it; "
                "only the latest restore can be undone from here (an older one would also undo the later ones: "
                "restore its safety backup above to do that on purpose).")
