@@ -24,7 +24,7 @@ MAX_LABELLED_POINTS = 24
 # the newest backups drawn at most (hourly backups kept for weeks would be a smear)
 MAX_POINTS = 500
 SINGLE_PAD = timedelta(minutes=30)  # either side of a single backup
-MIN_PAD = timedelta(minutes=1)      # either side of several
+MIN_PAD = timedelta(seconds=5)      # either side of several
 
 
 def _wall(dt: datetime, tz: tzinfo) -> datetime:
@@ -72,7 +72,12 @@ def _time_axis(frame: pd.DataFrame, zone_label: str) -> alt.X:
     lo, hi = _domain(frame)
     first, last = frame["when"].min().to_pydatetime(), frame["when"].max().to_pydatetime()
     # a day or less: hours and minutes; longer: the date too (always 24 h, never AM/PM)
-    fmt = "%H:%M" if last - first <= timedelta(days=1) and first.date() == last.date() else "%d %b %H:%M"
+    if hi - lo <= timedelta(minutes=20):
+        fmt = "%H:%M:%S"  # backups seconds or minutes apart: ticks a minute apart would repeat a label
+    elif last - first <= timedelta(days=1) and first.date() == last.date():
+        fmt = "%H:%M"
+    else:
+        fmt = "%d %b %H:%M"
     # Measured in Chromium: a domain of epoch numbers, or formatType "utc", breaks the axis (no ticks,
     # or AM/PM labels); ISO strings and the utc scale alone label it in UTC, with our format.
     return alt.X("when:T", title=f"time ({zone_label})",

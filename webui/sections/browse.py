@@ -65,8 +65,9 @@ def _overview(ui: Ui, backups, mirror) -> None:
     tz, zone = local_zone()
     copies = mirror is not None and not mirror.error
     for tab, day in zip(st.tabs([f"{d.capitalize()} ({len(by_day[d])})" for d in days]), days):
-        rows = [_row(b, tz, zone, mirror if copies else None) for b in by_day[day]]
-        tab.dataframe(pd.DataFrame(rows), hide_index=True, key=ui.k(f"browse_overview_{day}"), width="stretch",
+        rows = pd.DataFrame([_row(b, tz, zone, mirror if copies else None) for b in by_day[day]])
+        rows["documents"] = rows["documents"].astype("Int64")  # a locked backup's count is unknown: blank
+        tab.dataframe(rows, hide_index=True, key=ui.k(f"browse_overview_{day}"), width="stretch",
                       height=min(400, 38 + 35 * len(rows)))
 
 

@@ -85,7 +85,8 @@ def _show_last(ui: Ui) -> None:
     c3.metric("Duration", f"{last['duration_s']:.2f} s")
     st.dataframe(
         pd.DataFrame([{"collection": n, "documents": c["count"], "size": human_bytes(c["bytes"]),
-                       "file": c["file"], "sha256": c["sha256"]} for n, c in last["collections"].items()]),
-        hide_index=True, key=ui.k("create_result_table"), width="stretch",
-        column_config={"sha256": st.column_config.TextColumn("sha256", width="large")})
-    st.caption(f"Saved in `{last['path']}`")
+                       "file": c["file"], "sha256": c["sha256"][:16] + "…"} for n, c in last["collections"].items()]),
+        hide_index=True, key=ui.k("create_result_table"), width="stretch")
+    # the whole hashes, where they fit and can be copied (a 64-digit column would be cut off in the table)
+    st.code("\n".join(f"{c['sha256']}  {c['file']}" for c in last["collections"].values()), language=None)
+    st.caption(f"SHA-256 of each file, as `sha256sum` prints them. Saved in `{last['path']}`")

@@ -108,12 +108,12 @@ def render(ui: Ui, cmp) -> None:
     # widths that add up to the page's width: the last column (the live value) is never cut off, and a
     # long value is shortened in its cell (hover or widen the column to read it)
     st.dataframe(frame.style.apply(_style_rows, axis=1), hide_index=True, width="stretch",
-                 column_config={"key": st.column_config.TextColumn("key", width=150),
-                                "document": st.column_config.TextColumn("document", width=160),
+                 column_config={"key": st.column_config.TextColumn("key", width=195),
+                                "document": st.column_config.TextColumn("document", width=140),
                                 "status": st.column_config.TextColumn("status", width=100),
                                 "field": st.column_config.TextColumn("field path", width=110),
-                                "backup": st.column_config.TextColumn("backup value (type)", width=190),
-                                "live": st.column_config.TextColumn("live value (type)", width=190)})
+                                "backup": st.column_config.TextColumn("backup value (type)", width=175),
+                                "live": st.column_config.TextColumn("live value (type)", width=175)})
     first = (int(page) - 1) * PAGE_SIZE + 1
     st.caption(f"Documents {first}–{first + len(docs) - 1}" + (" (more on the next page)" if has_more else
                                                                  " (last page)")
