@@ -24,9 +24,9 @@ def render(ui: Ui) -> None:
                                    else ". See the Audit Log and Auto Backup pages."))
     if found is not None:
         listing_warnings(found)
-    _metrics(ui, status, last, [b for b in entries if not is_locked(b)], len(entries))
-    where_backups_live(ui.settings, ui.store)
     mirror_warning(ui)
+    _metrics(ui, status, last, [b for b in entries if not is_locked(b)])
+    where_backups_live(ui.settings, ui.store)
     st.subheader("Database")
     if info is not None:
         kind = "embedded demo server" if info.get("embedded") else "external MongoDB"
@@ -44,7 +44,7 @@ def render(ui: Ui) -> None:
         _over_time(ui, readable)
 
 
-def _metrics(ui: Ui, status, last, readable, count: int) -> None:
+def _metrics(ui: Ui, status, last, readable) -> None:
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Last backup", human_age(last.created) if last else "never", help=last.backup_id if last else None)
     c2.metric("Next scheduled backup", human_age(status.next_run) if (status.next_run and status.running)
