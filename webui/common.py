@@ -46,14 +46,6 @@ def run_core(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         return None
 
 
-def error_text(err: BaseException) -> str:
-    """What :func:`show_error` would say, as text (for a result kept across a rerun)."""
-    if isinstance(err, BackupError):
-        hint = getattr(err, "hint", "")
-        return f"{err}. {hint[0].upper()}{hint[1:]}" if hint else str(err)
-    return f"Unexpected error: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
-
-
 def plural(n: int, word: str, plural_form: str | None = None) -> str:
     """``1 backup``, ``2 backups``."""
     return f"{n} {word if n == 1 else (plural_form or word + 's')}"
