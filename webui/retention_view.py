@@ -23,6 +23,7 @@ from backup_core import scheduler
 from backup_core.errors import UsageError
 from backup_core.retention import TIERS, RetentionPolicy, preview
 from backup_core.timeutil import compact_duration, parse_duration
+from webui import data
 from webui.common import human_bytes, local_time, local_zone, plural, run_core
 from webui.ui import Ui
 
@@ -94,11 +95,18 @@ def _form(ui: Ui) -> tuple[bool, bool, dict]:
     return previewed, saved, values
 
 
-def decisions_frame(decisions, tz) -> pd.DataFrame:
-    rows = [{"backup": d.backup_id, "created": local_time(d.created_at, tz), "trigger": d.trigger,
-             "decision": "keep" if d.keep else "delete", "why": ", ".join(d.reasons) if d.keep else "no rule keeps it",
-             "frees": "" if d.keep else human_bytes(d.freed)} for d in decisions]
-    return pd.DataFrame(rows, columns=["backup", "created", "trigger", "decision", "why", "frees"])
+def decisions_frame(decisions, tz, locked=()) -> pd.DataFrame:
+    """One row per backup, newest first; ``locked`` backups (key not configured) are left alone, and said so."""
+    rows = [(d.created_at, {"backup": d.backup_id, "created": local_time(d.created_at, tz), "trigger": d.trigger,
+                            "decision": "keep" if d.keep else "delete",
+                            "why": ", ".join(d.reasons) if d.keep else "no rule keeps it",
+                            "frees": "" if d.keep else human_bytes(d.freed)}) for d in decisions]
+    rows += [(b.created_at, {"backup": b.backup_id, "created": local_time(b.created, tz), "trigger": "?",
+                             "decision": "left alone", "why": f"encrypted with key {b.key_fingerprint}, which is not "
+                                                              "configured here: the policy cannot judge it",
+                             "frees": ""}) for b in locked]
+    rows.sort(key=lambda r: (r[0], r[1]["backup"]), reverse=True)
+    return pd.DataFrame([r for _, r in rows], columns=["backup", "created", "trigger", "decision", "why", "frees"])
 
 
 def policy_section(ui: Ui, config) -> None:
@@ -138,8 +146,11 @@ def _preview(ui: Ui, policy: RetentionPolicy, *, draft: bool) -> None:
     st.markdown(f"**{heading}**: keeps {plural(len(decisions) - len(doomed), 'backup')}, deletes "
                 f"{plural(len(doomed), 'backup')}" + (f" and frees {human_bytes(freed)}" if doomed else "")
                 + f" (times in {zone}).")
-    if decisions:
-        st.dataframe(decisions_frame(decisions, tz), hide_index=True, width="stretch", key=ui.k("auto_policy_table"))
+    found = run_core(data.listing, ui.store)
+    locked = found.locked if found is not None else []
+    if decisions or locked:
+        st.dataframe(decisions_frame(decisions, tz, locked), hide_index=True, width="stretch",
+                     key=ui.k("auto_policy_table"))
     if draft:
         if st.button("Back to the saved policy", key=ui.k("auto_policy_discard")):
             st.session_state.pop(ui.k("auto_policy_draft"), None)

@@ -42,6 +42,12 @@ def test_every_view_lists_a_backup_whose_key_is_missing_in_time_order(seeded, ma
     assert listed["backup"].tolist() == [locked, plain]  # newest first, both (the same day here or not)
     assert listed["trigger"].tolist()[0] == "locked"
     assert listed["encrypted"].tolist()[0] == f"key {fp} (not configured)"
+    at.switch_page(AUTO)
+    at.run()
+    assert not at.exception, at.exception
+    policy = frame_with(at, "decision")  # the clean-up preview: in its place, left alone, and why
+    assert policy["backup"].tolist() == [locked, plain]
+    assert policy["decision"].tolist()[0] == "left alone" and fp in policy["why"].tolist()[0]
 
 
 def test_compare_says_missing_and_null_never_a_blank(page_env, make_app, db, root):

@@ -100,7 +100,11 @@ def test_demo_admin_is_created_only_for_the_embedded_demo(make_app, page_env, mo
     assert auth.initial_password_path(_settings(page_env)).is_file()  # the one-time password instead
 
     monkeypatch.setenv("BACKUP_ROOT", str(tmp_path / "fresh-root"))  # a fresh start ...
-    monkeypatch.delenv("MONGODB_URI")  # ... of the embedded demo (the login page does not start the server)
+    monkeypatch.delenv("MONGODB_URI")  # ... of the embedded demo
+    from webui import login
+
+    started = []  # the login page starts the server in the background (test_daily_use); not here
+    monkeypatch.setattr(login, "_start_embedded", lambda data_dir, db_name: started.append(data_dir))
     at = run_page(make_app(role=None))
     assert not at.exception
     assert any("created the user **admin**" in i.value for i in at.info)
