@@ -93,6 +93,7 @@ class BackupResult:
     collections: dict[str, CollectionSummary] = field(default_factory=dict)
     consistency: dict | None = None  # the manifest's "consistency": point in time or not, and why
     jobs: int = 1  # collections backed up at a time
+    key_fingerprint: str | None = None  # the key the backup is encrypted with; None: not encrypted
 
     @property
     def total_bytes(self) -> int:
@@ -106,7 +107,7 @@ class BackupResult:
             "collections": {n: c.to_json() for n, c in self.collections.items()},
             "consistency": self.consistency,
             "point_in_time": bool(self.consistency and self.consistency.get("point_in_time")),
-            "jobs": self.jobs,
+            "jobs": self.jobs, "encrypted": self.key_fingerprint is not None, "key_fingerprint": self.key_fingerprint,
         }
 
     @property
@@ -119,10 +120,13 @@ class BackupResult:
         return f"NOT point-in-time consistent: {c.get('reason') or 'no snapshot read'}"
 
     def to_text(self) -> str:
-        lines = [f"backup {self.backup_id} written to {self.path} in {self.duration_s:.2f}s"]
+        # whether it is point-in-time consistent is in the JSON and said once by ``status``: on a standalone
+        # server it is the same for every backup
+        enc = (f"encrypted with key {self.key_fingerprint}" if self.key_fingerprint
+               else "not encrypted (set BACKUP_KEY_FILE to encrypt)")
+        lines = [f"backup {self.backup_id} written to {self.path} in {self.duration_s:.2f}s, {enc}"]
         for n, c in self.collections.items():
             lines.append(f"  {n}: {c.count} documents, {c.bytes} bytes, sha256 {c.sha256}")
-        lines.append(self.consistency_text)
         return "\n".join(lines)
 
     def audit_details(self) -> dict:
@@ -230,7 +234,7 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
         raise
     summaries = {n: CollectionSummary(e.count, e.bytes, e.sha256, e.file) for n, e in manifest.collections.items()}
     return BackupResult(backup_id, store.location(day, backup_id), day, manifest.created_at, options.trigger,
-                        db.name, time.monotonic() - started, summaries, consistency, jobs)
+                        db.name, time.monotonic() - started, summaries, consistency, jobs, manifest.key_fingerprint)
 
 
 def _backup_collection(db: Database, name: str, coll_options: dict, writer: BackupWriter, compress: bool,

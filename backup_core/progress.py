@@ -48,18 +48,6 @@ def reporter(progress: ProgressCallback | None, phase: str, *, main: bool = Fals
     return progress if main else None
 
 
-def human_bytes(n: int | float | None) -> str:
-    """``512 B``, ``1.5 KB``, ``3.2 MB`` (binary units), ``–`` for unknown."""
-    if n is None:
-        return "–"
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
 def duration_text(seconds: float) -> str:
     """``under 0.1 s``, ``0.4 s``, ``12 s``, ``3 min 5 s``, ``2 h 4 min``."""
     if seconds < 0.1:

@@ -258,11 +258,12 @@ class CleanupResult:
                 "drill_databases_dropped": self.drill_databases_dropped, "drill_error": self.drill_error}
 
     def to_text(self) -> str:
-        from .progress import human_bytes
+        from .units import format_bytes
 
         verb = "would delete" if self.dry_run else "deleted"
         freed = "would free" if self.dry_run else "freed"
-        lines = [f"{verb} {len(self.deleted)} backup(s), kept {self.kept}; {freed} {human_bytes(self.freed_bytes)}"]
+        lines = [f"{verb} {len(self.deleted)} backup(s), kept {self.kept}; {freed} {format_bytes(self.freed_bytes)} "
+                 f"({self.freed_bytes} bytes: data that no kept backup needs)"]
         for d in self.decisions:
             what = "keep  " if d.keep else ("delete" if not self.dry_run else "would delete")
             lines.append(f"  {what} {d.backup_id} ({d.trigger})" + (f": {', '.join(d.reasons)}" if d.reasons else ""))

@@ -15,6 +15,7 @@ from . import codec, drill_results, notify
 from .config import Settings
 from .context import open_context
 from .errors import BackupError
+from .listing import is_locked, list_all
 from .scheduler import pending_archives, scheduler_status
 from .timeutil import format_duration, utc_now
 
@@ -33,12 +34,14 @@ class StatusResult:
     # archives prepared by "confirm" rules, waiting for an admin (None: the metadata database did not say)
     pending_archives: list | None = field(default_factory=list)
     drill: dict = field(default_factory=dict)  # the last proven restorable backup (``drill_results.summary``)
+    point_in_time: dict | None = None  # whether this server's backups are of one moment, and why not
 
     def to_json(self) -> dict:
         return {"database": self.database, "embedded": self.embedded, "uri": self.uri,
                 "collections": self.collections, "last_backup": self.last_backup,
                 "scheduler": self.scheduler, "leftovers": self.leftovers, "storage": self.storage,
-                "codec": self.codec, "pending_archives": self.pending_archives, "drill": self.drill}
+                "codec": self.codec, "pending_archives": self.pending_archives, "drill": self.drill,
+                "point_in_time": self.point_in_time}
 
     def to_text(self) -> str:
         lines = [f"database {self.database} ({self.uri})"]
@@ -51,9 +54,11 @@ class StatusResult:
             lines.append(f"codec: {self.codec.get('reason')}")
         for name, c in self.collections.items():
             lines.append(f"  {name}: {c['count']} documents")
-        b = self.last_backup
-        lines.append(f"last backup: {b['backup_id']} ({b['trigger']}, {b['age_text']} ago)" if b
-                     else "last backup: none")
+        lines.append(last_backup_text(self.last_backup))
+        pit = self.point_in_time
+        if pit is not None and not pit.get("consistent"):
+            # said here once, not after every backup: on a standalone server it is true of every backup
+            lines.append(f"backups are NOT point-in-time consistent: {pit.get('reason') or 'no snapshot read'}")
         lines += drill_lines(self.drill)
         s = self.scheduler
         if not s.get("available", True):
@@ -102,14 +107,35 @@ def drill_lines(drill: dict) -> list[str]:
     return lines
 
 
-def last_backup_info(store) -> dict | None:
-    backups = store.list_backups()
-    if not backups:
+def last_backup_text(b: dict | None) -> str:
+    if not b:
+        return "last backup: none"
+    if b.get("locked"):
+        return (f"last backup: {b['backup_id']} ({b['age_text']} ago; encrypted with key {b['key_fingerprint']}, "
+                "which is not configured here)")
+    return f"last backup: {b['backup_id']} ({b['trigger']}, {b['age_text']} ago)"
+
+
+def last_backup_info(listing) -> dict | None:
+    """The newest backup that is not a side backup (safety, pre-write, archive), locked (encrypted, no key)
+    ones included."""
+    b = listing.newest(safety=False)
+    if b is None:
         return None
-    b = backups[0]
     age = (utc_now() - b.created).total_seconds()
     return {"backup_id": b.backup_id, "created_at": b.created_at, "trigger": b.trigger, "day": b.day,
-            "age": round(age, 1), "age_text": format_duration(age)}
+            "age": round(age, 1), "age_text": format_duration(age), "locked": is_locked(b),
+            "key_fingerprint": b.key_fingerprint if b.encrypted else None}
+
+
+def point_in_time_info(listing) -> dict | None:
+    """From the newest readable backup's manifest: whether its collections are of one moment, and why not."""
+    for b in listing.readable:
+        c = b.manifest.get("consistency")
+        if isinstance(c, dict):
+            return {"consistent": bool(c.get("point_in_time")), "reason": c.get("reason"),
+                    "backup_id": b.backup_id}
+    return None
 
 
 def storage_info(settings: Settings, store) -> dict:
@@ -129,7 +155,9 @@ def system_status(settings: Settings, *, connector: Callable | None = None) -> S
         store = ctx.store
         sched = scheduler_status(settings)
         sched["notifications"] = notify.describe(settings)  # where failures go (never the secret parts)
-        last = last_backup_info(store)
+        listing = list_all(store)
+        last = last_backup_info(listing)
+        pit = point_in_time_info(listing)
         # (swap-in collections: "staging", the key's first name)
         leftovers = {"temporaries": store.leftovers(), "staging": [], "drill_databases": []}
         try:
@@ -142,11 +170,11 @@ def system_status(settings: Settings, *, connector: Callable | None = None) -> S
             exc.payload = {"database": settings.db_name, "embedded": settings.embedded,
                            "last_backup": last, "scheduler": sched, "leftovers": leftovers,
                            "storage": storage_info(settings, store), "codec": codec.accelerator(),
-                           "drill": drill_results.summary(settings)}
+                           "drill": drill_results.summary(settings), "point_in_time": pit}
             raise
         return StatusResult(info["database"], info["embedded"], info["uri"], info["collections"], last, sched,
                             leftovers, storage_info(settings, store), codec.accelerator(), _pending(settings),
-                            drill_results.summary(settings))
+                            drill_results.summary(settings), pit)
 
 
 def _pending(settings: Settings) -> list | None:

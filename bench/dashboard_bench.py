@@ -76,8 +76,9 @@ ENV_KEYS = ("MONGODB_URI", "MONGODB_DB", "BACKUP_ROOT", "EMBEDDED_DATA_DIR", "BA
             "BACKUP_SECRETS_FILE")
 
 
-def compare_page(uri: str, db_name: str, root: Path, tmp: Path) -> dict:
-    """Open the Restore page on ``root``'s newest backup, compare it with ``db_name``, then time reruns."""
+def compare_page(uri: str, db_name: str, root: Path, tmp: Path, backup_id: str | None = None) -> dict:
+    """Open the Restore page on ``backup_id`` (default: the newest backup of ``root``), picked by its id,
+    compare it with ``db_name``, then time reruns."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
@@ -109,6 +110,8 @@ def compare_page(uri: str, db_name: str, root: Path, tmp: Path) -> dict:
         at.switch_page(PAGES["restore"])
         st.cache_data.clear()
         at.run()
+        if backup_id is not None:  # by id: a backup's label may change while the page is open
+            at.selectbox(key="restore_backup").set_value(backup_id).run()
         t = time.perf_counter()
         at.button(key="restore_compare_btn").click().run()
         computed = time.perf_counter() - t

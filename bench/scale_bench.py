@@ -139,7 +139,8 @@ def run(memory_uri: str | None, real_uri: str | None, spec: dict, restore_sizes:
             # ---- the Restore page with the 100 000-document comparison on screen
             from .dashboard_bench import compare_page
 
-            out.update(compare_page(uri, "bench_scale_large", stores["vlarge"].root, tmp / "page"))
+            out.update(compare_page(uri, "bench_scale_large", stores["vlarge"].root, tmp / "page",
+                                    backup_id=variants["large"]))
 
             # ---- restore with writes, at the full size against a real MongoDB
             if real_uri:

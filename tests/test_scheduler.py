@@ -399,8 +399,8 @@ def test_a_standalone_backup_says_it_is_not_point_in_time(settings, data, root, 
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["point_in_time"] is False and out["consistency"]["reason"].startswith("standalone server")
-    text = cli("backup")
-    assert "NOT point-in-time consistent: standalone server" in text.stdout
+    # said once by status (and in every backup's JSON), not after every backup's text
+    assert "NOT point-in-time consistent: standalone server" in cli("status").stdout
 
 
 def test_backup_reads_pick_snapshots_and_read_preferences_by_topology(data, monkeypatch):
@@ -456,3 +456,25 @@ def test_backup_reads_pick_snapshots_and_read_preferences_by_topology(data, monk
     with mongoutil.backup_reads(old) as reads:
         assert reads.session is None and reads.read_preference == "secondaryPreferred"
         assert reads.consistency()["reason"] == "MongoDB older than 5.0: no snapshot reads"
+
+
+def test_weekly_cleanup_is_a_week_after_the_first_start_not_after_every_start(settings, data, root, services):
+    week = timedelta(days=7)
+    started = datetime.now(timezone.utc)
+    for _ in range(2):  # a dashboard started, stopped and started again
+        svc = SchedulerService(settings, interval=timedelta(hours=1), lease_seconds=2)
+        services.append(svc)
+        svc.start()
+        assert svc.is_active
+        job = svc._scheduler.get_job(scheduler.CLEANUP_JOB_ID)
+        assert job.next_run_time >= started + week - timedelta(seconds=5), job.next_run_time
+        assert job.next_run_time <= started + week + timedelta(seconds=30)
+        svc.stop()
+    # once a clean-up ran, the next one is a full period after it
+    scheduler.append_history(settings, scheduler.history_entry("cleanup", "weekly", started - timedelta(days=2),
+                                                                0.1, "ok"))
+    svc = SchedulerService(settings, interval=timedelta(hours=1), lease_seconds=2)
+    services.append(svc)
+    svc.start()
+    due = svc._scheduler.get_job(scheduler.CLEANUP_JOB_ID).next_run_time
+    assert abs((due - (started + timedelta(days=5))).total_seconds()) < 5

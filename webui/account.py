@@ -13,14 +13,15 @@ from __future__ import annotations
 import streamlit as st
 
 from backup_core import auth
-from webui import common
+from webui import session
+from webui.common import run_core
 
 CHANGED_KEY = "_account_password_changed"       # the Change password page says it worked
 FIRST_DONE_KEY = "_account_first_password_set"   # the page after the first-login form says it
 
 
 def _form(user, *, forced: bool) -> None:
-    settings = common.get_settings()
+    settings = session.get_settings()
     with st.columns([2, 3])[0], st.form("account_form", clear_on_submit=True):
         current = None if forced else st.text_input("Current password", type="password",
                                                     key="account_current")
@@ -36,15 +37,15 @@ def _form(user, *, forced: bool) -> None:
     if new != repeat:
         st.error("The two new passwords differ; type the same password twice.")
         return
-    changed = common.run_core(auth.change_password, settings, user, new, current)
+    changed = run_core(auth.change_password, settings, user, new, current)
     if changed is not None:
-        st.session_state[common.AUTH_KEY] = changed
+        st.session_state[session.AUTH_KEY] = changed
         st.session_state[FIRST_DONE_KEY if forced else CHANGED_KEY] = True
         st.rerun()
 
 
 def first_login_page() -> None:
-    user = common.current_user()
+    user = session.current_user()
     st.title("Choose your password")
     st.info(f"You logged in as **{user.name}** with the one-time password of the first start. "
             "Choose your own password to continue: the one-time password then stops working "
@@ -53,7 +54,7 @@ def first_login_page() -> None:
 
 
 def change_password_page() -> None:
-    user = common.require_login()
+    user = session.page_ui().user
     st.title("Change password")
     if st.session_state.pop(CHANGED_KEY, False):
         st.success("Your password was changed. Other sessions of this user have been logged out.")

@@ -1,8 +1,10 @@
-"""The Home page's "backups over time" charts (Altair, which ships with Streamlit).
+"""The "backups over time" and storage charts of Home and Browse (Altair, which ships with Streamlit).
 
 Times are shown in one stated time zone, 24-hour clock, on a real time axis
-whose domain is padded, so one backup is a point in a sensible hour rather
-than an axis of milliseconds. Vega-Lite would otherwise show times in the
+whose domain is padded in proportion to the backups' span (half an hour
+either side of a single backup, so it is a point in a sensible hour rather
+than an axis of milliseconds; a few minutes either side of backups minutes
+apart, so they do not pile up in the middle). Vega-Lite would otherwise show times in the
 browser's zone without saying which; here every time is converted to the
 zone named in the axis title and handed to Vega-Lite as UTC wall time with a
 UTC scale, so what the axis says is exactly what is drawn.
@@ -15,11 +17,14 @@ from datetime import datetime, timedelta, timezone, tzinfo
 import altair as alt
 import pandas as pd
 
+from backup_core.units import format_bytes as human_bytes
+
 # label each point only while labels stay readable
 MAX_LABELLED_POINTS = 24
 # the newest backups drawn at most (hourly backups kept for weeks would be a smear)
 MAX_POINTS = 500
-MIN_PAD = timedelta(minutes=30)
+SINGLE_PAD = timedelta(minutes=30)  # either side of a single backup
+MIN_PAD = timedelta(seconds=5)      # either side of several
 
 
 def _wall(dt: datetime, tz: tzinfo) -> datetime:
@@ -29,8 +34,6 @@ def _wall(dt: datetime, tz: tzinfo) -> datetime:
 
 def backups_frame(backups, tz: tzinfo) -> pd.DataFrame:
     """One row per backup, oldest first: wall time in ``tz``, size in KB, documents, labels."""
-    from webui.common import human_bytes
-
     rows = [{
         "when": _wall(b.created, tz),
         "time": b.created.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
@@ -45,9 +48,9 @@ def backups_frame(backups, tz: tzinfo) -> pd.DataFrame:
 
 
 def _domain(frame: pd.DataFrame) -> tuple[datetime, datetime]:
-    """The time axis: the backups' span, padded (half an hour at least, so one backup is one point)."""
+    """The time axis: the backups' span, padded by a twentieth of it (see the module docstring)."""
     first, last = frame["when"].min().to_pydatetime(), frame["when"].max().to_pydatetime()
-    pad = max(MIN_PAD, (last - first) * 0.05)
+    pad = SINGLE_PAD if last == first else max(MIN_PAD, (last - first) * 0.05)
     return first - pad, last + pad
 
 
@@ -69,7 +72,12 @@ def _time_axis(frame: pd.DataFrame, zone_label: str) -> alt.X:
     lo, hi = _domain(frame)
     first, last = frame["when"].min().to_pydatetime(), frame["when"].max().to_pydatetime()
     # a day or less: hours and minutes; longer: the date too (always 24 h, never AM/PM)
-    fmt = "%H:%M" if last - first <= timedelta(days=1) and first.date() == last.date() else "%d %b %H:%M"
+    if hi - lo <= timedelta(minutes=20):
+        fmt = "%H:%M:%S"  # backups seconds or minutes apart: ticks a minute apart would repeat a label
+    elif last - first <= timedelta(days=1) and first.date() == last.date():
+        fmt = "%H:%M"
+    else:
+        fmt = "%d %b %H:%M"
     # Measured in Chromium: a domain of epoch numbers, or formatType "utc", breaks the axis (no ticks,
     # or AM/PM labels); ISO strings and the utc scale alone label it in UTC, with our format.
     return alt.X("when:T", title=f"time ({zone_label})",
@@ -103,27 +111,35 @@ def size_and_documents(backups, tz: tzinfo, zone_label: str) -> tuple[alt.LayerC
             over_time(frame, zone_label, "documents", "documents", "documents_label", "#2ca02c"))
 
 
-def storage_frame(backups, tz: tzinfo) -> pd.DataFrame:
-    """Per backup, oldest first: its logical size (CSV before compression) and what it added to the store."""
-    from webui.common import human_bytes
+STORED = "in storage, in total (shared data and compression counted once)"
+LOGICAL = "as full copies, in total (what they would take without sharing)"
 
+
+def storage_frame(backups, tz: tzinfo) -> pd.DataFrame:
+    """After each backup, oldest first: what the listed backups up to it take in storage, and as full copies.
+
+    Both grow with every backup, so the gap between them is what sharing
+    unchanged data and compression save (a line per backup of what it alone
+    added would zig-zag between full and shared backups).
+    """
     rows = []
-    for b in backups:
-        for series, value in (("logical size", b.logical_bytes), ("stored (after sharing and compression)",
-                                                                   b.stored_bytes)):
+    stored = logical = 0
+    for b in sorted(backups, key=lambda b: (b.created, b.backup_id)):
+        stored += b.stored_bytes
+        logical += b.logical_bytes
+        for series, value in ((STORED, stored), (LOGICAL, logical)):
             rows.append({"when": _wall(b.created, tz), "time": b.created.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
                          "kb": round(value / 1024, 1), "size": human_bytes(value), "series": series,
                          "backup": b.backup_id, "trigger": b.trigger, "documents": b.total_documents})
-    frame = pd.DataFrame(rows, columns=["when", "time", "kb", "size", "series", "backup", "trigger", "documents"])
-    return frame.sort_values("when").reset_index(drop=True)
+    return pd.DataFrame(rows, columns=["when", "time", "kb", "size", "series", "backup", "trigger", "documents"])
 
 
 def storage_over_time(backups, tz: tzinfo, zone_label: str) -> alt.LayerChart:
-    """Two lines: how big each backup is, and how much it really added (unchanged collections are shared)."""
+    """Two rising lines: the total the backups take in storage, and the total as full copies."""
     frame = storage_frame(backups, tz)
     x = _time_axis(frame, zone_label)
     color = alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=0),
-                      scale=alt.Scale(range=["#9467bd", "#ff7f0e"]))
+                      scale=alt.Scale(domain=[STORED, LOGICAL], range=["#ff7f0e", "#9467bd"]))
     tooltip = [alt.Tooltip("time:N", title=f"time ({zone_label})"), alt.Tooltip("backup:N"),
                alt.Tooltip("series:N"), alt.Tooltip("size:N")]
     base = alt.Chart(frame).encode(x=x, y=alt.Y("kb:Q", title="KB", scale=alt.Scale(zero=True)), color=color,
@@ -136,8 +152,6 @@ def storage_over_time(backups, tz: tzinfo, zone_label: str) -> alt.LayerChart:
 
 def storage_by_collection(backups) -> pd.DataFrame:
     """Per collection, over the listed backups: logical bytes in all of them, bytes actually stored."""
-    from webui.common import human_bytes
-
     logical: dict[str, int] = {}
     stored: dict[str, int] = {}
     copies: dict[str, int] = {}

@@ -1,131 +1,135 @@
-"""The Restore page's model: compare once, preview, restore, undo; the page only draws.
+"""The Restore section's model: compare once, preview, restore, undo; the section (``sections/restore.py``) draws.
 
 A comparison is computed once per (backup, collections, key) and kept in the
 session as a ``StoredComparison`` (on disk); paging, filtering or any other
 click reads it back. It is computed again only when asked, after a restore,
 or when the live collections' document counts changed (``live_token``).
-Every call that changes data goes through ``open_operation``, so a failure
-to reach the database is on the audit record like any other.
+Every call that changes data checks the role first (``Ui.allowed`` is the
+section's check; ``auth.require_admin`` here is the model's own, so no path
+around the section changes data for a viewer) and goes through
+``open_operation``, so a failure to reach the database is on the audit
+record like any other. State lives under the ``Ui``'s key prefix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import streamlit as st
 
+from backup_core import auth
 from backup_core import undo as undo_log
 from backup_core.paged_compare import StoredComparison, live_token
-from backup_core.context import open_context, open_operation, open_store
+from backup_core.context import open_context, open_operation
 from backup_core.errors import UsageError
 from backup_core.restore import RestoreOptions, RestoreResult, plan_restore, restore_backup
 from backup_core.undo import RestoreRecord
+from webui.ui import Ui
 
-COMPARISON_KEY = "restore_comparison"
-PLAN_KEY = "restore_plan"
-LAST_KEY = "restore_last"
-
-# fields that name a document for people, in order of preference
-LABEL_FIELDS = ("name", "asset_id", "title", "label", "serial", "serial_number", "code", "email", "username",
-                "field", "value")
+SECTION = "restore"
 
 
-@dataclass
-class LastRestore:
-    result: RestoreResult
-    backup_id: str
-    collections: list[str]
-    undo_of: str | None = None  # this restore undid the restore of that backup
+class RestoreFlow:
+    """One Restore section's state and actions, for one ``Ui`` (user, settings, key prefix)."""
 
+    def __init__(self, ui: Ui) -> None:
+        self.ui = ui
+        self.settings = ui.settings
 
-def comparison(settings, backup_id: str, collections: list[str], key: str, *,
-               refresh: bool = False) -> StoredComparison | None:
-    """The session's comparison for this choice, computing it only when needed (None: not asked for yet)."""
-    signature = (backup_id, tuple(collections), key)
-    held = st.session_state.get(COMPARISON_KEY)
-    if held is not None and held[0] == signature and not refresh:
-        cmp: StoredComparison = held[1]
-        with open_context(settings) as ctx:
-            if live_token(ctx.db, list(cmp.collections)) == cmp.live_token:
-                return cmp
-        refresh = True  # documents were added or removed since: the old figures would mislead
-    if not refresh:
-        return None
-    if held is not None:
-        held[1].close()
-        st.session_state.pop(COMPARISON_KEY, None)
-    with open_context(settings) as ctx:
-        cmp = StoredComparison.compute(ctx.db, ctx.store, backup_id, collections, key)
-    st.session_state[COMPARISON_KEY] = (signature, cmp)
-    return cmp
+    # ---- compare
+    def comparison(self, backup_id: str, collections: list[str], key: str, *,
+                   refresh: bool = False) -> StoredComparison | None:
+        """The session's comparison for this choice, computed only when needed (None: not asked for yet)."""
+        signature = (backup_id, tuple(collections), key)
+        held = st.session_state.get(self.ui.k("restore_comparison"))
+        if held is not None and held[0] == signature and not refresh:
+            cmp: StoredComparison = held[1]
+            with open_context(self.settings) as ctx:
+                if live_token(ctx.db, list(cmp.collections)) == cmp.live_token:
+                    return cmp
+            refresh = True  # documents were added or removed since: the old figures would mislead
+        if not refresh:
+            return None
+        self.forget_comparison()
+        self.ui.clear_result(SECTION)  # a new look at the data: the last restore's banner is history
+        with open_context(self.settings) as ctx:
+            cmp = StoredComparison.compute(ctx.db, ctx.store, backup_id, collections, key)
+        st.session_state[self.ui.k("restore_comparison")] = (signature, cmp)
+        return cmp
 
+    def forget_comparison(self) -> None:
+        held = st.session_state.pop(self.ui.k("restore_comparison"), None)
+        if held is not None:
+            held[1].close()
+        st.session_state.pop(self.ui.k("restore_plan"), None)
 
-def forget_comparison() -> None:
-    held = st.session_state.pop(COMPARISON_KEY, None)
-    if held is not None:
-        held[1].close()
-    st.session_state.pop(PLAN_KEY, None)
+    # ---- preview, restore, undo
+    def preview(self, backup_id: str, options: RestoreOptions, signature: tuple) -> RestoreResult:
+        with open_operation(self.settings, "restore_dry_run",
+                            details={"backup_id": backup_id, "database": self.settings.db_name,
+                                     **options.audit_details()}) as ctx:
+            plan = plan_restore(ctx.db, ctx.store, backup_id, options)
+        self.ui.clear_result(SECTION)
+        st.session_state[self.ui.k("restore_plan")] = (signature, plan)
+        return plan
 
+    def plan(self, signature: tuple) -> RestoreResult | None:
+        """The dry run shown for exactly this choice (another choice: none)."""
+        held = st.session_state.get(self.ui.k("restore_plan"))
+        return held[1] if held is not None and held[0] == signature else None
 
-def preview(settings, backup_id: str, options: RestoreOptions) -> RestoreResult:
-    with open_operation(settings, "restore_dry_run",
-                        details={"backup_id": backup_id, "database": settings.db_name,
-                                 **options.audit_details()}) as ctx:
-        return plan_restore(ctx.db, ctx.store, backup_id, options)
+    def restore(self, backup_id: str, options: RestoreOptions,
+                progress: Callable[[str, int, int], None] | None = None) -> RestoreResult:
+        auth.require_admin(self.ui.user, "Restoring a backup")
+        with open_operation(self.settings, "restore",
+                            details={"backup_id": backup_id, "database": self.settings.db_name,
+                                     **options.audit_details()}) as ctx:
+            result = restore_backup(ctx.db, ctx.store, backup_id, options, progress=progress)
+        self.forget_comparison()  # live data changed: compare again
+        names = ", ".join(options.collections or result.collections)
+        self._done("success", f"Restored backup {backup_id} into {self.settings.db_name} ({names}) in "
+                   f"{result.duration_s:.1f} s. " + self._safety_text(result), result)
+        return result
 
+    def undo(self, record: RestoreRecord) -> RestoreResult:
+        """Undo ``record`` (the latest restore): restore its safety backup in replace mode, all of it.
 
-def restore(settings, backup_id: str, options: RestoreOptions,
-            progress: Callable[[str, int, int], None] | None = None) -> RestoreResult:
-    with open_operation(settings, "restore",
-                        details={"backup_id": backup_id, "database": settings.db_name,
-                                 **options.audit_details()}) as ctx:
-        result = restore_backup(ctx.db, ctx.store, backup_id, options, progress=progress)
-    forget_comparison()  # live data changed: compare again
-    st.session_state[LAST_KEY] = LastRestore(result, backup_id, list(options.collections or result.collections))
-    return result
+        The safety backup holds exactly the collections the restore changed (and
+        records those it created, which this removes again).
+        """
+        auth.require_admin(self.ui.user, "Undoing a restore")
+        latest = undo_log.latest_undoable(self.ui.store)
+        if latest is None or (latest.at, latest.safety_backup_id) != (record.at, record.safety_backup_id):
+            raise UsageError("that restore is no longer the latest one that can be undone (another restore or undo "
+                             "happened since): nothing was changed; look at the list again")
+        options = RestoreOptions(mode="replace", confirmed=True, user=self.ui.user.name)
+        result = self.restore(record.safety_backup_id, options)  # type: ignore[arg-type]
+        self._done("success", f"Undone: the data is back as it was before backup {record.backup_id} was restored "
+                   f"(restored its safety backup {record.safety_backup_id} in {result.duration_s:.1f} s). "
+                   + self._safety_text(result), result)
+        return result
 
+    def _done(self, kind: str, text: str, result: RestoreResult) -> None:
+        self.ui.keep_result(SECTION, kind, text, result, rerun=False)
+        st.session_state[self.ui.k("restore_clear_confirm")] = True  # no accidental second restore
 
-def undo(settings, record: RestoreRecord, user: str) -> RestoreResult:
-    """Undo ``record`` (the latest restore): restore its safety backup in replace mode, all of it.
+    @staticmethod
+    def _safety_text(result: RestoreResult) -> str:
+        return (f"Safety backup: **{result.safety_backup_id}**" if result.safety_backup_id
+                else "No safety backup was taken, so there is nothing to undo.")
 
-    The safety backup holds exactly the collections the restore changed (and
-    records those it created, which this removes again).
-    """
-    latest = undo_log.latest_undoable(open_store(settings))
-    if latest is None or (latest.at, latest.safety_backup_id) != (record.at, record.safety_backup_id):
-        raise UsageError("that restore is no longer the latest one that can be undone (another restore or undo "
-                         "happened since): nothing was changed; look at the list again")
-    options = RestoreOptions(mode="replace", confirmed=True, user=user)
-    result = restore(settings, record.safety_backup_id, options)  # type: ignore[arg-type]
-    st.session_state[LAST_KEY] = LastRestore(result, record.safety_backup_id, list(result.collections),  # type: ignore[arg-type]
-                                             undo_of=record.backup_id)
-    return result
+    def clear_confirmation_if_asked(self) -> None:
+        """After a restore: reset the confirmation widgets (before they are created in this run)."""
+        if st.session_state.pop(self.ui.k("restore_clear_confirm"), False):
+            # assigning (not deleting) also resets the value the browser holds for these widgets
+            for name, empty in (("restore_confirm_text", ""), ("restore_confirm_check", False),
+                                ("restore_allow_other_db", False), ("restore_allow_destructive", False)):
+                st.session_state[self.ui.k(name)] = empty
 
+    # ---- history
+    def recent_restores(self, limit: int = 10) -> list[RestoreRecord]:
+        """The newest restores of this backup root (every session and host), each with its safety backup."""
+        return undo_log.recent_restores(self.ui.store, limit=limit)
 
-def last_restore() -> LastRestore | None:
-    """This session's last restore or undo, with its counts."""
-    return st.session_state.get(LAST_KEY)
-
-
-def recent_restores(settings, limit: int = 10) -> list[RestoreRecord]:
-    """The newest restores of this backup root (every session and host), each with its safety backup."""
-    return undo_log.recent_restores(open_store(settings), limit=limit)
-
-
-def latest_undoable(settings) -> RestoreRecord | None:
-    return undo_log.latest_undoable(open_store(settings))
-
-
-def document_label(doc: Any) -> str:
-    """A field that names a document for people (e.g. its name or asset id), or ''."""
-    if not isinstance(doc, dict):
-        return ""
-    for name in LABEL_FIELDS:
-        value = doc.get(name)
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
-            return f"{name}: {value}"
-    for name, value in doc.items():
-        if name != "_id" and isinstance(value, str) and 0 < len(value) <= 60:
-            return f"{name}: {value}"
-    return ""
+    def latest_undoable(self) -> RestoreRecord | None:
+        return undo_log.latest_undoable(self.ui.store)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 
 from .. import notify
 from ..errors import BackupError, StorageError, UsageError
 from ..scheduler import SchedulerService, auto_backup_check, load_config, save_config, scheduler_status
-from ..timeutil import parse_duration
+from ..timeutil import format_duration, parse_duration
 
 
 class NotDelivered(BackupError):
@@ -63,6 +64,31 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def interval_text(hours: float) -> str:
+    """``0.1 h (6m 0s)``: hours as the dashboard and ``--set-interval`` say them, and the clock time."""
+    return f"{round(hours, 3):g} h ({format_duration(hours * 3600)})"
+
+
+@dataclass
+class Stopped:
+    """What the foreground scheduler prints when it has stopped."""
+
+    interval_hours: float
+    last_run: dict | None
+
+    def to_json(self) -> dict:
+        return {"stopped": True, "interval_hours": self.interval_hours, "last_run": self.last_run}
+
+    def to_text(self) -> str:
+        last = self.last_run
+        if not last:
+            return "scheduler stopped (no scheduled backup has run yet)"
+        outcome = last.get("outcome")
+        what = (f"backup {last.get('backup_id')}" if outcome == "ok"
+                else f"{outcome}{': ' + str(last.get('error')) if last.get('error') else ''}")
+        return f"scheduler stopped; last backup run at {last.get('started_at')}: {what}"
+
+
 def run(args, settings):
     if args.test_notify:
         result = notify.send_test(settings)
@@ -97,7 +123,7 @@ def run(args, settings):
 
     def on_state(state, info):
         if state == "active":
-            _say(f"scheduler active: backing up {info['database']} every {info['interval_hours'] * 3600:g}s "
+            _say(f"scheduler active: backing up {info['database']} every {interval_text(info['interval_hours'])} "
                  f"into {info['root']} (fencing token {info.get('token')})")
         elif state == "standby":
             holder = info.get("holder") or {}
@@ -122,4 +148,4 @@ def run(args, settings):
         if server is not None:
             server.close()
     status = scheduler_status(settings)
-    return {"stopped": True, "interval_hours": status["interval_hours"], "last_run": status["last_run"]}
+    return Stopped(status["interval_hours"], status["last_run"])

@@ -8,7 +8,9 @@
 - ``runs``: one scheduled backup, one clean-up, the "back up if due" check;
 - ``archive_rules``: archive rules run after each scheduled backup, and the archives waiting for an
   admin's confirmation (collection ``archive_pending``);
-- ``service``: the APScheduler service that competes for the lease and runs the jobs.
+- ``service``: the APScheduler service that competes for the lease and runs the jobs;
+- ``status``: the state and health every front-end shows (``SchedulerStatus``), and the schedule
+  as a person types it, checked.
 
 Everything the schedulers of several hosts must agree on is in the metadata
 database (``settings.meta_db``): collections ``scheduler_lease``,
@@ -29,6 +31,7 @@ from .runs import (BACKUP_LOCK_TIMEOUT, SCHEDULER_USER, auto_backup_check, push_
                    run_cleanup_now, run_scheduled_backup)
 from .service import (BACKUP_JOB_ID, CLEANUP_EVERY, CLEANUP_JOB_ID, SchedulerService, ensure_scheduler,
                       reload_config)
+from .status import LastRun, SchedulerStatus, build_status, schedule_from_form, status_of
 
 __all__ = ["MAX_INTERVAL_HOURS", "MIN_INTERVAL_HOURS", "ScheduleConfig", "load_config", "save_config",
            "load_retention_policy", "save_retention_policy", "effective_policy", "push_to_mirror",
@@ -37,4 +40,5 @@ __all__ = ["MAX_INTERVAL_HOURS", "MIN_INTERVAL_HOURS", "ScheduleConfig", "load_c
            "BACKUP_LOCK_TIMEOUT", "SCHEDULER_USER", "auto_backup_check", "run_cleanup", "run_cleanup_now",
            "run_scheduled_backup", "BACKUP_JOB_ID", "CLEANUP_EVERY", "CLEANUP_JOB_ID", "SchedulerService",
            "ensure_scheduler", "reload_config", "PendingArchive", "archive_rules", "save_archive_rules",
-           "run_archive_rules", "prepare_archive", "pending_archives", "confirm_archive", "dismiss_archive"]
+           "run_archive_rules", "prepare_archive", "pending_archives", "confirm_archive", "dismiss_archive",
+           "LastRun", "SchedulerStatus", "build_status", "schedule_from_form", "status_of"]

@@ -29,7 +29,7 @@ from pymongo.database import Database
 from ..config import Settings
 from ..errors import DatabaseUnavailable
 from ..locks import owner_record
-from ..timeutil import iso, parse_iso
+from ..timeutil import iso, parse_iso, utc_now
 from .config import ScheduleConfig, read_config
 from .lease import holder_view, is_live, read_lease
 from .metadb import HISTORY, STATS, Scope, as_settings, meta, scope_of
@@ -130,6 +130,21 @@ def run_history(settings: "Settings | str | Path", limit: int = 50, **query: Any
 def last_run(settings: Settings, **query: Any) -> dict | None:
     runs = run_history(settings, 1, **query)
     return runs[0] if runs else None
+
+
+def cleanup_anchor(settings: Settings, trigger: str = "weekly") -> datetime | None:
+    """When the periodic clean-up of this scope counts from: its last run, or else the first time a
+    scheduler asked (recorded then, in ``scheduler_stats``), so that starting a scheduler again and
+    again never runs a "weekly" clean-up each time. Raises ``DatabaseUnavailable``."""
+    scope = scope_of(settings)
+    with meta(settings, "reading the clean-up schedule") as db:
+        last = _runs(db, scope, 1, {"kind": "cleanup", "trigger": trigger})
+        if last and parse_iso(last[0].get("started_at")):
+            return parse_iso(last[0]["started_at"])
+        # $min keeps the first value ever written: the scope's clean-up period starts once
+        db[STATS].update_one({"_id": scope.id}, {"$min": {"cleanup_since": iso(utc_now())}}, upsert=True)
+        doc = db[STATS].find_one({"_id": scope.id}, {"cleanup_since": 1}) or {}
+    return parse_iso(doc.get("cleanup_since"))
 
 
 def _unix(text) -> float | None:

@@ -55,7 +55,7 @@ from ..errors import BackupError, DatabaseUnavailable, UsageError
 from ..testseam import checkpoint
 from ..timeutil import iso, parse_iso, utc_now
 from .config import ScheduleConfig, load_config
-from .history import append_history, history_entry, last_run
+from .history import append_history, cleanup_anchor, history_entry
 from .lease import Lease, LeaseLost, MongoLease
 from .runs import SCHEDULER_USER, current_config, failure_kind, run_cleanup, run_scheduled_backup
 
@@ -357,8 +357,10 @@ class SchedulerService:
         self._write_state()
 
     def _schedule_cleanup(self) -> None:
+        # a full period after the last clean-up, or after the first scheduler start ever: never "soon after
+        # every start"
         self._schedule_periodic(_cleanup_job, CLEANUP_JOB_ID, "weekly clean-up", self.cleanup_every,
-                                timedelta(seconds=60), kind="cleanup", trigger="weekly")
+                                timedelta(seconds=60), kind="cleanup", trigger="weekly", anchor=cleanup_anchor)
 
     def _unschedule(self, job_id: str) -> None:
         sched = self._scheduler
@@ -375,18 +377,22 @@ class SchedulerService:
                                 DRILL_DELAY, kind="drill", trigger="scheduled")
 
     def _schedule_periodic(self, job: Callable[[str], None], job_id: str, name: str, every: timedelta,
-                           delay: timedelta, *, kind: str, trigger: str) -> None:
+                           delay: timedelta, *, kind: str, trigger: str,
+                           anchor: Callable[[Settings], object] | None = None) -> None:
         """Run ``job`` every ``every``, continuing the cadence of its last run in the history (whoever ran it),
-        at the earliest ``delay`` from now."""
+        or of ``anchor(settings)`` (when the cadence counts from), at the earliest ``delay`` from now: one
+        that is overdue runs ``delay`` from now."""
         sched = self._scheduler
         if sched is None:
             return
         first = utc_now() + min(delay, every)
         try:
-            entry = last_run(self.settings, kind=kind, trigger=trigger)
+            if anchor is not None:
+                last = anchor(self.settings)
+            else:
+                last = parse_iso((last_run(self.settings, kind=kind, trigger=trigger) or {}).get("started_at"))
         except DatabaseUnavailable:
-            entry = None
-        last = parse_iso((entry or {}).get("started_at"))
+            last = None
         if last and last + every > first:
             first = last + every
         sched.add_job(job, IntervalTrigger(seconds=every.total_seconds(), start_date=first, timezone=timezone.utc),

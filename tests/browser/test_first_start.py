@@ -265,7 +265,7 @@ def _story(page, url: str, data_dir: Path, one_time: str) -> None:
 
         # compare the first backup with live data, restore it, undo
         _go(page, "Restore")
-        _choose(page, "Backup", re.compile(r"manual — 195 docs"))  # the first manual backup
+        _choose(page, "Backup", re.compile(r"manual · 195 docs"))  # the first manual backup
         page.get_by_role("button", name="Compare with live data").click()
         page.get_by_text("Compared at").wait_for()
         _wait_idle(page)
@@ -294,7 +294,7 @@ def _story(page, url: str, data_dir: Path, one_time: str) -> None:
     # browse the CJK collection of the second manual backup (the newest ones are the restore's safety
     # backups): table, then JSON
     _go(page, "Browse Backups")
-    _choose(page, "Backup", re.compile(r"manual — 197 docs"))
+    _choose(page, "Backup", re.compile(r"manual · 197 docs"))
     _choose(page, "Collection", re.compile(CJK_COLLECTION))
     page.get_by_text("Documents 1–2 of 2").wait_for()
     _shot_as(page, "08_browse_cjk_table")
@@ -308,12 +308,15 @@ def _story(page, url: str, data_dir: Path, one_time: str) -> None:
     _go(page, "Audit Log")
     page.get_by_role("heading", name="Entry").wait_for()
     _wait_idle(page)
-    # selecting the third row of the table shows that entry in full below it
-    newest = int(re.search(r"head seq (\d+)", page.get_by_text("Hash chain intact").inner_text()).group(1))
+    # selecting the third row of the table (one row per operation) shows its entries in full below it
+    from backup_core import audit
+    from backup_core.audit_operations import operations
+
+    third = operations(audit.read(data_dir.parent / "backups", None))[2]
     grid = page.locator('[data-testid="stDataFrame"]').first
     grid.click(position={"x": 15, "y": 35 * 3 + 17})  # the selection column of row 3 (row 0: header)
     _wait_idle(page)
-    page.get_by_text(f"seq: {newest - 2}", exact=True).wait_for()
+    page.get_by_text(f"seq: {third.seq}", exact=True).wait_for()
     _shot_as(page, "10_audit_log")
 
     _go(page, "Auto Backup")

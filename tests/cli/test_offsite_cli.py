@@ -39,7 +39,8 @@ def test_encrypted_backups_on_s3_from_the_command_line(cli, cli_env, db, s3_root
     # without the key: listed as locked, verify and restore refuse naming the fingerprint, exit 10
     blind = {"BACKUP_KEY_FILE": ""}
     listing = one_json(run("list", "--json", **blind))
-    assert listing["backups"] == [] and listing["locked"][0]["key_fingerprint"] == fp
+    assert [(b["backup_id"], b["locked"]) for b in listing["backups"]] == [(backup["backup_id"], True)]
+    assert listing["locked"][0]["key_fingerprint"] == fp
     for args in (("verify", backup["backup_id"]), ("restore", backup["backup_id"], "--mode", "replace", "--yes"),
                  ("compare", backup["backup_id"])):
         proc = run(*args, **blind)

@@ -108,3 +108,10 @@ def frame_with(at: AppTest, column: str):
         if column in df.value.columns:
             return df.value
     raise AssertionError(f"no dataframe with a column {column!r}")
+
+
+def forged_click(at: AppTest, button) -> AppTest:
+    """Click ``button`` even if it is disabled: what a hand-made websocket message can do, which the
+    browser's disabled button does not prevent. The server must refuse on its own."""
+    button._value = True  # AppTest's click() refuses disabled widgets, as a browser does
+    return at.run()

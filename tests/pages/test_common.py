@@ -50,13 +50,27 @@ def _admin_gate_app():
     import streamlit as st
 
     from backup_core.auth import User
-    from webui import common
+    from backup_core.config import Settings
+    from webui.ui import Ui
 
-    st.session_state["auth_user"] = User("vic", "viewer")
-    st.write("allowed" if common.require_admin("Restoring") else "refused")
+    for role in ("viewer", "admin"):
+        st.write("allowed" if Ui(User("vic", role), Settings.load()).allowed("Restoring") else "refused")
 
 
-def test_require_admin_refuses_viewer():
+def test_an_action_asks_the_role_where_it_runs():
     at = AppTest.from_function(_admin_gate_app, default_timeout=30).run()
-    assert at.markdown[0].value == "refused"
-    assert "Restoring needs the admin role" in at.error[0].value
+    assert [m.value for m in at.markdown] == ["refused", "allowed"]
+    assert at.error[0].value.startswith("Restoring needs the admin role; vic (viewer) can only look")
+    assert len(at.error) == 1
+
+
+def test_keys_are_namespaced_by_the_prefix():
+    from backup_core.auth import User
+    from backup_core.config import Settings
+    from webui.ui import Ui
+
+    settings = Settings(uri=None, db_name="d", backup_root="/tmp/x", data_dir="/tmp/d", user="someone")
+    assert Ui(User("ann", "admin"), settings).k("restore_run_btn") == "restore_run_btn"
+    host = Ui(User("ann", "admin"), settings, prefix="backup")
+    assert host.k("restore_run_btn") == "backup-restore_run_btn"
+    assert host.settings.user == "ann"  # every audit entry names the user the UI is drawn for

@@ -100,7 +100,11 @@ def test_demo_admin_is_created_only_for_the_embedded_demo(make_app, page_env, mo
     assert auth.initial_password_path(_settings(page_env)).is_file()  # the one-time password instead
 
     monkeypatch.setenv("BACKUP_ROOT", str(tmp_path / "fresh-root"))  # a fresh start ...
-    monkeypatch.delenv("MONGODB_URI")  # ... of the embedded demo (the login page does not start the server)
+    monkeypatch.delenv("MONGODB_URI")  # ... of the embedded demo
+    from webui import login
+
+    started = []  # the login page starts the server in the background (test_daily_use); not here
+    monkeypatch.setattr(login, "_start_embedded", lambda data_dir, db_name: started.append(data_dir))
     at = run_page(make_app(role=None))
     assert not at.exception
     assert any("created the user **admin**" in i.value for i in at.info)
@@ -137,8 +141,8 @@ def test_a_demoted_user_can_no_longer_restore_at_the_next_rerun(seeded, make_app
     assert not at.exception, at.exception
     assert at.session_state["auth_user"].role == "viewer"
     assert not _restore_offered(at)
-    assert any("Restoring or uploading backups needs the admin role; alice (viewer)" in e.value
-               for e in at.error)
+    assert any("Restoring needs the admin role; alice (viewer) can compare but not restore" in i.value
+               for i in at.info)
     assert [t.value for t in at.toast] == ["Your role is now viewer."]
 
     set_password(settings, "alice", PW, role="admin")  # promoted again

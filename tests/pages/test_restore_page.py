@@ -35,7 +35,7 @@ def change_live(db) -> None:
 def test_page_renders_without_backups(open_page, restore_env):
     at = open_page()
     assert not at.exception
-    assert "no backups yet" in texts(at, "info").lower()
+    assert "no readable backups yet" in texts(at, "info").lower()
 
 
 def test_compare_shows_changes_and_fields(open_page, restore_env, backed_up, db):
@@ -51,7 +51,7 @@ def test_compare_shows_changes_and_fields(open_page, restore_env, backed_up, db)
     by_status = {s: g for s, g in records.groupby("status")}
     changed = by_status["changed"]  # statuses are shown as words: "only in backup", ...
     assert list(changed["field"]) == ["qty"]
-    assert list(changed["backup"]) == ["20"] and list(changed["live"]) == ["999"]
+    assert list(changed["backup"]) == ["20 (int)"] and list(changed["live"]) == ["999 (int)"]
     assert set(by_status) == {"changed", "only in backup", "only in live"}
 
     # filter by status and by text
@@ -103,7 +103,7 @@ def test_replace_restore_needs_typed_name_then_undo(open_page, restore_env, back
     assert db["Equipment"].find_one({"_id": 2})["qty"] == 999
     assert db["Equipment"].find_one({"_id": 3}) is None
     assert db["Equipment"].find_one({"_id": 100})["name"] == "new since backup"
-    assert "Undone" in texts(at, "info")
+    assert "Undone" in texts(at, "success")
 
 
 def test_undo_removes_a_collection_the_restore_created(open_page, restore_env, backed_up, db, db_name, root):
@@ -116,7 +116,7 @@ def test_undo_removes_a_collection_the_restore_created(open_page, restore_env, b
     at.button(key="restore_undo_btn").click().run()
     assert not at.exception and not at.error, texts(at, "error")
     assert "Equipment_select_options" not in db.list_collection_names()
-    assert "Undone" in texts(at, "info")
+    assert "Undone" in texts(at, "success")
 
     # the safety backup, picked on the page, offers the created collection as one to remove
     safety = next(b for b in LocalStore(root).list_backups() if b.trigger == "safety"
@@ -147,7 +147,7 @@ def test_viewer_can_compare_but_not_restore(open_page, restore_env, backed_up, d
     at.button(key="restore_compare_btn").click().run()
     assert not at.exception, at.exception
     assert len(at.dataframe) >= 2
-    assert "admin role" in texts(at, "error")
+    assert "admin role" in texts(at, "info") and not at.error
     keys = {b.key for b in at.button}
     assert "restore_run_btn" not in keys and "restore_preview_btn" not in keys
     assert not at.file_uploader
@@ -284,9 +284,9 @@ def test_safety_backups_are_hidden_and_listed_next_to_their_restore(open_page, r
     at = open_page()
     _restore_replace(at, db_name)
     safety = next(b.backup_id for b in LocalStore(root).list_backups() if b.trigger == "safety")
-    options = at.selectbox(key="restore_backup").options  # labels: "<id> — manual — 11 docs — just now"
+    options = at.selectbox(key="restore_backup").options  # labels: "<id> · <local time> · manual · 11 docs"
     assert [o.split(" ")[0] for o in options] == [backed_up]  # the safety backup is not in the list
-    assert "1 backup not listed by the choice above" in texts(at, "caption")
+    assert "1 safety backup (taken by restores before they changed data) not listed" in texts(at, "caption")
     recent = _frame(at, "safety backup")
     assert list(recent["restored backup"]) == [backed_up] and list(recent["safety backup"]) == [safety]
     assert list(recent["undo"]) == ["possible"]
@@ -306,7 +306,7 @@ def test_undo_stays_available_in_a_new_session_and_only_for_the_latest(open_page
     undo.click().run()
     assert not at.exception and not at.error, texts(at, "error")
     assert db["Equipment"].find_one({"_id": 100})["name"] == "new since backup"
-    assert "Undone" in texts(at, "info")
+    assert "Undone" in texts(at, "success")
     recent = _frame(at, "safety backup")
     assert len(recent) == 2 and recent["undo"].iloc[1].startswith("undone ")
     assert "itself an undo" in texts(at, "caption")  # undoing again would redo: said before the click
@@ -370,3 +370,29 @@ def test_restore_progress_bar_shows_each_phase_with_rate_and_time_left():
     assert not any("450" in t for t in texts)
     assert texts[-2] == "writing · starting"
     assert element.drawn[-1][0] == 1.0 and element.drawn[-1][1].startswith("writing · 1,000 / 1,000 documents (100 %)")
+
+
+def _viewer_calls_the_model(backup_id: str):
+    import streamlit as st
+
+    from backup_core.auth import User
+    from backup_core.config import Settings
+    from backup_core.restore import RestoreOptions
+    from webui.common import run_core
+    from webui.restore_flow import RestoreFlow
+    from webui.ui import Ui
+
+    flow = RestoreFlow(Ui(User("vic", "viewer"), Settings.load()))
+    result = run_core(flow.restore, backup_id, RestoreOptions(mode="replace", confirmed=True, user="vic"))
+    st.write(f"result: {result}")
+
+
+def test_the_restore_model_refuses_a_viewer_whatever_the_widgets_do(restore_env, backed_up, db):
+    from streamlit.testing.v1 import AppTest
+
+    change_live(db)
+    at = AppTest.from_function(_viewer_calls_the_model, args=(backed_up,), default_timeout=30).run()
+    assert not at.exception, at.exception
+    assert "Restoring a backup needs the admin role" in texts(at, "error")
+    assert at.markdown[0].value == "result: None"
+    assert db["Equipment"].find_one({"_id": 2})["qty"] == 999  # nothing restored
