@@ -1,8 +1,10 @@
 """Creating a backup: stream each collection to a CSV file, manifest last, atomic commit.
 
 Each collection is read once with a cursor (``sort _id``, raw BSON) and
-written as one data object by ``store.writer.BackupWriter.write_part`` (spill file, then rows); memory stays
-bounded by one batch. The manifest is written last, once every data object
+written by ``store.incremental.write_collection``: the documents that
+changed since the previous backup of the collection, or a full copy (spill
+file, then rows; see that module for when); memory stays bounded by one
+batch and a few bytes per document. The manifest is written last, once every data object
 is stored, which makes the backup visible at once (docs/FORMAT.md). ``create_backup`` runs inside an audited, locked
 operation (``operation.py``).
 
@@ -27,6 +29,7 @@ from .jobs import default_jobs, run_jobs
 from .mongoutil import backup_reads, index_specs, json_dialect, raw_collection, translate_errors
 from .operation import operation
 from .store import BackupWriter, Store, day_for
+from .store.incremental import find_base, write_collection
 from .swapin import user_collections
 from .timeutil import iso, utc_now
 
@@ -256,8 +259,14 @@ def _backup_collection(db: Database, name: str, coll_options: dict, writer: Back
 
     if progress:
         progress(name, 0, expected)
-    # unchanged since an earlier backup: the repository holds the object already and shares it
-    part = writer.write_part(name, "full", docs(), compress=compress, progress=report)
+    if query is not None:  # a subset (an archive): a full copy of what matches, never a base for others
+        part = writer.write_part(name, "full", docs(), compress=compress, progress=report)
+        entry = {"count": part.count, "parts": [part]}
+    else:
+        # only what changed since the previous backup of the collection, when that is small (see
+        # store/incremental.py); data the repository holds already is shared, never stored again
+        base = find_base(writer.repo, db.name, name, compress=compress)
+        entry = write_collection(writer, name, docs(), compress=compress, base=base, progress=report)
     if progress:
-        progress(name, part.count, part.count)
-    return {"count": part.count, "parts": [part], "indexes": index_specs(coll), "options": json_dialect(coll_options)}
+        progress(name, entry["count"], entry["count"])
+    return {**entry, "indexes": index_specs(coll), "options": json_dialect(coll_options)}

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import itertools
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 from . import codec
 from .errors import UsageError
 from .operation import operation
-from .store import BackupInfo, Store
+from .store import BackupInfo, Store, view_name
 
 MAX_PAGE_SIZE = 500
 
@@ -82,14 +84,74 @@ def table_rows(items: list[dict]) -> list[dict]:
     return [{k: display_value(v) for k, v in doc.items()} for doc in items]
 
 
+def download_name(info: BackupInfo, collection: str) -> str:
+    """The file name a collection's CSV download gets (the plain CSV of all its documents)."""
+    if info.manifest.format_version < 3:
+        return info.collection(collection).file.removesuffix(".gz")
+    return view_name(collection, "full", False)
+
+
 def csv_download(store: Store, info: BackupInfo, collection: str) -> tuple[str, bytes]:
-    """(file name, plain CSV bytes) of one collection; a compressed file is served uncompressed."""
+    """(file name, plain CSV bytes) of one collection as this backup holds it: its full copy, or, for an
+    incremental backup, its documents resolved from the full copy and the steps after it, encoded as one
+    CSV (the same encoding, so the file restores exactly); a compressed file is served uncompressed."""
     entry = info.collection(collection)
+    name = download_name(info, collection)
+    if entry.incremental:
+        import tempfile
+
+        from .store.csvfile import write_csv
+
+        out = io.BytesIO()
+        with tempfile.TemporaryDirectory(prefix="backup-download-") as tmp:
+            write_csv(store.iter_documents(info, collection), out, Path(tmp) / "spill", compress=False)
+        return name, out.getvalue()
     with store.open_file(info, collection) as fh:
         data = fh.read()
+        fh.finish()
     if entry.compressed:
         data = gzip.decompress(data)
-    return entry.file.removesuffix(".gz"), data
+    return name, data
+
+
+@dataclass
+class Changes:
+    """One collection's increment: counts, and the first documents and ``_id``s (JSON dialect)."""
+
+    changed: int
+    deleted: int
+    documents: list[dict] = field(default_factory=list)
+    deleted_ids: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"changed": self.changed, "deleted": self.deleted, "documents": self.documents,
+                "deleted_ids": self.deleted_ids}
+
+
+def changes_since_previous(store: Store, info: BackupInfo, collection: str, limit: int = 25) -> Changes | None:
+    """What one collection's increment holds ("what changed since the previous backup"): the new or
+    different documents and the ``_id``s that are gone (at most ``limit`` of each); None when the backup
+    holds a full copy."""
+    entry = info.collection(collection)
+    if not entry.incremental:
+        return None
+    changes, deleted = entry.own_parts()
+
+    def first(part) -> list[dict]:
+        with contextlib.closing(store.part_documents(info, part)) as raws:
+            return [json.loads(codec.to_json_text(raw)) for raw in itertools.islice(raws, limit)]
+
+    return Changes(changes.count, deleted.count, first(changes), [d.get("_id") for d in first(deleted)])
+
+
+def stored_as(info: BackupInfo, collection: str) -> str:
+    """How a collection is stored, for people: a full copy, or an increment on one."""
+    entry = info.collection(collection)
+    if not entry.incremental:
+        return "full copy"
+    changes, deleted = entry.own_parts()
+    return (f"increment: {changes.count} new or changed, {deleted.count} deleted "
+            f"(step {(len(entry.parts) - 1) // 2} after a full copy)")
 
 
 def delete_backup(store: Store, backup_id: str, *, user: str) -> BackupInfo:

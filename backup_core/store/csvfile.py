@@ -1,8 +1,9 @@
 """The CSV data file of one collection: writing it from raw BSON, reading its rows back.
 
 Writing (``write_csv``): the documents are read once from the database; the
-first pass spills the raw BSON to a scratch file while the codec learns the
-columns and their types, the second pass reads the spill file and writes the
+first pass (``Spill``) spills the raw BSON to a scratch file while the codec
+learns the columns and their types, the second pass (``encode_csv``) reads the
+spill file (all of it, or the documents a selection marks) and writes the
 rows. Memory stays bounded by one batch, never one collection, and the CSV
 reflects exactly the documents that were read. The bytes are hashed and
 counted as they are written (gzip with ``mtime=0`` and no name, so equal
@@ -68,31 +69,74 @@ class WrittenFile:
     plain_bytes: int = -1  # the CSV text's size before compression
 
 
-@contextlib.contextmanager
-def _spill_writer(path: Path, key) -> Iterator[BinaryIO]:
-    with path.open("wb", buffering=1 << 20) as fh:
-        if key is None:
-            yield fh
-            return
-        from .crypto import EncryptingWriter
+class Spill:
+    """Raw documents spilled to a scratch file while the columns are learned: the first of two passes.
 
-        enc = EncryptingWriter(fh, key)
-        out = io.BufferedWriter(enc, 1 << 20)
-        yield out  # type: ignore[misc]
-        out.flush()
-        enc.close()
+    ``add`` writes a document and teaches ``builder`` its fields; ``documents``
+    reads them back in order, all or those whose position ``select`` marks
+    (a ``bytearray``, 1 = keep). With ``key`` (a ``crypto.Key``) the file is
+    encrypted. The file is removed by ``close``.
+    """
 
-
-def _iter_spill(path: Path, key=None) -> Iterator[bytes]:
-    with path.open("rb", buffering=1 << 20) as raw:
-        fh: BinaryIO = raw
+    def __init__(self, path: Path, key=None) -> None:
+        self.path, self.key = path, key
+        self.builder = codec.SchemaBuilder()
+        self.count = 0
+        self._raw = path.open("xb", buffering=0)
+        self._enc = None
+        out: BinaryIO = self._raw  # type: ignore[assignment]
         if key is not None:
-            from .crypto import DecryptingReader, Keyring
+            from .crypto import EncryptingWriter
 
-            fh = io.BufferedReader(DecryptingReader(raw, Keyring(key), "a spill file"), 1 << 20)  # type: ignore[arg-type]
-        while head := fh.read(4):
-            n = _LEN.unpack(head)[0]
-            yield head + fh.read(n - 4)
+            self._enc = EncryptingWriter(self._raw, key)
+            out = self._enc  # type: ignore[assignment]
+        self._out: BinaryIO | None = io.BufferedWriter(out, 1 << 20)  # type: ignore[arg-type]
+
+    def add(self, raw: bytes) -> None:
+        self.builder.add(raw)
+        self._out.write(raw)  # type: ignore[union-attr]
+        self.count += 1
+
+    def finish(self) -> None:
+        """No more documents: flush the file (``documents`` may then read it)."""
+        if self._out is not None:
+            out, self._out = self._out, None
+            out.flush()
+            if self._enc is not None:
+                self._enc.close()
+            self._raw.close()
+
+    def schema(self) -> codec.Schema:
+        return self.builder.build()
+
+    def documents(self, select: bytearray | None = None) -> Iterator[bytes]:
+        self.finish()
+        with self.path.open("rb", buffering=1 << 20) as raw:
+            fh: BinaryIO = raw
+            if self.key is not None:
+                from .crypto import DecryptingReader, Keyring
+
+                fh = io.BufferedReader(DecryptingReader(raw, Keyring(self.key), "a spill file"), 1 << 20)  # type: ignore[arg-type]
+            position = 0
+            while head := fh.read(4):
+                n = _LEN.unpack(head)[0]
+                doc = head + fh.read(n - 4)
+                if select is None or select[position]:
+                    yield doc
+                position += 1
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.finish()
+        with contextlib.suppress(Exception):
+            self._raw.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "Spill":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def write_csv(docs: Iterable[bytes], out: BinaryIO, spill_path: Path, *, compress: bool,
@@ -102,51 +146,52 @@ def write_csv(docs: Iterable[bytes], out: BinaryIO, spill_path: Path, *, compres
     ``progress(steps)`` counts one step per document read and one per row written. With
     ``spill_key`` (a ``crypto.Key``) the raw documents spilled to ``spill_path`` are encrypted.
     """
-    builder = codec.SchemaBuilder()
+    with Spill(spill_path, spill_key) as spill:
+        for raw in docs:
+            spill.add(raw)
+            if progress and spill.count % PROGRESS_EVERY == 0:
+                progress(spill.count)
+        return encode_csv(spill.documents(), spill.schema(), out, compress=compress, progress=progress,
+                          done_before=spill.count)
+
+
+def encode_csv(docs: Iterable[bytes], schema: codec.Schema, out: BinaryIO, *, compress: bool,
+               progress: Callable[[int], None] | None = None, done_before: int = 0) -> WrittenFile:
+    """The second pass: the header of ``schema``, then one row per document, to ``out`` (left open),
+    counted and hashed as written (gzip with ``mtime=0``: equal content, equal bytes)."""
+    encoder = codec.RowEncoder(schema)
+    hasher = CountingWriter(out, sha256=True)
+    buffered = io.BufferedWriter(hasher, 1 << 20)
+    gz = gzip.GzipFile(filename="", mode="wb", fileobj=buffered, mtime=0) if compress else None
+    counted = CountingWriter(gz) if gz is not None else None  # the CSV text's size before gzip
+    plain = io.BufferedWriter(counted, 1 << 20) if counted is not None else None
+    text = io.TextIOWrapper(plain or buffered, encoding="utf-8", newline="")
     count = 0
     try:
-        with _spill_writer(spill_path, spill_key) as spill:
-            for raw in docs:
-                builder.add(raw)
-                spill.write(raw)
-                count += 1
-                if progress and count % PROGRESS_EVERY == 0:
-                    progress(count)
-        schema = builder.build()
-        encoder = codec.RowEncoder(schema)
-        hasher = CountingWriter(out, sha256=True)
-        buffered = io.BufferedWriter(hasher, 1 << 20)
-        gz = gzip.GzipFile(filename="", mode="wb", fileobj=buffered, mtime=0) if compress else None
-        counted = CountingWriter(gz) if gz is not None else None  # the CSV text's size before gzip
-        plain = io.BufferedWriter(counted, 1 << 20) if counted is not None else None
-        text = io.TextIOWrapper(plain or buffered, encoding="utf-8", newline="")
-        try:
-            writer = csv.writer(text)
-            writer.writerow(schema.header())
-            for done, raw in enumerate(_iter_spill(spill_path, spill_key), 1):
-                writer.writerow(encoder.encode(raw))
-                if progress and done % PROGRESS_EVERY == 0:
-                    progress(count + done)
-            text.flush()
-            text.detach()
-            plain_bytes = -1
-            if gz is not None:
-                plain.flush()  # type: ignore[union-attr]
-                plain_bytes = plain.detach().bytes  # type: ignore[union-attr]
-                gz.close()  # writes the gzip trailer; leaves ``buffered`` open
-            buffered.flush()
-            buffered.detach()
-        except BaseException:
-            # close every wrapper now (their final flush fails too, e.g. disk full, also when the
-            # failure comes from the last flushes), so that none is left to the garbage collector
-            # to flush into a closed file later; a detached one refuses politely
-            for layer in (text, plain, counted, gz, buffered, hasher):
-                if layer is not None:
-                    with contextlib.suppress(Exception):
-                        layer.close()
-            raise
-    finally:
-        spill_path.unlink(missing_ok=True)
+        writer = csv.writer(text)
+        writer.writerow(schema.header())
+        for count, raw in enumerate(docs, 1):
+            writer.writerow(encoder.encode(raw))
+            if progress and count % PROGRESS_EVERY == 0:
+                progress(done_before + count)
+        text.flush()
+        text.detach()
+        plain_bytes = -1
+        if gz is not None:
+            plain.flush()  # type: ignore[union-attr]
+            plain_bytes = plain.detach().bytes  # type: ignore[union-attr]
+            gz.close()  # writes the gzip trailer; leaves ``buffered`` open
+        buffered.flush()
+        buffered.detach()
+    except BaseException:
+        # close every wrapper now (their final flush fails too, e.g. disk full, also when the
+        # failure comes from the last flushes), so that none is left to the garbage collector
+        # to flush into a closed file later; a detached one refuses politely
+        for layer in (text, plain, counted, gz, buffered, hasher):
+            if layer is not None:
+                with contextlib.suppress(Exception):
+                    layer.close()
+        raise
     if gz is None:
         plain_bytes = hasher.bytes
     return WrittenFile(count, schema, hasher.bytes, hasher.sha256.hexdigest(),  # type: ignore[union-attr]

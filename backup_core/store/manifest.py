@@ -222,7 +222,9 @@ class CollectionEntry:
                "compressed": own.compressed, "indexes": self.indexes, "options": self.options,
                "parts": [p.to_json() for p in self.parts]}
         if self.doc_index is not None:
-            out["doc_index"] = self.doc_index.to_json()
+            d = self.doc_index
+            out["doc_index"] = {"object": d.object, "count": d.count, "bytes": d.bytes, "sha256": d.sha256,
+                                "stored_bytes": d.stored_bytes}
         return out
 
     # ---- reading

@@ -282,6 +282,23 @@ class Repository:
         _mark_shared(out)
         return out
 
+    def newest_first(self) -> Iterator[BackupInfo]:
+        """The readable backups, newest id first, each read only when reached (an incremental backup
+        looks for its base among the first few)."""
+        for day, backup_id, name, version in sorted(self._manifest_entries(), key=lambda e: e[1], reverse=True):
+            try:
+                stored = self._read_manifest(name, version)
+                if stored is not None:
+                    yield self._load(day, backup_id, stored)
+            except BackupError:
+                continue
+
+    def index_cache(self):
+        """This machine's cache of document indexes for this repository (``incremental.IndexCache``)."""
+        from .incremental import IndexCache
+
+        return IndexCache(spool.temp_dir_for(self.backend) / "index-cache", self.keyring)
+
     def get(self, backup_id: str) -> BackupInfo:
         check_backup_id(backup_id)
         days = [day_of(backup_id)] + [d for d in WEEKDAYS if d != day_of(backup_id)]

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..errors import StorageError
 from ..locks import process_alive, process_start_time
 
-_SPOOL_RE = re.compile(r"^(?:spool|\.save)-(\d+)(?:-(\d+))?-[0-9a-f]+$")
+_SPOOL_RE = re.compile(r"^(?:spool|\.save)-(\d+)(?:-(\d+))?-[0-9a-f]+$")  # index-cache/ is no leftover
 
 
 def cache_root() -> Path:

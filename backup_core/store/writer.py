@@ -20,16 +20,19 @@ writer is thread-safe for parallel jobs (each writes its own parts).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import secrets
 import shutil
 import threading
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
+from .. import codec
 from ..errors import IntegrityError, LockLost, StorageError
 from .crypto import CHUNK as CRYPTO_CHUNK, CIPHER, EncryptingWriter, Key, encrypt_bytes
-from .csvfile import CountingWriter, write_csv
+from .csvfile import PROGRESS_EVERY, CountingWriter, Spill, encode_csv
 from .layout import MANIFEST, MANIFEST_ENC, view_name
 from .manifest import FORMAT_VERSION, Manifest, Part, object_name
 from .spool import new_spool
@@ -56,17 +59,38 @@ class BackupWriter:
             return self._spool
 
     # ---- parts
-    def write_part(self, collection: str, kind: str, docs: Iterable[bytes], *, compress: bool,
-                   progress: Callable[[int], None] | None = None) -> Part:
-        """Encode ``docs`` (raw BSON) into one part of ``collection`` and store it (or share it)."""
+    @contextlib.contextmanager
+    def spill(self, docs: Iterable[bytes], *, on_document: Callable[[bytes], object] | None = None,
+              progress: Callable[[int], None] | None = None) -> Iterator[Spill]:
+        """Read ``docs`` once into a spill file of the spool (the first pass); ``on_document(raw)`` sees
+        each document as it goes by."""
+        path = self.spool() / f"{secrets.token_hex(8)}.spill"
+        try:
+            with Spill(path, self._spill_key) as spill:
+                for raw in docs:
+                    spill.add(raw)
+                    if on_document is not None:
+                        on_document(raw)
+                    if progress and spill.count % PROGRESS_EVERY == 0:
+                        progress(spill.count)
+                spill.finish()
+                yield spill
+        except OSError as exc:
+            raise StorageError(f"cannot write backup {self.backup_id}: spooling in {path.parent} failed: "
+                               f"{exc.strerror or exc}") from None
+
+    def write_spilled(self, collection: str, kind: str, spill: Spill, schema, *, compress: bool,
+                      select: bytearray | None = None, progress: Callable[[int], None] | None = None) -> Part:
+        """Encode the spilled documents (those ``select`` marks) as one part of ``collection`` and store it
+        (or share it)."""
         path = self.spool() / f"{secrets.token_hex(8)}.part"
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as raw:
                 counter = CountingWriter(raw)
                 sink = EncryptingWriter(counter, self.key) if self.key is not None else counter
-                written = write_csv(docs, sink, path.with_suffix(".spill"), compress=compress,  # type: ignore[arg-type]
-                                    progress=progress, spill_key=self._spill_key)
+                written = encode_csv(spill.documents(select), schema, sink, compress=compress,  # type: ignore[arg-type]
+                                     progress=progress, done_before=spill.count)
                 if self.key is not None:
                     sink.close()
                 raw.flush()
@@ -82,6 +106,22 @@ class BackupWriter:
                                f"{path.parent} failed: {exc.strerror or exc}") from None
         finally:
             path.unlink(missing_ok=True)
+
+    def write_part(self, collection: str, kind: str, docs: Iterable[bytes], *, compress: bool,
+                   progress: Callable[[int], None] | None = None) -> Part:
+        """Encode ``docs`` (raw BSON) into one part of ``collection`` and store it (or share it)."""
+        with self.spill(docs, progress=progress) as spill:
+            return self.write_spilled(collection, kind, spill, spill.schema(), compress=compress, progress=progress)
+
+    def write_blob(self, kind: str, data: bytes, *, count: int) -> Part:
+        """Store ``data`` (a document index) as a data object of its own; returns its part."""
+        sha = hashlib.sha256(data).hexdigest()
+        stored = encrypt_bytes(data, self.key) if self.key is not None else data
+        oid = self.key.content_id(sha) if self.key is not None else sha
+        part = Part(kind, f"{oid}.idx", count, len(data), sha, False, codec.Schema(), len(stored), -1, oid,
+                    object_name(oid))
+        self.store(part, stored)
+        return part
 
     def store(self, part: Part, source: "Path | bytes") -> None:
         """Save ``part``'s object unless the repository holds it already (then it is shared)."""
@@ -213,8 +253,10 @@ def _entry_json(entry: dict) -> dict:
     out = {"file": own.file, "count": entry["count"], "bytes": own.bytes, "sha256": own.sha256,
            "compressed": own.compressed, "indexes": entry.get("indexes", []), "options": entry.get("options", {}),
            "parts": [p.to_json() for p in parts]}
-    if entry.get("doc_index") is not None:
-        out["doc_index"] = entry["doc_index"].to_json()
+    index = entry.get("doc_index")
+    if index is not None:
+        out["doc_index"] = {"object": index.object, "count": index.count, "bytes": index.bytes,
+                            "sha256": index.sha256, "stored_bytes": index.stored_bytes}
     return out
 
 

@@ -17,15 +17,15 @@ from backup_core.cli import main
 from backup_core.store import writer
 
 if os.environ.get("FAULT_PAUSE") == "after-first-collection":
-    _original = writer.BackupWriter.write_part
+    _original = writer.BackupWriter.write_spilled
 
-    def write_part(*args, **kwargs):
+    def write_spilled(*args, **kwargs):
         out = _original(*args, **kwargs)
         print("FAULT: paused", file=sys.stderr, flush=True)
         time.sleep(120)
         return out
 
-    writer.BackupWriter.write_part = write_part
+    writer.BackupWriter.write_spilled = write_spilled
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -193,14 +193,14 @@ KILLED_S3_BACKUP = textwrap.dedent("""
     from backup_core.store import Key, Keyring, open_store
     from backup_core.store import csvfile
 
-    real = csvfile._iter_spill
+    real = csvfile.Spill.documents
 
-    def paused(path, key=None):
-        print("spooled", path, flush=True)  # the raw documents are in the spool now
+    def paused(self, select=None):
+        print("spooled", self.path, flush=True)  # the raw documents are in the spool now
         sys.stdin.readline()
-        return real(path, key)
+        return real(self, select)
 
-    csvfile._iter_spill = paused
+    csvfile.Spill.documents = paused
     db = MongoClient(sys.argv[2])[sys.argv[3]]
     keyring = Keyring(Key(bytes.fromhex(sys.argv[4])))
     create_backup(db, open_store(sys.argv[1], keyring), BackupOptions(user="killed"))

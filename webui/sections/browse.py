@@ -52,6 +52,7 @@ def render(ui: Ui) -> None:
     if info is None:
         return
     _details(ui, info, tz, zone)
+    _changes(ui, info)
     _downloads(ui, info)
     _documents(ui, info)
     _delete(ui, info)
@@ -99,7 +100,7 @@ def _details(ui: Ui, info, tz, zone: str) -> None:
     rows = []
     for name, c in info.collections.items():
         row = {"collection": name, "documents": c.count, "file": c.file, "size": human_bytes(c.bytes),
-               "sha256": c.sha256[:16] + "…",
+               "sha256": c.sha256[:16] + "…", "stored as": browse.stored_as(info, name),
                "stored": f"shared with {info.reused_from(name)}" if info.reused_from(name) else "in this backup"}
         if verified is not None:
             row["verify"] = verified["collections"].get(name, {}).get("status", "not checked")
@@ -124,13 +125,36 @@ def _details(ui: Ui, info, tz, zone: str) -> None:
             st.error("This backup does NOT verify, do not restore it: " + "; ".join(verified["problems"]))
 
 
+def _changes(ui: Ui, info) -> None:
+    """An incremental backup's own step: what changed since the backup it builds on."""
+    names = [n for n, e in info.collections.items() if e.incremental]
+    if not names:
+        return
+    st.subheader("Changes since the previous backup")
+    st.caption("This backup stores only what changed for these collections; it still restores, compares and "
+               "exports all of its documents.")
+    name = st.selectbox("Collection", names, key=ui.k("browse_changes_collection"))
+    change = run_core(browse.changes_since_previous, ui.store, info, name, PAGE_SIZE)
+    if change is None:
+        return
+    st.write(f"{change.changed} new or changed, {change.deleted} deleted")
+    if change.documents:
+        st.dataframe(pd.DataFrame(browse.table_rows(change.documents)).astype(str), hide_index=True,
+                     width="stretch", key=ui.k("browse_changes_table"))
+        if change.changed > PAGE_SIZE:
+            st.caption(f"the first {PAGE_SIZE} of {change.changed}")
+    if change.deleted_ids:
+        st.write("Deleted (`_id`): " + ", ".join(str(browse.display_value(i)) for i in change.deleted_ids)
+                 + (" …" if change.deleted > PAGE_SIZE else ""))
+
+
 def _downloads(ui: Ui, info) -> None:
     st.subheader("Downloads")
     names = list(info.collections)
     d1, d2 = st.columns(2)
     if names:
         coll = d1.selectbox("Collection file", names, key=ui.k("browse_download_collection"))
-        csv_name = info.collections[coll].file.removesuffix(".gz")
+        csv_name = browse.download_name(info, coll)
         d1.download_button(f"Download {csv_name}", data=lambda: browse.csv_download(ui.store, info, coll)[1],
                            file_name=f"{info.backup_id}_{csv_name}", mime="text/csv",
                            key=ui.k("browse_download_csv"), on_click="ignore")
