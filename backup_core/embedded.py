@@ -141,6 +141,9 @@ async def _serve_async(
     from mongoeco.engines import MemoryEngine, SQLiteEngine
     from mongoeco.wire import AsyncMongoEcoProxyServer
 
+    from . import server_fixes
+
+    server_fixes.apply()  # e.g. inserts in one batch, not O(n^2)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if threading.current_thread() is threading.main_thread():
