@@ -125,7 +125,7 @@ def logout() -> None:
     user = common.current_user()
     if user is not None:
         try:
-            audit.record(common.get_settings().backup_root, user=user.name, action="logout")
+            audit.record(common.get_settings(), user=user.name, action="logout")
         except Exception:  # noqa: BLE001 - logging out must always work, even if the log cannot be written
             logging.getLogger("webui").warning("cannot record the logout of %s", user.name, exc_info=True)
     common.end_session()

@@ -280,6 +280,10 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
         if absent:
             body["absent_collections"] = absent
         body["consistency"] = consistency
+        # the audit log's head now: a log later cut, emptied or rewritten up to here no longer verifies
+        head = store.audit_log().head()
+        if head is not None:
+            body["audit_head"] = head
         if options.fence is not None:
             options.fence(backup_id)
         manifest = writer.commit(body)

@@ -15,7 +15,9 @@ scheduler, tests), so none can forget a step:
    noted, or the error (``refused`` when nothing was attempted).
 
 ``prepare_db`` sweeps stale staging collections of a database once per
-operation, before the operation touches that database.
+operation, before the operation touches that database, and from then on
+anchors the audit log's head in that database's metadata database
+(``audit.anchor_in``).
 """
 
 from __future__ import annotations
@@ -72,11 +74,15 @@ class Operation:
         if key in root._prepared:
             return
         root._prepared.add(key)
+        from .audit import anchor_in
         from .staging import StagingRegistry
 
-        dropped = StagingRegistry.of(db, self.meta_db).sweep()
+        registry = StagingRegistry.of(db, self.meta_db)
+        dropped = registry.sweep()
         if dropped:
             self.note(swept_staging=dropped)
+        # from now on this process keeps the audit log's head in the metadata database too
+        anchor_in(self.store.audit_log(), registry.meta)
 
 
 def _stack() -> list[Operation]:

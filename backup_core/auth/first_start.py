@@ -89,12 +89,12 @@ def ensure_initial_admin(settings) -> InitialPassword | None:
                 files.write_json(USERS_FILE, data)
                 created = True
     except Exception as exc:
-        audit.record(settings.backup_root, user=actor, action="set-password", outcome="error",
+        audit.record(settings, user=actor, action="set-password", outcome="error",
                      target=INITIAL_ADMIN, initial=True, error=str(exc))
         raise
     if not created:
         return ensure_initial_admin(settings)
-    audit.record(settings.backup_root, user=actor, action="set-password", target=INITIAL_ADMIN, role="admin",
+    audit.record(settings, user=actor, action="set-password", target=INITIAL_ADMIN, role="admin",
                  initial=True, file=str(path), reason="first start: no user existed")
     return InitialPassword(INITIAL_ADMIN, path, password, created=True)
 
@@ -137,10 +137,10 @@ def change_password(settings, user: User, new_password: str, current_password: s
             files.write_json(USERS_FILE, data)
             removed = files.remove(INITIAL_PASSWORD_FILE) if name == INITIAL_ADMIN else False
     except Exception as exc:
-        audit.record(settings.backup_root, user=name, action="change-password", outcome="error",
+        audit.record(settings, user=name, action="change-password", outcome="error",
                      target=name, error=str(exc))
         raise
-    audit.record(settings.backup_root, user=name, action="change-password", target=name,
+    audit.record(settings, user=name, action="change-password", target=name,
                  initial=account.user.must_change_password or None, initial_file_removed=removed or None)
     return User(name, account.user.role, fingerprint=_fingerprint(pw_hash))
 

@@ -1,6 +1,9 @@
 """``audit [--limit N] [--action A] [--user U] [--outcome O] [--verify]``: the audit log, newest first.
 
-``--verify`` checks the log's hash chain instead and exits 5 where it is broken.
+``--verify`` checks the log instead (its hash chain, the authentication of its
+entries when a key is configured, and the anchors of its head kept in every
+backup's manifest and in the metadata database) and exits 5 where it is
+broken: edited, forged, deleted, emptied or cut (``audit.check``).
 """
 
 from __future__ import annotations
@@ -40,15 +43,17 @@ def register(sub):
     p.add_argument("--outcome", choices=("started", "ok", "error", "refused", "interrupted"),
                    help="only this outcome (interrupted: started, never finished, process gone)")
     p.add_argument("--verify", action="store_true",
-                   help="check that no entry was edited, inserted or removed (exit 5 if the chain is broken)")
+                   help="check that no entry was edited, inserted, removed or forged and that the log was not cut, "
+                        "emptied or deleted (exit 5 if so)")
     p.set_defaults(handler=run)
     return p
 
 
 def run(args, settings):
-    log = open_store(settings).audit_log()
+    store = open_store(settings)
     if args.verify:
-        return audit.require_intact(log)
+        return audit.require_intact(audit.check(settings, store))
+    log = store.audit_log()
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     flt = audit.AuditFilter(action=args.action, user=args.user, outcome=args.outcome)

@@ -262,7 +262,7 @@ class LocalStore(Store):
         return tuple(sig)
 
     def audit_log(self) -> AuditLog:
-        return FileAuditLog(audit_path(self.root))
+        return FileAuditLog(audit_path(self.root), self.keyring)
 
     def _temporaries(self) -> Iterator[tuple[Path, bool]]:
         """(path, removable now) of every temporary folder."""

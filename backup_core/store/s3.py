@@ -620,7 +620,7 @@ class S3Store(Store):
         return S3StateFiles(self, area)
 
     def audit_log(self) -> BlobAuditLog:
-        return BlobAuditLog(_Blobs(self), ".audit/", f"{self.url}/.audit/")
+        return BlobAuditLog(_Blobs(self), ".audit/", f"{self.url}/.audit/", self.keyring)
 
     def _incomplete(self) -> dict[str, tuple[list[str], float]]:
         """Backup prefixes without a manifest: prefix -> (keys, seconds since the newest was written)."""
