@@ -149,6 +149,9 @@ class BackupOptions:
     # names recorded as not existing (safety backups: what the restore is about to create)
     absent: list[str] = field(default_factory=list)
     restore_of: str | None = None  # safety backups: the backup whose restore took it
+    # safety backups: the restore (or undo) that took it: operation id, action, database, the collections it
+    # is about to touch; Undo restores only a safety backup whose manifest names the latest restore
+    safety: dict | None = None
     # collections backed up at a time (threads; None: ``default_jobs()``); on replica sets one at a time
     jobs: int | None = 1
     # called with the backup id right before the commit; raising aborts the backup (the scheduler's
@@ -276,6 +279,8 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
         }
         if options.restore_of:
             body["restore_of"] = options.restore_of
+        if options.safety:
+            body["safety"] = options.safety
         absent = sorted(set(options.absent) - set(available))
         if absent:
             body["absent_collections"] = absent

@@ -90,12 +90,14 @@ class RestoreOptions:
     jobs: int | None = 1
     # test hook: called with "staging" after each staged collection and "swap" after each rename
     on_phase: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    # set by ``undo.py`` only: this restore undoes the restore with that operation id (audited as "undo")
+    undo_of: str | None = None
 
     def audit_details(self) -> dict:
         return {"mode": self.mode, "strategy": self.strategy if self.mode == "merge" else None,
                 "key": self.key, "collections": self.collections, "dry_run": self.dry_run,
                 "ids": len(self.ids) if self.ids is not None else None,
-                "allow_destructive_options": self.allow_destructive_options or None}
+                "allow_destructive_options": self.allow_destructive_options or None, "undo_of": self.undo_of}
 
 
 def _no_diff() -> dict:
@@ -264,7 +266,8 @@ def restore_backup(db: Database, store: Store, backup_id: str, options: RestoreO
                    progress: Progress | None = None) -> RestoreResult:
     """Restore ``backup_id`` into ``db`` (see the module docstring for the order of steps)."""
     # a preview is on the record too, under its own name so it never reads as a restore
-    action = "restore_dry_run" if options.dry_run else "restore"
+    base = "undo" if options.undo_of else "restore"
+    action = f"{base}_dry_run" if options.dry_run else base
     with operation(store, action, user=options.user, lock_timeout=options.lock_timeout,
                    details={"backup_id": backup_id, "database": db.name, **options.audit_details()}) as op:
         result = _restore(db, store, backup_id, options, progress, op)
@@ -304,7 +307,7 @@ def _restore(db: Database, store: Store, backup_id: str, o: RestoreOptions, prog
                                    database=db.name)
             if not o.dry_run:
                 safety = result.safety_backup_id = _safety_backup(db, store, names + drops, o, info.backup_id,
-                                                                  jobs, reporter(progress, "safety backup"))
+                                                                  jobs, reporter(progress, "safety backup"), op)
                 op.note(safety_backup_id=safety)
                 _execute(db, store, info, plans, o, reporter(progress, "writing", main=True), safety, op, jobs)
                 _remove_collections(db, list(removals), o)
@@ -498,19 +501,24 @@ def _remove_collections(db: Database, names: list[str], o: RestoreOptions) -> No
 
 
 def _safety_backup(db: Database, store: Store, names: list[str], o: RestoreOptions, backup_id: str,
-                   jobs: int = 1, progress: Progress | None = None) -> str:
+                   jobs: int = 1, progress: Progress | None = None, op: Operation | None = None) -> str:
     """Back up the touched collections as they are now, recording those that do not exist yet.
 
     Restoring it (replace) undoes the restore, including removing collections the restore created.
+    Its manifest names the operation it was taken for (``safety``): Undo trusts nothing else.
     """
     from .operation import meta_db_name
 
     live = user_collections(db, meta_db_name())
     existing = [n for n in names if n in live]
     absent = [n for n in names if n not in live]
+    safety = {"op": op.id if op is not None else None, "action": "undo" if o.undo_of else "restore",
+              "database": db.name, "collections": sorted(names), "undo_of": o.undo_of}
     res = create_backup(db, store, BackupOptions(collections=existing, absent=absent, trigger="safety",
                                                  user=o.user, lock_timeout=o.lock_timeout,
-                                                 restore_of=backup_id, jobs=jobs), progress)
+                                                 restore_of=backup_id, jobs=jobs,
+                                                 safety={k: v for k, v in safety.items() if v is not None}),
+                        progress)
     return res.backup_id
 
 

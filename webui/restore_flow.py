@@ -18,7 +18,6 @@ import streamlit as st
 from backup_core import undo as undo_log
 from backup_core.comparison import StoredComparison, live_token
 from backup_core.context import open_context, open_operation, open_store
-from backup_core.errors import UsageError
 from backup_core.restore import RestoreOptions, RestoreResult, plan_restore, restore_backup
 from backup_core.undo import RestoreRecord
 
@@ -87,20 +86,14 @@ def restore(settings, backup_id: str, options: RestoreOptions,
 
 
 def undo(settings, record: RestoreRecord, user: str) -> RestoreResult:
-    """Undo ``record`` (the latest restore): restore its safety backup in replace mode, all of it.
-
-    The safety backup holds exactly the collections the restore changed (and
-    records those it created, which this removes again).
-    """
-    latest = undo_log.latest_undoable(open_store(settings))
-    if latest is None or (latest.at, latest.safety_backup_id) != (record.at, record.safety_backup_id):
-        raise UsageError("that restore is no longer the latest one that can be undone (another restore or undo "
-                         "happened since): nothing was changed; look at the list again")
-    options = RestoreOptions(mode="replace", confirmed=True, user=user)
-    result = restore(settings, record.safety_backup_id, options)  # type: ignore[arg-type]
-    st.session_state[LAST_KEY] = LastRestore(result, record.safety_backup_id, list(result.collections),  # type: ignore[arg-type]
+    """Undo ``record`` (the latest restore) with ``backup_core.undo``: refused if another restore is the
+    latest now; only the collections it touched are put back."""
+    with open_operation(settings, "undo", details={"database": settings.db_name}) as ctx:
+        done = undo_log.undo(ctx.db, ctx.store, undo_log.UndoOptions(confirmed=True, user=user, expect=record.op))
+    forget_comparison()  # live data changed: compare again
+    st.session_state[LAST_KEY] = LastRestore(done.result, done.restored_backup_id, list(done.result.collections),
                                              undo_of=record.backup_id)
-    return result
+    return done.result
 
 
 def last_restore() -> LastRestore | None:
@@ -110,11 +103,11 @@ def last_restore() -> LastRestore | None:
 
 def recent_restores(settings, limit: int = 10) -> list[RestoreRecord]:
     """The newest restores of this backup root (every session and host), each with its safety backup."""
-    return undo_log.recent_restores(open_store(settings), limit=limit)
+    return undo_log.recent_restores(open_store(settings), limit=limit, database=settings.db_name)
 
 
 def latest_undoable(settings) -> RestoreRecord | None:
-    return undo_log.latest_undoable(open_store(settings))
+    return undo_log.latest_undoable(open_store(settings), settings.db_name)
 
 
 def document_label(doc: Any) -> str:

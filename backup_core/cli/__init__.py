@@ -21,7 +21,7 @@ from ..config import Settings, debug_enabled, mask_uri
 from ..errors import BackupError, UsageError
 
 COMMANDS = (
-    "backup", "list", "verify", "compare", "restore", "cleanup", "scheduler",
+    "backup", "list", "verify", "compare", "restore", "undo", "cleanup", "scheduler",
     "status", "audit", "set_password", "unlock", "export", "import", "copy", "keygen", "server",
 )
 
