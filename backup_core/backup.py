@@ -185,6 +185,8 @@ class BackupResult:
     collections: dict[str, CollectionSummary] = field(default_factory=dict)
     consistency: dict | None = None  # the manifest's "consistency": point in time or not, and why
     jobs: int = 1  # collections backed up at a time
+    # the database was empty or much smaller than at the previous backup (``shrink_warnings``)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
@@ -199,6 +201,7 @@ class BackupResult:
             "consistency": self.consistency,
             "point_in_time": bool(self.consistency and self.consistency.get("point_in_time")),
             "jobs": self.jobs,
+            "warnings": self.warnings,
         }
 
     @property
@@ -215,11 +218,12 @@ class BackupResult:
         for n, c in self.collections.items():
             lines.append(f"  {n}: {c.count} documents, {c.bytes} bytes, sha256 {c.sha256}")
         lines.append(self.consistency_text)
+        lines += [f"WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def audit_details(self) -> dict:
         return {"backup_id": self.backup_id, "counts": {n: c.count for n, c in self.collections.items()},
-                "bytes": self.total_bytes}
+                "bytes": self.total_bytes, "warnings": self.warnings or None}
 
 
 def create_backup(db: Database, store: Store, options: BackupOptions,
@@ -285,6 +289,10 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
         if absent:
             body["absent_collections"] = absent
         body["consistency"] = consistency
+        warnings = [] if options.trigger == "safety" else shrink_warnings(
+            store, db.name, {n: e["count"] for n, e in entries.items()}, full=options.collections is None)
+        if warnings:
+            body["warnings"] = warnings
         # the audit log's head now: a log later cut, emptied or rewritten up to here no longer verifies
         head = store.audit_log().head()
         if head is not None:
@@ -300,7 +308,46 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
         raise
     summaries = {n: CollectionSummary(e.count, e.bytes, e.sha256, e.file) for n, e in manifest.collections.items()}
     return BackupResult(backup_id, store.location(day, backup_id), day, manifest.created_at, options.trigger,
-                        db.name, time.monotonic() - started, summaries, consistency, jobs)
+                        db.name, time.monotonic() - started, summaries, consistency, jobs, warnings)
+
+
+SHRINK_RATIO = 0.5  # "much smaller": fewer than half the documents of the previous backup
+SHRINK_MIN = 10     # ... of a collection that held at least this many
+
+
+def shrink_warnings(store: Store, database: str, counts: dict[str, int], *, full: bool = True) -> list[str]:
+    """What looks wrong about a new backup of ``database`` holding ``counts`` (collection -> documents):
+    an empty database, or collections gone, emptied or shrunk to less than half since the previous
+    backup of them (safety backups excluded). ``full``: the backup took every collection."""
+    previous: dict[str, tuple[int, str]] = {}  # collection -> (documents, backup id) at its previous backup
+    newest = with_data = None
+    for info in store.list_backups():  # newest first
+        if info.trigger == "safety" or info.database != database:
+            continue
+        newest = newest or info
+        if with_data is None and info.total_documents:
+            with_data = info
+        for name, entry in info.collections.items():
+            previous.setdefault(name, (entry.count, info.backup_id))
+    out = []
+    total = sum(counts.values())
+    if full and total == 0:
+        what = "no collections" if not counts else "no documents"
+        return [f"the database {database} is empty ({what})"
+                + (f"; the last backup with data, {with_data.backup_id}, held {with_data.total_documents} documents"
+                   if with_data is not None else "")]
+    gone = [n for n in (newest.collections if full and newest is not None else ()) if n not in counts]
+    for name in gone:
+        n, bid = previous[name]
+        if n:
+            out.append(f"collection {name} is gone; the previous backup {bid} held {n} documents of it")
+    for name, count in counts.items():
+        n, bid = previous.get(name, (0, ""))
+        if n and count == 0 and total:
+            out.append(f"collection {name} is empty; the previous backup {bid} held {n} documents of it")
+        elif n >= SHRINK_MIN and 0 < count < n * SHRINK_RATIO:
+            out.append(f"collection {name} holds {count} documents, down from {n} in the previous backup {bid}")
+    return out
 
 
 def _backup_collection(db: Database, name: str, coll_options: dict, writer: BackupWriter, compress: bool,
