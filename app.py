@@ -67,12 +67,17 @@ def _first_login(settings):
 
 
 def _first_login_hint(auth, initial) -> None:
-    path = auth.display_path(initial.path)
-    st.info(f"**First start.** Log in as **{initial.user}** with the one-time password printed in the console "
-            "that started the dashboard (`make run`). It is also in a file readable only by the account that "
-            "runs the dashboard; show it in a terminal in the application folder:")
-    st.code(f"cat {path}", language="bash", wrap_lines=True)
-    st.markdown("You then choose your own password. Or set it yourself now, in that terminal:")
+    if initial.read_command:
+        st.info(f"**First start.** Log in as **{initial.user}** with the one-time password printed in the console "
+                "that started the dashboard (`make run`). It is also in a file readable only by the account that "
+                "runs the dashboard; show it in a terminal in the application folder:")
+        st.code(initial.read_command, language="bash", wrap_lines=True)
+    else:  # an object store root: only its hash is stored, the password was shown once on the console
+        st.info(f"**First start.** Log in as **{initial.user}** with the one-time password printed in the console "
+                "that started the dashboard (`make run`). It was shown only there and is stored nowhere (the "
+                "backup root keeps only its hash).")
+    st.markdown("You then choose your own password. Or set it yourself now, in a terminal in the application "
+                "folder:")
     st.code(f"{auth.python_command()} -m backup_core set-password {initial.user}", language="bash",
             wrap_lines=True)
 
