@@ -63,6 +63,7 @@ from filelock import FileLock
 
 from .config import mask_uri
 from .errors import IntegrityError, StorageError
+from .fsutil import FULL_ERRNOS, READ_ONLY_ERRNOS, os_error_text
 from .locks import process_alive
 from .timeutil import now_iso
 
@@ -290,8 +291,8 @@ class FileAuditLog(AuditLog):
                 finally:
                     os.close(fd)
         except OSError as exc:
-            raise StorageError(f"cannot write the audit log {self.path}: {_why(exc)}",
-                               hint="nothing was changed; the operation needs its audit entry") from None
+            cause = "read-only" if exc.errno in READ_ONLY_ERRNOS else "full" if exc.errno in FULL_ERRNOS else ""
+            raise AuditUnwritable(f"cannot write the audit log {self.path}: {os_error_text(exc)}", cause) from None
         return entry
 
     def lines(self) -> Iterator[bytes]:
@@ -311,15 +312,12 @@ class FileAuditLog(AuditLog):
         return _lines_reversed(self.path)
 
 
-def _why(exc: OSError) -> str:
-    """An OS error as people read it: a read-only or full root says so."""
-    if exc.errno == errno.EROFS:
-        return "the backup root is on a read-only file system"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"permission denied ({exc.strerror}): the backup root is read-only for this account"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"the backup root is full ({exc.strerror})"
-    return exc.strerror or str(exc)
+class AuditUnwritable(StorageError):
+    """The audit log cannot be written: ``cause`` is "read-only", "full" or "" (something else)."""
+
+    def __init__(self, message: str, cause: str = "", **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.cause = cause
 
 
 class PreconditionFailed(Exception):
@@ -890,7 +888,7 @@ def now() -> str:
     return now_iso()
 
 
-__all__ = ["AuditLog", "FileAuditLog", "BlobAuditLog", "PreconditionFailed", "AuditFilter", "ChainReport",
+__all__ = ["AuditLog", "FileAuditLog", "BlobAuditLog", "PreconditionFailed", "AuditUnwritable", "AuditFilter", "ChainReport",
            "Anchor", "record", "read", "verify_chain", "require_intact", "check", "anchor_in", "meta_anchor",
            "manifest_anchors", "log_for", "audit_path", "read_jsonl_newest_first", "entry_hash", "entry_mac",
            "OUTCOMES", "HEAD_COLLECTION"]

@@ -27,6 +27,7 @@ from typing import Callable, Iterator, TypeVar
 from pymongo.database import Database
 
 from .errors import StorageError, UsageError
+from .fsutil import os_error_text
 from .mongoutil import (backup_reads, index_specs, json_dialect, raw_collection, translate_errors,
                         user_collections)
 from .operation import operation
@@ -262,8 +263,13 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
             jobs = min(jobs, reads.max_jobs or jobs)
 
             def one(name: str, report: Progress | None) -> dict:
-                return _backup_collection(reads.db, name, available[name], writer, options.compress, report,
-                                          reads.session)
+                try:
+                    return _backup_collection(reads.db, name, available[name], writer, options.compress, report,
+                                              reads.session)
+                except OSError as exc:  # say what failed: this collection's data, not the audit log
+                    raise StorageError(f"cannot write backup {backup_id} to {store.url}: writing collection "
+                                       f"{name} failed: {os_error_text(exc)}",
+                                       hint="nothing was kept of this backup") from None
 
             entries = run_jobs(names, one, jobs, progress)
             consistency = reads.consistency()
@@ -302,7 +308,8 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
         manifest = writer.commit(body)
     except OSError as exc:
         writer.abort()
-        raise StorageError(f"cannot write backup to {store.url}: {exc.strerror or exc}") from None
+        raise StorageError(f"cannot write backup {backup_id} to {store.url}: {os_error_text(exc)}",
+                           hint="nothing was kept of this backup") from None
     except BaseException:
         writer.abort()
         raise

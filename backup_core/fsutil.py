@@ -8,12 +8,26 @@ the target, so a reader sees the old file or the new one, never half.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
 
 # O_NOFOLLOW makes open() fail on a symbolic link instead of following it
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+FULL_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def os_error_text(exc: OSError) -> str:
+    """Why a write to the backup root failed, as people say it: a read-only or full root says so."""
+    if exc.errno == errno.EROFS:
+        return "the backup root is on a read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"the backup root is read-only for this account ({exc.strerror})"
+    if exc.errno in FULL_ERRNOS:
+        return f"the backup root is full ({exc.strerror})"
+    return exc.strerror or str(exc)
 
 
 def fsync_dir(path: Path | str) -> None:

@@ -32,7 +32,8 @@ from typing import Any, Iterator
 
 from pymongo.database import Database
 
-from .errors import BackupError
+from .audit import AuditUnwritable
+from .errors import BackupError, StorageError
 from .locks import DEFAULT_TIMEOUT, owner_record
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,11 @@ def operation(store: Any, action: str, *, user: str, details: dict | None = None
                    parent=outer, meta_db=meta_db or (outer.meta_db if outer else None))
     audit = store.audit_log()
     started = time.monotonic()
-    audit.record(user=user, action=action, outcome="started", op=op.id, parent=outer.id if outer else None,
-                 **{k: v for k, v in {**owner_record(), **op.details}.items() if k not in _RESERVED})
+    try:
+        audit.record(user=user, action=action, outcome="started", op=op.id, parent=outer.id if outer else None,
+                     **{k: v for k, v in {**owner_record(), **op.details}.items() if k not in _RESERVED})
+    except AuditUnwritable as exc:
+        raise _not_started(action, exc) from None
     outcome, error = "ok", None
     stack = _stack()
     with _running_guard:
@@ -151,6 +155,21 @@ def operation(store: Any, action: str, *, user: str, details: dict | None = None
                          duration_s=round(time.monotonic() - started, 3))
         except BackupError as exc:
             log.error("cannot record the outcome of %s %s: %s", action, op.id, exc)
+
+
+def _not_started(action: str, exc: AuditUnwritable) -> BackupError:
+    """Why an operation did not start because its audit entry could not be written, and what to do."""
+    name = action.replace("_", " ")
+    writes = " and a safety backup" if action in ("restore", "undo") else ""
+    if exc.cause == "read-only":
+        hint = (f"nothing was changed: every {name} writes its audit entry{writes} to the backup root first; "
+                "make it writable" + (", or copy the backup to a writable root (copy ID --to ROOT) and restore "
+                                      "from there" if writes else ""))
+    elif exc.cause == "full":
+        hint = "nothing was changed; free some space (e.g. with cleanup) and try again"
+    else:
+        hint = "nothing was changed"
+    return StorageError(f"{name} not started: {exc}", hint=hint)
 
 
 def prepare_db(db: Database) -> None:

@@ -55,7 +55,7 @@ from pymongo.errors import PyMongoError
 
 from .backup import BackupOptions, create_backup, default_jobs, run_jobs
 from .compare import BackupIndex, NotUnique, data_check, schema_differences, temp_db, temp_errors, write_rows
-from .errors import BackupError, DatabaseUnavailable, IntegrityError, RestoreRefused, UsageError
+from .errors import BackupError, DatabaseUnavailable, IntegrityError, RestoreRefused, StorageError, UsageError
 from .keys import MISSING, check_key, id_matcher, in_filter, key_bytes, key_filter, key_text
 from .mongoutil import (driver_message, error_hint, from_json_dialect, raw_collection, rename_collection,
                         translate_errors, user_collections)
@@ -306,8 +306,12 @@ def _restore(db: Database, store: Store, backup_id: str, o: RestoreOptions, prog
             result = RestoreResult(info.backup_id, o.mode, o.strategy, o.dry_run, None, counts, key=o.key,
                                    database=db.name)
             if not o.dry_run:
-                safety = result.safety_backup_id = _safety_backup(db, store, names + drops, o, info.backup_id,
-                                                                  jobs, reporter(progress, "safety backup"), op)
+                try:
+                    safety = result.safety_backup_id = _safety_backup(
+                        db, store, names + drops, o, info.backup_id, jobs, reporter(progress, "safety backup"), op)
+                except StorageError as exc:  # the data was not touched: say that, and what failed
+                    raise StorageError(f"the safety backup could not be written, so nothing was restored: {exc}",
+                                       hint="live data was not changed") from None
                 op.note(safety_backup_id=safety)
                 _execute(db, store, info, plans, o, reporter(progress, "writing", main=True), safety, op, jobs)
                 _remove_collections(db, list(removals), o)

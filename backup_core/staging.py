@@ -137,13 +137,22 @@ class StagingRegistry:
         return dropped
 
     def leftovers(self) -> list[dict]:
-        """Registered staging collections that still exist, with who made them and when."""
+        """Registered staging collections that still exist, with who made them and when.
+
+        ``state``: ``active`` only while the restore that made it still runs; ``abandoned`` when its
+        owner is gone (a killed restore: the next sweep drops it); ``dropped`` when a killed client's
+        last insert re-created it after it was dropped.
+        """
+        now = time.time()
         with _translate("reading the staging registry", self.meta):
             live = set(self.db.list_collection_names())
             out = []
             for e in self._coll.find({"db": self.db.name}):
                 if e.get("name") in live:
-                    out.append({"name": e["name"], "target": e.get("target"), "state": e.get("state"),
+                    state = e.get("state")
+                    if state == "active" and self._stale(e, now):
+                        state = "abandoned"
+                    out.append({"name": e["name"], "target": e.get("target"), "state": state,
                                 "created_at": e.get("created_at"), "host": e.get("host"), "pid": e.get("pid"),
                                 "documents": self.db[e["name"]].estimated_document_count()})
             return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import audit
 from ..context import open_store
-from ..errors import UsageError
+from .common import number_type
 
 
 @dataclass
@@ -37,7 +37,8 @@ class AuditListing:
 
 def register(sub):
     p = sub.add_parser("audit", help="show the audit log, newest first (--verify: check its hash chain)")
-    p.add_argument("--limit", type=int, default=100, metavar="N", help="at most N entries (default 100)")
+    p.add_argument("--limit", type=number_type("--limit", 1, 10_000_000, integer=True), default=100, metavar="N",
+                   help="at most N entries (default 100)")
     p.add_argument("--action", help="only this action (backup, restore, cleanup, login, ...)")
     p.add_argument("--user", help="only entries of this user")
     p.add_argument("--outcome", choices=("started", "ok", "error", "refused", "interrupted"),
@@ -54,7 +55,5 @@ def run(args, settings):
     if args.verify:
         return audit.require_intact(audit.check(settings, store))
     log = store.audit_log()
-    if args.limit < 1:
-        raise UsageError("--limit must be at least 1")
     flt = audit.AuditFilter(action=args.action, user=args.user, outcome=args.outcome)
     return AuditListing(log.read(args.limit, flt))

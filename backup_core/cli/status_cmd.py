@@ -63,8 +63,13 @@ class StatusResult:
         for t in self.leftovers.get("temporaries", []):
             lines.append(f"leftover: {t} (removed by the next backup, restore or clean-up)")
         for st in self.leftovers.get("staging", []):
-            lines.append(f"leftover: staging collection {st['name']} of a restore into {st['target']} "
-                         f"({st['documents']} documents, {st['state']}; removed by the next backup or restore)")
+            if st["state"] == "active":
+                lines.append(f"staging collection {st['name']}: a restore into {st['target']} is running "
+                             f"(pid {st.get('pid')} on {st.get('host')}, {st['documents']} documents so far)")
+            else:
+                lines.append(f"leftover: staging collection {st['name']} of a restore into {st['target']} "
+                             f"({st['documents']} documents, {st['state']}: its restore is gone; removed by "
+                             "the next backup or restore)")
         return "\n".join(lines)
 
 

@@ -98,8 +98,8 @@ class SchedulerService:
                  on_state: Callable[[str, dict], None] | None = None) -> None:
         if interval is not None and interval.total_seconds() <= 0:
             raise UsageError("the backup interval must be positive")
-        if lease_seconds <= 0:
-            raise UsageError("the lease period must be positive")
+        if not (isinstance(lease_seconds, (int, float)) and 0 < lease_seconds < float("inf")):  # also nan
+            raise UsageError(f"the lease period must be a positive number of seconds, got {lease_seconds!r}")
         self.settings = settings
         self.root = settings.backup_root
         self.interval_override = interval
