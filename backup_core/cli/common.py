@@ -57,16 +57,16 @@ def number_type(what: str, low: float, high: float, *, unit: str = "", integer: 
     non-numbers are refused with one line that says what is allowed."""
     import argparse
 
-    span = f"{low:g} to {high:g}" + (f" {unit}" if unit else "")
+    span = f"between {low:g} and {high:g}" + (f" {unit}" if unit else "")
     kind = "a whole number" if integer else "a number"
 
     def parse(text: str):
         try:
             value = int(text) if integer else float(text)
         except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {kind} ({what}: {kind} from {span})") from None
-        if not math.isfinite(value) or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is out of range ({what}: {kind} from {span})")
+            value = None
+        if value is None or not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be {kind} {span}, got {text!r}")
         return value
 
     return parse
