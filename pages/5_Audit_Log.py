@@ -18,11 +18,13 @@ from backup_core import audit
 from backup_core.context import open_store
 from webui import common
 
-KNOWN_ACTIONS = {"backup", "restore", "restore_dry_run", "cleanup", "delete", "login", "logout", "set-password",
+KNOWN_ACTIONS = {"backup", "restore", "restore_dry_run", "undo", "undo_dry_run", "cleanup", "delete", "login",
+                 "logout", "set-password",
                  "change-password", "export", "import", "unlock", "scheduler", "scheduler-config"}
 OUTCOMES = ["", "ok", "error", "refused", "started", "interrupted"]
 BASE = ("at", "user", "action", "outcome")
-HIDDEN = {"seq", "prev", "hash", "op", "parent", "host", "pid", "pid_started", "unfinished", "interrupted"}
+HIDDEN = {"seq", "prev", "hash", "kid", "mac", "op", "parent", "host", "pid", "pid_started", "unfinished",
+          "interrupted"}
 
 
 def details_text(entry: dict) -> str:
@@ -74,13 +76,17 @@ common.require_login()
 settings = common.get_settings()
 log = open_store(settings).audit_log()
 
-report = common.run_core(log.verify)
+report = common.run_core(audit.check, settings)  # the chain, and the copies of its head kept elsewhere
 if report is not None:
     if report.ok:
         head = report.head or {}
         st.caption(f"Hash chain intact: {common.plural(report.entries, 'entry', 'entries')}"
                    + (f", head seq {head.get("seq")} · {str(head.get("hash"))[:16]}…" if head else "")
-                   + ". Note the head to notice entries removed from the end later.")
+                   + f", matching {report.anchors['ok']} copies of its head kept in backups and the metadata "
+                     "database.")
+    elif (report.broken_at or {}).get("line") is None:  # the file is consistent, its copies elsewhere disagree
+        st.error(f"The audit log has been cut, emptied or rewritten: {(report.broken_at or {}).get('reason')}. "
+                 f"{common.plural(len(report.problems), 'problem')} in all.")
     else:
         b = report.broken_at or {}
         st.error(f"The audit log has been tampered with: the hash chain breaks at line {b.get('line')} "

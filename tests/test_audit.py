@@ -445,3 +445,22 @@ def test_every_writer_authenticates_with_the_configured_key(settings, data, keyr
     assert len(entries) >= 3 and all(e.get("kid") == keyring.current.fingerprint for e in entries)
     report = audit.check(keyed)
     assert report.ok and report.authenticated == len(entries), report.problems
+
+
+@pytest.mark.parametrize("rewrite", ["append-forged", "edit-and-rechain-the-tail", "cut-the-tail"])
+def test_without_a_key_rewrites_after_the_newest_anchor_are_not_detected(root, store, rewrite):
+    """The documented limit (docs/RELIABILITY.md): past the newest anchor, and without a key, only the
+    chain speaks, and a forger can recompute it."""
+    log = store.audit_log()
+    for i in range(3):
+        log.record(user="ann", action="login", n=i)
+    anchor = audit.Anchor("backup X", 2, json.loads(_lines(root)[1])["hash"], log=log.where)
+    lines = _lines(root)
+    if rewrite == "append-forged":
+        log.record(user="eve", action="restore", outcome="ok", safety_backup_id="x")
+    elif rewrite == "edit-and-rechain-the-tail":
+        lines[2] = lines[2].replace(b'"ann"', b'"eve"')
+        _write(root, _rechain(lines))
+    else:
+        _write(root, lines[:2])
+    assert log.verify([anchor]).ok
