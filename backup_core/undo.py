@@ -305,10 +305,8 @@ def _describe_op(store: Store, database: str, op_id) -> str:
     return ""
 
 
-def latest_undoable(store: Store, database: str | None = None) -> RestoreRecord | None:
+def latest_undoable(store: Store, database: str) -> RestoreRecord | None:
     """The restore Undo would act on now, or None when there is none or it cannot be undone."""
-    if database is None:
-        return None
     try:
         return find_latest(store, database)
     except RestoreRefused:
