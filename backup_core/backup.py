@@ -350,7 +350,7 @@ def shrink_warnings(store: Store, database: str, counts: dict[str, int], *, full
             out.append(f"collection {name} is gone; the previous backup {bid} held {n} documents of it")
     for name, count in counts.items():
         n, bid = previous.get(name, (0, ""))
-        if n and count == 0 and total:
+        if n and count == 0 and (total or not full):
             out.append(f"collection {name} is empty; the previous backup {bid} held {n} documents of it")
         elif n >= SHRINK_MIN and 0 < count < n * SHRINK_RATIO:
             out.append(f"collection {name} holds {count} documents, down from {n} in the previous backup {bid}")

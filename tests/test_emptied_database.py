@@ -103,3 +103,10 @@ def test_an_unattended_backup_of_an_emptied_database_notifies_once_and_its_end_o
         assert len(back) == 1 and len(receiver.messages) == 2, json.dumps(receiver.messages)[:500]
     finally:
         receiver.close()
+
+
+def test_a_partial_backup_of_an_emptied_collection_warns(filled, store):
+    _backup(filled, store)
+    filled["Options"].delete_many({})
+    res = _backup(filled, store, collections=["Options"])
+    assert len(res.warnings) == 1 and res.warnings[0].startswith("collection Options is empty; the previous backup")
