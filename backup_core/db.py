@@ -157,7 +157,9 @@ def database_info(conn: Connection) -> dict[str, Any]:
 
     names = list(user_collections(conn.db, conn.settings.meta_db))
     with translate_errors("counting documents"):
-        counts = {name: {"count": conn.db[name].count_documents({})} for name in names}
+        # the count command: count_documents is an aggregation, which reads every document on MongoDB and
+        # which the embedded server refuses beyond 50 000 documents
+        counts = {name: {"count": conn.db[name].estimated_document_count()} for name in names}
     return {
         "database": conn.db.name,
         "uri": mask_uri(conn.uri) if conn.uri else conn.settings.uri_display,
