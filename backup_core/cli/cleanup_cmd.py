@@ -20,7 +20,7 @@ def register(sub):
     p = sub.add_parser("cleanup", help="delete backups the retention policy does not keep",
                        description=__doc__.split("\n\n", 1)[1])
     for tier in ("last", "hourly", "daily", "weekly", "monthly"):
-        p.add_argument(f"--keep-{tier}", type=number_type(f"--keep-{tier}", 0, 1_000_000, integer=True),
+        p.add_argument(f"--keep-{tier}", type=number_type(f"--keep-{tier}", 0, None, integer=True),
                        metavar="N",
                        help=f"keep the {'N newest backups' if tier == 'last' else f'newest backup of each of the last N {tier} periods'}")
     p.add_argument("--keep-within", metavar="AGE", help="keep every backup within AGE of the newest (e.g. 7d)")

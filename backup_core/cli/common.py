@@ -52,12 +52,13 @@ def json_printable(text: str) -> str:
 
 # ---------------------------------------------------------------- numbers on the command line
 
-def number_type(what: str, low: float, high: float, *, unit: str = "", integer: bool = False):
-    """An argparse ``type`` for a finite number from ``low`` to ``high``: nan, inf, out-of-range values and
-    non-numbers are refused with one line that says what is allowed."""
+def number_type(what: str, low: float, high: float | None, *, unit: str = "", integer: bool = False):
+    """An argparse ``type`` for a finite number from ``low`` to ``high`` (None: no upper bound): nan, inf,
+    out-of-range values and non-numbers are refused with one line that says what is allowed."""
     import argparse
 
-    span = f"between {low:g} and {high:g}" + (f" {unit}" if unit else "")
+    span = (f"between {low:g} and {high:g}" if high is not None else f"of {low:g} or more") + \
+        (f" {unit}" if unit else "")
     kind = "a whole number" if integer else "a number"
 
     def parse(text: str):
@@ -65,7 +66,7 @@ def number_type(what: str, low: float, high: float, *, unit: str = "", integer: 
             value = int(text) if integer else float(text)
         except (TypeError, ValueError):
             value = None
-        if value is None or not math.isfinite(value) or not low <= value <= high:
+        if value is None or not math.isfinite(value) or value < low or (high is not None and value > high):
             raise argparse.ArgumentTypeError(f"{what} must be {kind} {span}, got {text!r}")
         return value
 

@@ -66,12 +66,14 @@ def test_the_user_story(any_store, db):
     assert snapshot(db, EQ) == changed
     merged = _restore(db, store, first.backup_id, mode="merge")
     assert merged.collections[EQ].inserted == 3 and merged.collections[EQ].kept == 1
-    # clean-up keeps the newest (here the merge's safety backup, the undo of the latest restore)
+    # clean-up keeps the newest (here the merge's safety backup, the undo of the latest restore) and the
+    # newest regular backup holding data of each collection (here the only one)
     policy = RetentionPolicy(older_than=timedelta(seconds=1), safety_days=0)
     assert cleanup(store, policy, user="t", now=utc_now() + timedelta(hours=1)).deleted
-    assert len(store.list_backups()) == 1
     newest = store.list_backups()[0].backup_id
-    store.delete(newest)
+    assert {b.backup_id for b in store.list_backups()} == {newest, first.backup_id}
+    for b in store.list_backups():
+        store.delete(b.backup_id)
     assert store.list_backups() == [] and not store.exists(newest)
     assert store.audit_log().verify().ok
 
