@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from .audit import AuditLog
 
 # fields of the chain and of the bookkeeping that pairs entries: not details for people
-BOOKKEEPING = frozenset({"seq", "prev", "hash", "op", "parent", "host", "pid", "pid_started", "unfinished",
-                         "interrupted", "at", "user", "action", "outcome"})
+BOOKKEEPING = frozenset({"seq", "prev", "hash", "kid", "mac", "op", "parent", "host", "pid", "pid_started",
+                         "unfinished", "interrupted", "at", "user", "action", "outcome"})
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 from pymongo.database import Database
 
 from .errors import StorageError, UsageError
+from .fsutil import os_error_text
 from .jobs import default_jobs, run_jobs
 from .mongoutil import backup_reads, index_specs, json_dialect, raw_collection, translate_errors
 from .operation import operation
@@ -53,6 +54,9 @@ class BackupOptions:
     # names recorded as not existing (safety backups: what the restore is about to create)
     absent: list[str] = field(default_factory=list)
     restore_of: str | None = None  # safety backups: the backup whose restore took it
+    # safety backups: the restore (or undo) that took it: operation id, action, database, the collections it
+    # is about to touch; Undo restores only a safety backup whose manifest names the latest restore
+    safety: dict | None = None
     # collections backed up at a time (threads; None: ``default_jobs()``); on replica sets one at a time
     jobs: int | None = 1
     # called with the backup id right before the commit; raising aborts the backup (the scheduler's
@@ -97,6 +101,8 @@ class BackupResult:
     consistency: dict | None = None  # the manifest's "consistency": point in time or not, and why
     jobs: int = 1  # collections backed up at a time
     key_fingerprint: str | None = None  # the key the backup is encrypted with; None: not encrypted
+    # the database was empty or much smaller than at the previous backup (``shrink_warnings``)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
@@ -111,6 +117,7 @@ class BackupResult:
             "consistency": self.consistency,
             "point_in_time": bool(self.consistency and self.consistency.get("point_in_time")),
             "jobs": self.jobs, "encrypted": self.key_fingerprint is not None, "key_fingerprint": self.key_fingerprint,
+            "warnings": self.warnings,
         }
 
     @property
@@ -130,11 +137,12 @@ class BackupResult:
         lines = [f"backup {self.backup_id} written to {self.path} in {self.duration_s:.2f}s, {enc}"]
         for n, c in self.collections.items():
             lines.append(f"  {n}: {c.count} documents, {c.bytes} bytes, sha256 {c.sha256}")
+        lines += [f"WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)
 
     def audit_details(self) -> dict:
         return {"backup_id": self.backup_id, "counts": {n: c.count for n, c in self.collections.items()},
-                "bytes": self.total_bytes}
+                "bytes": self.total_bytes, "warnings": self.warnings or None}
 
 
 def create_backup(db: Database, store: Store, options: BackupOptions,
@@ -196,8 +204,13 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
             jobs = min(jobs, reads.max_jobs or jobs)
 
             def one(name: str, report: Progress | None) -> dict:
-                return _backup_collection(reads.db, name, available[name], writer, options.compress, report,
-                                          reads.session, options.filter)
+                try:
+                    return _backup_collection(reads.db, name, available[name], writer, options.compress, report,
+                                              reads.session, options.filter)
+                except OSError as exc:  # say what failed: this collection's data, not the audit log
+                    raise StorageError(f"cannot write backup {backup_id} to {store.url}: writing collection "
+                                       f"{name} failed: {os_error_text(exc)}",
+                                       hint="nothing was kept of this backup") from None
 
             entries = run_jobs(names, one, jobs, progress)
             consistency = reads.consistency()
@@ -222,22 +235,75 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
             body["filter"] = {"collection": names[0], "query": filter_to_json(options.filter)}
         if options.pre_write is not None:
             body["pre_write"] = options.pre_write
+        if options.safety:
+            body["safety"] = options.safety
         absent = sorted(set(options.absent) - set(available))
         if absent:
             body["absent_collections"] = absent
         body["consistency"] = consistency
+        warnings = [] if options.trigger == "safety" else shrink_warnings(
+            store, db.name, {n: e["count"] for n, e in entries.items()}, full=options.collections is None)
+        if warnings:
+            body["warnings"] = warnings
+        # the audit log's head now: a log later cut, emptied or rewritten up to here no longer verifies
+        head = store.audit_log().head()
+        if head is not None:
+            body["audit_head"] = head
         if options.fence is not None:
             options.fence(backup_id)
         manifest = writer.commit(body)
     except OSError as exc:
         writer.abort()
-        raise StorageError(f"cannot write backup to {store.url}: {exc.strerror or exc}") from None
+        raise StorageError(f"cannot write backup {backup_id} to {store.url}: {os_error_text(exc)}",
+                           hint="nothing was kept of this backup") from None
     except BaseException:
         writer.abort()
         raise
     summaries = {n: CollectionSummary(e.count, e.bytes, e.sha256, e.file) for n, e in manifest.collections.items()}
     return BackupResult(backup_id, store.location(day, backup_id), day, manifest.created_at, options.trigger,
-                        db.name, time.monotonic() - started, summaries, consistency, jobs, manifest.key_fingerprint)
+                        db.name, time.monotonic() - started, summaries, consistency, jobs, manifest.key_fingerprint,
+                        warnings)
+
+
+SHRINK_RATIO = 0.5  # "much smaller": fewer than half the documents of the previous backup
+SHRINK_MIN = 10     # ... of a collection that held at least this many
+
+
+def shrink_warnings(store: Store, database: str, counts: dict[str, int], *, full: bool = True) -> list[str]:
+    """What looks wrong about a new backup of ``database`` holding ``counts`` (collection -> documents):
+    an empty database, or collections gone, emptied or shrunk to less than half since the previous
+    backup of them (safety backups excluded). ``full``: the backup took every collection."""
+    previous: dict[str, tuple[int, str]] = {}  # collection -> (documents, backup id) at its previous backup
+    newest = with_data = None
+    total = sum(counts.values())
+    for info in store.newest_first():  # read only as far back as needed
+        if info.trigger == "safety" or info.database != database:
+            continue
+        newest = newest or info
+        if with_data is None and info.total_documents:
+            with_data = info
+        for name, entry in info.collections.items():
+            previous.setdefault(name, (entry.count, info.backup_id))
+        if all(n in previous for n in counts) and (with_data is not None or total):
+            break
+    out = []
+    if full and total == 0:
+        what = "no collections" if not counts else "no documents"
+        return [f"the database {database} is empty ({what})"
+                + (f"; the last backup with data, {with_data.backup_id}, held {with_data.total_documents} documents"
+                   if with_data is not None else "")]
+    gone = [n for n in (newest.collections if full and newest is not None else ()) if n not in counts]
+    for name in gone:
+        n, bid = previous[name]
+        if n:
+            out.append(f"collection {name} is gone; the previous backup {bid} held {n} documents of it")
+    for name, count in counts.items():
+        n, bid = previous.get(name, (0, ""))
+        if n and count == 0 and (total or not full):
+            out.append(f"collection {name} is empty; the previous backup {bid} held {n} documents of it")
+        elif n >= SHRINK_MIN and 0 < count < n * SHRINK_RATIO:
+            out.append(f"collection {name} holds {count} documents, down from {n} in the previous backup {bid}")
+    return out
 
 
 def _backup_collection(db: Database, name: str, coll_options: dict, writer: BackupWriter, compress: bool,

@@ -71,7 +71,7 @@ def _import_limit(raw: Any) -> int:
         mb = float(raw)
     except (TypeError, ValueError):
         mb = -1
-    if not mb > 0 or mb != mb:
+    if not 0 < mb < float("inf"):  # also refuses nan
         raise ConfigError(f"invalid BACKUP_IMPORT_MAX_MB {raw!r}: give a positive number of megabytes")
     return int(mb * 1024 * 1024)
 

@@ -71,19 +71,15 @@ def connect(settings: Settings, *, timeout_ms: int = 5000) -> Connection:
         uri = str(settings.uri)
     shown = mask_uri(uri)
     try:
-        client: MongoClient = MongoClient(
-            uri,
-            appname=APPNAME,
-            serverSelectionTimeoutMS=timeout_ms,
-            connectTimeoutMS=timeout_ms,
-        )
-        uri_mode = client.read_preference.mongos_mode if "readpreference=" in uri.lower() else None
-        set_backup_read_preference(client, settings.read_preference or uri_mode or DEFAULT_BACKUP_READ_PREFERENCE)
+        client = _client(uri, settings, timeout_ms, busy_server=embedded)
     except (ConfigurationError, ValueError, TypeError) as exc:
         raise ConfigError(f"invalid MongoDB URI {shown}: {_scrub(exc, uri)}",
                           hint="check MONGODB_URI / --uri") from None
     try:
         client.admin.command("ping")
+        if not embedded and _is_embedded_server(client):  # started by hand and named by MONGODB_URI
+            client.close()
+            client = _client(uri, settings, timeout_ms, busy_server=True)
     except OperationFailure as exc:
         client.close()
         raise DatabaseUnavailable(f"MongoDB at {shown} refused the connection: {_scrub(exc, uri)}",
@@ -94,6 +90,36 @@ def connect(settings: Settings, *, timeout_ms: int = 5000) -> Connection:
     return Connection(client=client, db=client.get_database(settings.db_name, read_preference=Primary()),
                       settings=settings,
                       embedded=embedded, uri=uri)
+
+
+def _client(uri: str, settings: Settings, timeout_ms: int, *, busy_server: bool) -> MongoClient:
+    """A client for ``uri``; ``busy_server``: one that may not answer anything for a long time.
+
+    The driver's monitor sends ``hello`` every few seconds on a connection of
+    its own and waits ``connectTimeoutMS`` for the answer; when none comes, it
+    marks the server unknown and clears the pool, cancelling the operations in
+    flight ("operation cancelled"). MongoDB answers ``hello`` while it works,
+    but the embedded server is one Python process: during a long command (an
+    insert or an index build of a big collection, more so on a loaded
+    machine) it may answer nothing at all, and a restore that is merely slow
+    would fail. So for the embedded server the monitor waits as long as it
+    takes (``connectTimeoutMS=0``); whether a server is there at all is still
+    decided within ``serverSelectionTimeoutMS``.
+    """
+    client: MongoClient = MongoClient(uri, appname=APPNAME, serverSelectionTimeoutMS=timeout_ms,
+                                      connectTimeoutMS=0 if busy_server else timeout_ms)
+    uri_mode = client.read_preference.mongos_mode if "readpreference=" in uri.lower() else None
+    set_backup_read_preference(client, settings.read_preference or uri_mode or DEFAULT_BACKUP_READ_PREFERENCE)
+    return client
+
+
+def _is_embedded_server(client: MongoClient) -> bool:
+    """Whether the server is the embedded (mongoeco) one, which says so in ``hello``."""
+    try:
+        hello = client.admin.command("hello")
+    except PyMongoError:
+        return False
+    return "mongoeco" in str(hello.get("gitVersion", ""))
 
 
 # what the driver says when the other side answers, but not in the MongoDB wire protocol
@@ -132,7 +158,9 @@ def database_info(conn: Connection) -> dict[str, Any]:
 
     names = list(user_collections(conn.db, conn.settings.meta_db))
     with translate_errors("counting documents"):
-        counts = {name: {"count": conn.db[name].count_documents({})} for name in names}
+        # the count command: count_documents is an aggregation, which reads every document on MongoDB and
+        # which the embedded server refuses beyond 50 000 documents
+        counts = {name: {"count": conn.db[name].estimated_document_count()} for name in names}
     return {
         "database": conn.db.name,
         "uri": mask_uri(conn.uri) if conn.uri else conn.settings.uri_display,

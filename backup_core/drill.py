@@ -95,9 +95,12 @@ class DrillFailed(BackupError):
         failing = [c for c in result.collections.values() if not c.ok]
         what = (f"{len(failing)} of {len(result.collections)} collections did not restore as backed up"
                 if failing else "the drill could not complete")
-        super().__init__("\n".join([f"restore drill of backup {result.backup_id} FAILED: {what}",
-                                    *result.failures()]), payload=result.to_json())
+        self.headline = f"restore drill of backup {result.backup_id} FAILED: {what}"
+        super().__init__("\n".join([self.headline, *result.failures()]), payload=result.to_json())
         self.result = result
+
+    def lines(self) -> list[str]:
+        return [self.headline, *self.result.failures()]  # one line per failing collection
 
 
 @dataclass

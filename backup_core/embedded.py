@@ -49,7 +49,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-import bson
 from filelock import FileLock, Timeout
 
 try:
@@ -136,7 +135,9 @@ async def _serve_async(
     from mongoeco.engines import MemoryEngine, SQLiteEngine
     from mongoeco.wire import AsyncMongoEcoProxyServer
 
-    _size_every_bson_type()
+    from . import server_fixes
+
+    server_fixes.apply()  # e.g. inserts in one batch, not O(n^2); stats of every BSON type
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if threading.current_thread() is threading.main_thread():
@@ -192,36 +193,6 @@ async def _serve_async(
         if not memory:
             _remove_own_server_file(data_dir)
         await server.close()
-
-
-def _size_every_bson_type() -> None:
-    """Make ``listDatabases``, ``dbStats`` and ``collStats`` answer whatever the data holds.
-
-    mongoeco (4.11) sizes documents for these commands with the sizer of its
-    ``$bsonSize`` operator, which knows no Decimal128 (nor MinKey, MaxKey,
-    Code, DBPointer): once any database holds one, the commands fail with
-    "$bsonSize cannot encode value of type Decimal128", so pymongo's
-    ``list_database_names`` and mongosh's ``show dbs`` fail. Real MongoDB
-    answers them. Their sizer is replaced by the exact one (the length of the
-    encoded document), keeping mongoeco's own for the few values only it can
-    size; the ``$bsonSize`` operator itself is left as it is.
-    """
-    try:
-        from mongoeco.api._async import _database_admin_namespace as stats
-    except ImportError:  # another mongoeco layout: tests/test_embedded.py says whether it still fails
-        return
-    own = getattr(stats, "_bson_document_size", None)
-    if own is None or getattr(own, "exact_bson_size", False):
-        return
-
-    def size(document: Any) -> int:
-        try:
-            return len(bson.encode(document))
-        except Exception:  # noqa: BLE001 - a value of mongoeco's own (e.g. its undefined)
-            return own(document)
-
-    size.exact_bson_size = True  # type: ignore[attr-defined]
-    stats._bson_document_size = size
 
 
 def _seed_first_start(uri: str, db_name: str) -> dict[str, int]:

@@ -28,6 +28,11 @@ class BackupError(Exception):
     def message(self) -> str:
         return str(self)
 
+    def lines(self) -> list[str]:
+        """The message as a terminal shows it: one line (any newline in it came from data, not from us),
+        unless a subclass lists details of its own."""
+        return [str(self)]
+
 
 class UsageError(BackupError):
     """Bad arguments or bad input from the user."""

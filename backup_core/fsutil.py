@@ -8,12 +8,26 @@ the target, so a reader sees the old file or the new one, never half.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
 
 # O_NOFOLLOW makes open() fail on a symbolic link instead of following it
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+FULL_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def os_error_text(exc: OSError, where: str = "the backup root") -> str:
+    """Why a write to ``where`` failed, as people say it: a read-only or full file system says so."""
+    if exc.errno == errno.EROFS:
+        return f"{where} is on a read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{where} is read-only for this account ({exc.strerror})"
+    if exc.errno in FULL_ERRNOS:
+        return f"{where} is full ({exc.strerror})"
+    return exc.strerror or str(exc)
 
 
 def fsync_dir(path: Path | str) -> None:

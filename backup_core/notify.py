@@ -8,9 +8,12 @@ tracked, so configuring it later mid-streak still gets the next failure told.
 
 ``event(settings, kind, ok=...)`` is the one entry: the scheduler calls it
 after each unattended run (``kind``: ``backup``, ``cleanup``, ``database``
-for an unreachable database, ``mirror``), and every restore drill, attended
+for an unreachable database, ``mirror``), every restore drill, attended
 or not, after it ran (``drill``: a backup that did not restore is news
-whoever asked). Per backup root, database
+whoever asked), and ``data`` for a backup that succeeded but found the
+database empty or much smaller than its previous backup (``ok=False`` with
+the backup's warnings, ``ok=True`` once a backup looks normal again). Per
+backup root, database
 and kind a *streak* document in the metadata database (``notify_state``)
 says whether that kind is failing, since when, how often, and whether the
 failure was announced:
@@ -46,7 +49,11 @@ from .timeutil import format_duration, iso, parse_iso, utc_now
 log = logging.getLogger(__name__)
 
 KINDS = {"backup": "Scheduled backup", "cleanup": "Scheduled clean-up", "database": "Database",
-         "mirror": "Mirror", "drill": "Restore drill"}
+         "mirror": "Mirror", "drill": "Restore drill", "data": "Backed-up data"}
+# (what a failure says, what its recovery says) where "failed" / "works again" would mislead: a backup of an
+# emptied database succeeds, and that is the problem
+_WORDING = {"data": ("looks wrong: the database is empty or much smaller than before",
+                     "looks normal again: a backup holds the data again")}
 PREFIX = "[MongoDB backup]"
 
 
@@ -307,7 +314,21 @@ def _message(settings: Settings, kind: str, ok: bool, streak: dict, error: str |
     failures = int(streak.get("failures") or 1)
     me = owner_record()
     where = f"database {settings.db_name}, backup root {_root(settings)}"
-    if ok:
+    if kind in _WORDING:  # a warning streak, not a failure streak
+        failed, recovered = _WORDING[kind]
+        if ok:
+            title = f"{PREFIX} {what} normal again: {settings.db_name}"
+            lines = [f"{what} {recovered} ({where}), after {failures} warning(s) since {since}"
+                     + _for_how_long(streak.get("since")) + "."]
+            if streak.get("last_error"):
+                lines.append(f"Last warning was: {streak['last_error']}")
+        else:
+            title = f"{PREFIX} {what} needs attention: {settings.db_name}"
+            lines = [f"{what} {failed} ({where}).", f"Warning: {error or streak.get('last_error') or 'unknown'}",
+                     f"Since: {since} ({failures} backup(s) so far). One message per streak: the next one says "
+                     "when a backup looks normal again. Clean-up keeps the newest backup with data of every "
+                     "collection meanwhile."]
+    elif ok:
         title = f"{PREFIX} {what} recovered: {settings.db_name}"
         lines = [f"{what} works again ({where}) after {failures} failure(s) since {since}"
                  + _for_how_long(streak.get("since")) + "."]

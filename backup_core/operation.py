@@ -15,7 +15,9 @@ scheduler, tests), so none can forget a step:
    noted, or the error (``refused`` when nothing was attempted).
 
 ``prepare_db`` sweeps stale swap-in collections (``swapin.py``) of a
-database once per operation, before the operation touches that database.
+database once per operation, before the operation touches that database,
+and from then on anchors the audit log's head in that database's metadata
+database (``audit.anchor_in``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from typing import Any, Iterator
 
 from pymongo.database import Database
 
-from .errors import BackupError
+from .audit import AuditUnwritable
+from .errors import BackupError, StorageError
 from .locks import DEFAULT_TIMEOUT, owner_record
 from .swapin import SwapInRegistry
 
@@ -73,9 +76,14 @@ class Operation:
         if key in root._prepared:
             return
         root._prepared.add(key)
-        dropped = SwapInRegistry.of(db, self.meta_db).sweep(running_ids())
+        from .audit import anchor_in
+
+        registry = SwapInRegistry.of(db, self.meta_db)
+        dropped = registry.sweep(running_ids())
         if dropped:
             self.note(swept_staging=dropped)  # (the audit field keeps its first name)
+        # from now on this process keeps the audit log's head in the metadata database too
+        anchor_in(self.store.audit_log(), registry.meta)
 
 
 def _stack() -> list[Operation]:
@@ -107,8 +115,11 @@ def operation(store: Any, action: str, *, user: str, details: dict | None = None
                    parent=outer, meta_db=meta_db or (outer.meta_db if outer else None))
     audit = store.audit_log()
     started = time.monotonic()
-    audit.record(user=user, action=action, outcome="started", op=op.id, parent=outer.id if outer else None,
-                 **{k: v for k, v in {**owner_record(), **op.details}.items() if k not in _RESERVED})
+    try:
+        audit.record(user=user, action=action, outcome="started", op=op.id, parent=outer.id if outer else None,
+                     **{k: v for k, v in {**owner_record(), **op.details}.items() if k not in _RESERVED})
+    except AuditUnwritable as exc:
+        raise _not_started(action, exc) from None
     outcome, error = "ok", None
     stack = _stack()
     with _running_guard:
@@ -146,6 +157,21 @@ def operation(store: Any, action: str, *, user: str, details: dict | None = None
                          duration_s=round(time.monotonic() - started, 3))
         except BackupError as exc:
             log.error("cannot record the outcome of %s %s: %s", action, op.id, exc)
+
+
+def _not_started(action: str, exc: AuditUnwritable) -> BackupError:
+    """Why an operation did not start because its audit entry could not be written, and what to do."""
+    name = action.replace("_", " ")
+    writes = " and a safety backup" if action in ("restore", "undo") else ""
+    if exc.cause == "read-only":
+        hint = (f"nothing was changed: every {name} writes its audit entry{writes} to the backup root first; "
+                "make it writable" + (", or copy the backup to a writable root (copy ID --to ROOT) and restore "
+                                      "from there" if writes else ""))
+    elif exc.cause == "full":
+        hint = "nothing was changed; free some space (e.g. with cleanup) and try again"
+    else:
+        hint = "nothing was changed"
+    return StorageError(f"{name} not started: {exc}", hint=hint)
 
 
 def prepare_db(db: Database) -> None:

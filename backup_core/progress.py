@@ -220,8 +220,10 @@ class TerminalProgress(Progress):
         if now - self._drawn < self.redraw_s:
             return
         self._drawn = now
+        from .cli.common import printable  # (collection names come from the database)
+
         width = shutil.get_terminal_size((100, 20)).columns - 1
-        text = self.line()
+        text = printable(self.line(), one_line=True)
         if len(text) > width:
             text = text[:max(0, width - 1)] + "…"
         try:

@@ -55,7 +55,7 @@ from pymongo.errors import PyMongoError
 
 from .backup import BackupOptions, backup_before_change
 from .compare import schema_lines
-from .errors import BackupError, DatabaseUnavailable, RestoreRefused, UsageError
+from .errors import BackupError, DatabaseUnavailable, RestoreRefused, StorageError, UsageError
 from .jobs import default_jobs, run_jobs
 from .keys import check_match_field, key_filter
 from .mongoutil import WRITE_BATCH, driver_message, error_hint, raw_collection, translate_errors
@@ -89,12 +89,14 @@ class RestoreOptions:
     lock_timeout: float = 10.0
     # collections planned, filled and written at a time (threads; None: ``jobs.default_jobs()``)
     jobs: int | None = 1
+    # set by ``undo.py`` only: this restore undoes the restore with that operation id (audited as "undo")
+    undo_of: str | None = None
 
     def audit_details(self) -> dict:
         return {"mode": self.mode, "strategy": self.strategy if self.mode == "merge" else None,
                 "key": self.match_field, "collections": self.collections, "dry_run": self.dry_run,
                 "ids": len(self.ids) if self.ids is not None else None,
-                "allow_destructive_options": self.allow_destructive_options or None}
+                "allow_destructive_options": self.allow_destructive_options or None, "undo_of": self.undo_of}
 
 
 @dataclass
@@ -152,7 +154,8 @@ def restore_backup(db: Database, store: Store, backup_id: str, options: RestoreO
                    progress: Progress | None = None) -> RestoreResult:
     """Restore ``backup_id`` into ``db`` (see the module docstring for the order of steps)."""
     # a preview is on the record too, under its own name so it never reads as a restore
-    action = "restore_dry_run" if options.dry_run else "restore"
+    base = "undo" if options.undo_of else "restore"
+    action = f"{base}_dry_run" if options.dry_run else base
     with operation(store, action, user=options.user, lock_timeout=options.lock_timeout,
                    details={"backup_id": backup_id, "database": db.name, **options.audit_details()}) as op:
         result = _restore(db, store, backup_id, options, progress, op)
@@ -191,8 +194,12 @@ def _restore(db: Database, store: Store, backup_id: str, o: RestoreOptions, prog
             result = RestoreResult(info.backup_id, o.mode, o.strategy, o.dry_run, None, counts,
                                    match_field=o.match_field, database=db.name)
             if not o.dry_run:
-                safety = result.safety_backup_id = _safety_backup(db, store, names + drops, o, info.backup_id,
-                                                                  jobs, reporter(progress, "safety backup"))
+                try:
+                    safety = result.safety_backup_id = _safety_backup(
+                        db, store, names + drops, o, info.backup_id, jobs, reporter(progress, "safety backup"), op)
+                except StorageError as exc:  # the data was not touched: say that, and what failed
+                    raise StorageError(f"the safety backup could not be written, so nothing was restored: {exc}",
+                                       hint="live data was not changed") from None
                 op.note(safety_backup_id=safety)
                 _execute(db, store, info, plans, o, reporter(progress, "writing", main=True), safety, op, jobs)
                 _remove_collections(db, list(removals))
@@ -274,14 +281,17 @@ def _remove_collections(db: Database, names: list[str]) -> None:
 
 
 def _safety_backup(db: Database, store: Store, names: list[str], o: RestoreOptions, backup_id: str,
-                   jobs: int = 1, progress: Progress | None = None) -> str:
+                   jobs: int = 1, progress: Progress | None = None, op: Operation | None = None) -> str:
     """Back up the touched collections as they are now, recording those that do not exist yet.
 
     Restoring it (replace) undoes the restore, including removing collections the restore created.
+    Its manifest names the operation it was taken for (``safety``): Undo trusts nothing else.
     """
-    res = backup_before_change(db, store, names, BackupOptions(trigger="safety", user=o.user,
-                                                               lock_timeout=o.lock_timeout,
-                                                               restore_of=backup_id, jobs=jobs), progress)
+    safety = {"op": op.id if op is not None else None, "action": "undo" if o.undo_of else "restore",
+              "database": db.name, "collections": sorted(names), "undo_of": o.undo_of}
+    res = backup_before_change(db, store, names, BackupOptions(
+        trigger="safety", user=o.user, lock_timeout=o.lock_timeout, restore_of=backup_id, jobs=jobs,
+        safety={k: v for k, v in safety.items() if v is not None}), progress)
     return res.backup_id
 
 

@@ -276,6 +276,6 @@ def plan_removals(db: Database, info: BackupInfo, drops: list[str],
     for name in drops:
         if name in live:
             with translate_errors(f"counting collection {name}"):
-                out[name] = c = CollectionRestore(deleted=db[name].count_documents({}))
+                out[name] = c = CollectionRestore(deleted=db[name].estimated_document_count())  # (see swapin.write_collection)
             c.indexes, c.options = schema_differences(db, info, name, live[name])
     return out

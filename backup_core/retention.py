@@ -6,14 +6,17 @@ of the last N hours / days / ISO weeks / months that have one;
 ``keep_within``: everything within that time of the newest backup;
 ``older_than``: the seed's rule, everything younger than that (from now).
 Without any ``keep_*`` rule the policy is ``older_than`` 7 days. The newest
-backup is always kept (an idle system keeps its last good copy). Safety
-backups, taken by restores, have their own rule: kept for ``safety_days``,
-and the newest one (the undo of the latest restore) always. Pre-write
-backups (taken before a host application overwrote collections) are kept
-``pre_write_days``. Archive backups hold documents that were deleted from the
-database after the backup: they are kept until deleted by hand, or
-``archive_days`` when set. None of these three kinds counts for the
-``keep_*`` and ``older_than`` rules, which judge full backups only.
+backup is always kept (an idle system keeps its last good copy), and so is,
+for each collection, the newest backup that holds data of it (so backups of
+an emptied or wiped database never push the good ones out). Safety backups,
+taken by restores, have their own rule: kept for ``safety_days``, and per
+database the newest one (the undo of the latest restore) always, with the one
+an interrupted undo needs to run again. Pre-write backups (taken before a
+host application overwrote collections) are kept ``pre_write_days``. Archive
+backups hold documents that were deleted from the database after the backup:
+they are kept until deleted by hand, or ``archive_days`` when set. None of
+these three kinds counts for the ``keep_*`` and ``older_than`` rules, which
+judge full backups only.
 
 ``apply_policy`` decides for each backup and says why, so a dry run and the
 dashboard's preview show exactly what the real clean-up then does. Deleting
@@ -118,8 +121,9 @@ class RetentionPolicy:
             parts.append(f"everything younger than {compact_duration(p.older_than)}")
         rules = ", ".join(x for x in parts if x)
         archives = f"{p.archive_days:g} days" if p.archive_days is not None else "until deleted by hand"
-        return (f"keep {rules}; never the newest; safety backups {p.safety_days:g} days and the latest undo; "
-                f"pre-write backups {p.pre_write_days:g} days; archives {archives}")
+        return (f"keep {rules}; never the newest, nor the newest with data of each collection; safety backups "
+                f"{p.safety_days:g} days and the latest undo; pre-write backups {p.pre_write_days:g} days; "
+                f"archives {archives}")
 
 
 @dataclass
@@ -199,13 +203,19 @@ def apply_policy(backups: list[BackupInfo], policy: RetentionPolicy, now: dateti
         for b in regular:
             if b.created >= cutoff:
                 decisions[b.backup_id].reasons.append(f"younger than {compact_duration(policy.older_than)}")
+    for b, reason in _latest_undo(safety):
+        decisions[b.backup_id].reasons.append(reason)
     if safety:
-        decisions[safety[0].backup_id].reasons.append("undo of the latest restore")
         cutoff = now - timedelta(days=policy.safety_days)
         for b in safety:
             if b.created >= cutoff:
                 decisions[b.backup_id].reasons.append(f"safety backup younger than {policy.safety_days:g} days")
     _own_rules(ordered, decisions, policy, now)
+    for b, names in _last_with_data(regular).items():
+        if decisions[b].reasons:
+            continue  # kept anyway; said only where it is what keeps a backup
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        decisions[b].reasons.append(f"newest backup holding data of {shown} (newer backups hold none)")
     out = [decisions[b.backup_id] for b in ordered]
     for d in out:
         d.keep = bool(d.reasons)
@@ -229,6 +239,51 @@ def _own_rules(ordered: list[BackupInfo], decisions: dict[str, Decision], policy
 
 def _days(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def _latest_undo(safety: list[BackupInfo]) -> list[tuple[BackupInfo, str]]:
+    """What Undo needs, per database: the newest safety backup, and when that one was taken by an undo,
+    also the safety backup of the restore it undid (an interrupted undo runs again from it)."""
+    out: list[tuple[BackupInfo, str]] = []
+    seen: set[str] = set()
+    for b in safety:  # newest first
+        database = getattr(b, "database", None)
+        if database in seen:
+            continue
+        seen.add(database)
+        out.append((b, "undo of the latest restore" + (f" of {database}" if database else "")))
+        meta = _safety_meta(b)
+        if meta.get("action") == "undo" and meta.get("undo_of"):
+            for older in safety:
+                if getattr(older, "database", None) == database and _safety_meta(older).get("op") == meta["undo_of"]:
+                    out.append((older, "safety backup of the restore the latest undo undid"))
+                    break
+    return out
+
+
+def _safety_meta(b: BackupInfo) -> dict:
+    manifest = getattr(b, "manifest", None)
+    meta = manifest.get("safety") if manifest is not None else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _last_with_data(regular: list[BackupInfo]) -> dict[str, list[str]]:
+    """backup id -> the collections it is the newest backup with data of (per database).
+
+    An emptied or dropped collection, or a wiped database, then keeps its last
+    good backup whatever the other rules say, until a newer backup holds data
+    of that collection again.
+    """
+    out: dict[str, list[str]] = {}
+    done: set[tuple] = set()
+    for b in regular:  # newest first
+        for name, entry in b.collections.items():
+            key = (getattr(b, "database", None), name)
+            if key in done or not entry.count:
+                continue
+            done.add(key)
+            out.setdefault(b.backup_id, []).append(name)
+    return out
 
 
 @dataclass

@@ -83,8 +83,13 @@ class StatusResult:
             lines.append(f"pending archive {p['id']}: {p['matching']} document(s) of {p['collection']} "
                          f"(prepared {p['prepared_at']}), waiting for an admin to confirm or dismiss it")
         for st in self.leftovers.get("staging", []):
-            lines.append(f"leftover: swap-in collection {st['name']} of a restore into {st['target']} "
-                         f"({st['documents']} documents, {st['state']}; removed by the next backup or restore)")
+            if st["state"] == "active":
+                lines.append(f"swap-in collection {st['name']}: a restore into {st['target']} is running "
+                             f"(pid {st.get('pid')} on {st.get('host')}, {st['documents']} documents so far)")
+            else:
+                lines.append(f"leftover: swap-in collection {st['name']} of a restore into {st['target']} "
+                             f"({st['documents']} documents, {st['state']}: its restore is gone; removed by "
+                             "the next backup or restore)")
         for d in self.leftovers.get("drill_databases", []):
             if d.get("error"):
                 lines.append(f"drill databases on {d['server']}: unknown ({d['error']})")
@@ -149,6 +154,7 @@ def system_status(settings: Settings, *, connector: Callable | None = None) -> S
     """The status; ``connector`` gives the database connection (default: a new one, closed again)."""
     from .db import database_info  # late: the driver is only needed here
     from .drill import leftover_databases
+    from .operation import running_ids
     from .swapin import SwapInRegistry
 
     with open_context(settings, connector=connector) as ctx:
@@ -163,7 +169,7 @@ def system_status(settings: Settings, *, connector: Callable | None = None) -> S
         try:
             conn = ctx.connect()
             info = database_info(conn)
-            leftovers["staging"] = SwapInRegistry.of(conn.db, settings.meta_db).leftovers()
+            leftovers["staging"] = SwapInRegistry.of(conn.db, settings.meta_db).leftovers(running_ids())
             leftovers["drill_databases"] = leftover_databases(settings, conn.client)
         except BackupError as exc:
             # the backup side is still worth showing when the database is down

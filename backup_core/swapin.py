@@ -163,14 +163,23 @@ class SwapInRegistry:
                         self._coll.delete_one({"_id": entry["_id"]})
         return dropped
 
-    def leftovers(self) -> list[dict]:
-        """Registered swap-in collections that still exist, with who made them and when."""
+    def leftovers(self, running: Collection[str] = ()) -> list[dict]:
+        """Registered swap-in collections that still exist, with who made them and when.
+
+        ``state``: ``active`` only while the restore that made it still runs; ``abandoned`` when its
+        owner is gone (a killed restore: the next sweep drops it); ``dropped`` when a killed client's
+        last insert re-created it after it was dropped. ``running``: as for ``sweep``.
+        """
+        now = time.time()
         with _translate("reading the swap-in registry", self.meta):
             live = set(self.db.list_collection_names())
             out = []
             for e in self._coll.find({"db": self.db.name}):
                 if e.get("name") in live:
-                    out.append({"name": e["name"], "target": e.get("target"), "state": e.get("state"),
+                    state = e.get("state")
+                    if state == "active" and owner_gone(e, now, running):
+                        state = "abandoned"
+                    out.append({"name": e["name"], "target": e.get("target"), "state": state,
                                 "created_at": e.get("created_at"), "host": e.get("host"), "pid": e.get("pid"),
                                 "documents": self.db[e["name"]].estimated_document_count()})
             return out
@@ -242,7 +251,9 @@ def write_collection(db: Database, entry: CollectionEntry, target: str, document
             done += len(batch)
         if progress:
             progress(label, done, total)
-        return coll.count_documents({})
+        # the count command: exact for a collection just filled (count_documents is an aggregation that
+        # reads every document on MongoDB, and the embedded server refuses it beyond 50 000 documents)
+        return coll.estimated_document_count()
 
 
 def replace_collections(db: Database, info: BackupInfo, indexes: dict[str, BackupIndex], registry: SwapInRegistry,

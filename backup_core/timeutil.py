@@ -70,11 +70,14 @@ def from_timestamp(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def parse_duration(text: object, *, what: str = "duration", default_unit: str = "h") -> timedelta:
+def parse_duration(text: object, *, what: str = "duration", default_unit: str = "h",
+                   minimum_s: float = 0.0) -> timedelta:
     """``30s``, ``10m``, ``1.5h``, ``7d``, ``2w``; a bare number is in ``default_unit``.
 
     A negative or zero duration is refused with a message that says so (not
-    taken for a command-line option).
+    taken for a command-line option), and so are ``nan``, ``inf`` (not
+    numbers here), durations over 100 years and, with ``minimum_s``, shorter
+    ones than that.
     """
     raw = str(text).strip().lower()
     m = re.fullmatch(r"([-+]?)\s*(\d+(?:\.\d+)?|\.\d+)\s*([smhdw]?)", raw)
@@ -86,6 +89,8 @@ def parse_duration(text: object, *, what: str = "duration", default_unit: str = 
         raise UsageError(f"{what} must be positive, got {text!r}")
     if seconds > MAX_DURATION_S:
         raise UsageError(f"{what} {text!r} is too long (at most 100 years)")
+    if seconds < minimum_s:
+        raise UsageError(f"{what} {text!r} is too short (at least {format_duration(minimum_s)})")
     return timedelta(seconds=seconds)
 
 

@@ -1,6 +1,6 @@
 """Run the benchmarks; print ONE JSON document on stdout and write bench/results/latest.json.
 
-    python -m bench.run [--uri URI] [--only codec,backup_restore,memory,dashboard,drill,scale] [--quick]
+    python -m bench.run [--uri URI] [--only codec,backup_restore,memory,dashboard,drill,scale,embedded_scale] [--quick]
 
 Without ``--uri`` a private embedded server (memory engine) is started and
 stopped; the scale figures use a second one on a cached SQLite data dir
@@ -22,11 +22,11 @@ from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import (codec_bench, dashboard_bench, db_bench, dedup_bench, drill_bench, memory_bench, offsite_bench,
-                   scale_bench)
+from bench import (codec_bench, dashboard_bench, db_bench, dedup_bench, drill_bench, embedded_scale_bench,
+                   memory_bench, offsite_bench, scale_bench)
 from bench.common import log, memory_server
 
-FIGURES = ("codec", "backup_restore", "memory", "dashboard", "offsite", "dedup", "drill", "scale")
+FIGURES = ("codec", "backup_restore", "memory", "dashboard", "offsite", "dedup", "drill", "scale", "embedded_scale")
 TARGETS = {  # key: (comparison, limit)
     "codec_encode_vs_extjson": ("<=", 0.5),
     "codec_decode_vs_extjson": ("<=", 0.5),
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             "drill": lambda: drill_bench.run(client, sizes["drill_documents"]),
             "scale": lambda: scale_bench.run(None if args.uri else uri, args.uri, sizes["scale"],
                                              sizes["scale_restore_sizes"]),
+            # the embedded default itself (its own server, from the CLI): not run with --uri
+            "embedded_scale": lambda: {} if args.uri else embedded_scale_bench.run(sizes["scale"]),
         }
         for name in only:
             log(f"== {name}")

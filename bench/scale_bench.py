@@ -13,8 +13,8 @@ figures are peak(large) / peak(small), 10x the documents:
 * compare of a backup variant against the live collection (10 % of the
   documents changed, 1 % missing, 1 % added: ``scale_data.variant``);
 * replace-restore of that variant, ``--dry-run``: the whole read / decode /
-  compare pipeline, without the writes the embedded server cannot take at this
-  size (its inserts are O(n^2), DESIGN.md section 5);
+  compare pipeline, without the writes (the restore with writes at this size
+  on the embedded default is ``embedded_scale_bench.py``);
 * restore with writes: on the embedded memory server at the sizes it takes
   (250 to 2 000 documents, into a new collection), each beside the bare
   ``insert_many`` of the same documents (the server's own cost), with

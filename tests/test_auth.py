@@ -693,3 +693,32 @@ def test_users_and_lockouts_live_in_the_bucket_for_an_s3_root(s3_root, clock):
     assert auth.authenticate(s3cfg, "alice", PW).name == "alice"
     actions = [e["action"] for e in audit.read(s3_root, limit=None)]
     assert actions.count("login") >= 7 and "unlock" in actions and "set-password" in actions
+
+
+def test_an_s3_first_start_keeps_only_the_hash_in_the_bucket(s3_root, s3_bucket):
+    from backup_core.store.backend.s3 import client
+
+    s3cfg = Settings(backup_root=s3_root, user="operator", secrets={})
+    first = auth.ensure_initial_admin(s3cfg)
+    assert first.created and first.path is None and first.read_command is None
+    text = first.console_text()
+    assert first.password in text and "stored nowhere" in text and "aws s3" not in text and "cat " not in text
+    keys = [o["Key"] for o in client().list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
+    assert not [k for k in keys if k.endswith(auth.INITIAL_PASSWORD_FILE)]
+    for key in keys:  # the password itself is in no object of the bucket
+        assert first.password.encode() not in client().get_object(Bucket=s3_bucket, Key=key)["Body"].read(), key
+    assert auth.authenticate(s3cfg, "admin", first.password).must_change_password
+    pending = auth.ensure_initial_admin(s3cfg)  # still pending: said, but it cannot be shown again
+    assert not pending.created and pending.password is None and pending.read_command is None
+    assert "shown once" in pending.console_text() and "set-password admin" in pending.console_text()
+
+
+def test_a_plain_text_password_an_older_version_left_in_the_bucket_is_removed(s3_root, s3_bucket):
+    from backup_core.store import open_store
+
+    s3cfg = Settings(backup_root=s3_root, user="operator", secrets={})
+    first = auth.ensure_initial_admin(s3cfg)
+    state = open_store(s3_root).state("auth")
+    state.write(auth.INITIAL_PASSWORD_FILE, first.password.encode() + b"\n")  # as the older version did
+    auth.ensure_initial_admin(s3cfg)
+    assert state.read(auth.INITIAL_PASSWORD_FILE) is None

@@ -373,7 +373,7 @@ def test_refuses_missing_file(store, tampered):
     bid, check = tampered
     info = store.get(bid)
     (store.root / info.collections["c"].own.location).unlink()  # the data object itself
-    check(IntegrityError, "is missing")
+    check(IntegrityError, "c: missing data object")
 
 
 def test_refuses_changed_file(store, tampered):

@@ -211,4 +211,4 @@ def test_side_backup_rules_round_trip_and_reach_the_cli(db, store, cli):
     assert "pre-write backups 0 days; archives 30 days" in RetentionPolicy(
         keep_last=1, pre_write_days=0, archive_days=30).describe()
     bad = cli("cleanup", "--archive-days", "-3")
-    assert bad.returncode == 2 and "--archive-days must be a positive number" in bad.stderr
+    assert bad.returncode == 2 and "--archive-days must be a number between 0 and 36500 days, got '-3'" in bad.stderr

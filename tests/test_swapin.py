@@ -124,3 +124,24 @@ def test_a_restore_leaves_no_registered_swap_in(db, store):
     restore_backup(db, store, res.backup_id, RestoreOptions(mode="replace", confirmed=True, user="t"))
     assert SwapInRegistry.of(db).names() == set()
     assert sorted(db.list_collection_names()) == ["Equipment"]
+
+
+def test_a_dead_restores_swap_in_is_shown_as_abandoned_not_active(db, cli):
+    db["Equipment"].insert_many([{"_id": i} for i in range(5)])
+    dead = _register_as_dead(db, "Equipment")
+    reg = SwapInRegistry.of(db)
+    running = reg.create("Equipment", "op-of-this-test")  # owned by this (live) process' running operation
+    db[running].insert_one({"_id": 1})
+    from backup_core import operation as operation_module
+
+    with operation_module._running_guard:
+        operation_module._running.add("op-of-this-test")
+    try:
+        states = {e["name"]: e["state"] for e in reg.leftovers(operation_module.running_ids())}
+    finally:
+        with operation_module._running_guard:
+            operation_module._running.discard("op-of-this-test")
+    assert states == {dead: "abandoned", running: "active"}
+    text = cli("status").stdout
+    assert f"swap-in collection {dead} of a restore into Equipment (50 documents, abandoned: its restore is gone" \
+        in text and "active" not in text.split(dead)[1].splitlines()[0]

@@ -3,7 +3,9 @@
 ``make run`` runs ``python -m webui.first_start`` just before it starts
 Streamlit, so a fresh checkout prints, once per start and before the URL,
 the one-time password of ``admin`` (``backup_core.auth.ensure_initial_admin``)
-and where its 0600 file is, as Jenkins and Grafana do. The login page calls
+and where its 0600 file is, as Jenkins and Grafana do. With the backup root
+in an object store the password is printed only when it is made (it is
+stored nowhere; later starts say so). The login page calls
 :func:`prepare` too (for ``streamlit run app.py`` started by hand) and prints
 the same text only if it created the password itself. Nothing here imports
 Streamlit, and a failure never stops the dashboard from starting.

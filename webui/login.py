@@ -60,12 +60,17 @@ def _first_login(settings):
 
 
 def _first_login_hint(initial) -> None:
-    path = auth.display_path(initial.path)
-    st.info(f"**First start.** Log in as **{initial.user}** with the one-time password printed in the console "
-            "that started the dashboard (`make run`). It is also in a file readable only by the account that "
-            "runs the dashboard; show it in a terminal in the application folder:")
-    st.code(f"cat {path}", language="bash", wrap_lines=True)
-    st.markdown("You then choose your own password. Or set it yourself now, in that terminal:")
+    if initial.read_command:
+        st.info(f"**First start.** Log in as **{initial.user}** with the one-time password printed in the console "
+                "that started the dashboard (`make run`). It is also in a file readable only by the account that "
+                "runs the dashboard; show it in a terminal in the application folder:")
+        st.code(initial.read_command, language="bash", wrap_lines=True)
+    else:  # an object store root: only its hash is stored, the password was shown once on the console
+        st.info(f"**First start.** Log in as **{initial.user}** with the one-time password printed in the console "
+                "that started the dashboard (`make run`). It was shown only there and is stored nowhere (the "
+                "backup root keeps only its hash).")
+    st.markdown("You then choose your own password. Or set it yourself now, in a terminal in the application "
+                "folder:")
     st.code(f"{auth.python_command()} -m backup_core set-password {initial.user}", language="bash", wrap_lines=True)
 
 
@@ -114,7 +119,7 @@ def logout() -> None:
     user = session.current_user()
     if user is not None:
         try:
-            audit.record(session.get_settings().backup_root, user=user.name, action="logout")
+            audit.record(session.get_settings(), user=user.name, action="logout")
         except Exception:  # noqa: BLE001 - logging out must always work, even if the log cannot be written
             log.warning("cannot record the logout of %s", user.name, exc_info=True)
     session.end_session()

@@ -21,7 +21,6 @@ from backup_core import auth
 from backup_core import undo as undo_log
 from backup_core.paged_compare import StoredComparison, live_token
 from backup_core.context import open_context, open_operation
-from backup_core.errors import UsageError
 from backup_core.restore import RestoreOptions, RestoreResult, plan_restore, restore_backup
 from backup_core.undo import RestoreRecord
 from webui.ui import Ui
@@ -91,23 +90,26 @@ class RestoreFlow:
                    f"{result.duration_s:.1f} s. " + self._safety_text(result), result)
         return result
 
-    def undo(self, record: RestoreRecord) -> RestoreResult:
-        """Undo ``record`` (the latest restore): restore its safety backup in replace mode, all of it.
-
-        The safety backup holds exactly the collections the restore changed (and
-        records those it created, which this removes again).
-        """
+    def plan_undo(self, record: RestoreRecord) -> undo_log.UndoResult:
+        """The dry run of undoing ``record``: its counts per collection; refused if it is no longer the latest."""
         auth.require_admin(self.ui.user, "Undoing a restore")
-        latest = undo_log.latest_undoable(self.ui.store)
-        if latest is None or (latest.at, latest.safety_backup_id) != (record.at, record.safety_backup_id):
-            raise UsageError("that restore is no longer the latest one that can be undone (another restore or undo "
-                             "happened since): nothing was changed; look at the list again")
-        options = RestoreOptions(mode="replace", confirmed=True, user=self.ui.user.name)
-        result = self.restore(record.safety_backup_id, options)  # type: ignore[arg-type]
+        with open_operation(self.settings, "undo_dry_run", details={"database": self.settings.db_name}) as ctx:
+            return undo_log.plan_undo(ctx.db, ctx.store, undo_log.UndoOptions(user=self.ui.user.name,
+                                                                              expect=record.op))
+
+    def undo(self, record: RestoreRecord,
+             progress: Callable[[str, int, int], None] | None = None) -> undo_log.UndoResult:
+        """Undo ``record`` (the latest restore) with ``backup_core.undo``: refused if another restore is the
+        latest now; only the collections it touched are put back, from the safety backup it took."""
+        auth.require_admin(self.ui.user, "Undoing a restore")
+        with open_operation(self.settings, "undo", details={"database": self.settings.db_name}) as ctx:
+            done = undo_log.undo(ctx.db, ctx.store, undo_log.UndoOptions(
+                confirmed=True, user=self.ui.user.name, expect=record.op, progress=progress))
+        self.forget_comparison()  # live data changed: compare again
         self._done("success", f"Undone: the data is back as it was before backup {record.backup_id} was restored "
-                   f"(restored its safety backup {record.safety_backup_id} in {result.duration_s:.1f} s). "
-                   + self._safety_text(result), result)
-        return result
+                   f"(restored its safety backup {done.restored_backup_id} in {done.result.duration_s:.1f} s). "
+                   + self._safety_text(done.result), done.result)
+        return done
 
     def _done(self, kind: str, text: str, result: RestoreResult) -> None:
         self.ui.keep_result(SECTION, kind, text, result, rerun=False)
@@ -129,7 +131,7 @@ class RestoreFlow:
     # ---- history
     def recent_restores(self, limit: int = 10) -> list[RestoreRecord]:
         """The newest restores of this backup root (every session and host), each with its safety backup."""
-        return undo_log.recent_restores(self.ui.store, limit=limit)
+        return undo_log.recent_restores(self.ui.store, limit=limit, database=self.settings.db_name)
 
     def latest_undoable(self) -> RestoreRecord | None:
-        return undo_log.latest_undoable(self.ui.store)
+        return undo_log.latest_undoable(self.ui.store, self.settings.db_name)

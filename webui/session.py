@@ -55,7 +55,7 @@ def _follow_user_store(user):
         settings = st.session_state.get(SETTINGS_KEY)
         try:
             if settings is not None:
-                audit.record(settings.backup_root, user=user.name, action="logout", reason="configuration",
+                audit.record(settings, user=user.name, action="logout", reason="configuration",
                              error=str(exc))
         except Exception:  # noqa: BLE001
             pass

@@ -1,4 +1,13 @@
-"""The first start's one-time admin password (as Jenkins and Grafana do it) and a user's own password change."""
+"""The first start's one-time admin password (as Jenkins and Grafana do it) and a user's own password change.
+
+Only the password's hash is kept with the backups (``users.json``). On a
+local backup root the password itself is also kept until its first use in a
+file only the dashboard's account can read (``.auth/initial_admin_password``,
+0600), so the admin can read it on that machine. In an object store it is
+never stored: everyone who can read the bucket could read it there; it is
+shown once, on the console that started the dashboard, and whoever lost it
+sets a password with ``set-password``.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +32,14 @@ class InitialPassword:
     """The first start's one-time admin password, pending until its first use changes it."""
 
     user: str
-    path: "Path | str"    # the private file that holds it (a local path, or an object store URL)
-    password: str | None  # None when the file cannot be read (any more)
+    path: "Path | None"   # the private local file that holds it; None: not stored (object store), shown once
+    password: str | None  # None when it cannot be read (any more)
     created: bool         # made by this call: print the hint now (once)
+
+    @property
+    def read_command(self) -> str | None:
+        """The shell command that shows the password on this machine (None: it is not stored)."""
+        return f"cat {shlex.quote(display_path(self.path))}" if self.path is not None else None
 
     def console_text(self) -> str:
         """What the console that started the dashboard shows (Jenkins style)."""
@@ -34,23 +48,26 @@ class InitialPassword:
                  f"    user:      {self.user}"]
         if self.password:
             lines.append(f"    password:  {self.password}")
-        where = display_path(self.path)
-        shown = (f"    cat {shlex.quote(where)}" if "://" not in where
-                 else f"    aws s3 cp {shlex.quote(where)} -")
-        lines += ["",
-                  f"It is also in {where} (readable only by this account):",
-                  shown,
-                  "Log in with it; the dashboard then asks for a new password and deletes the file.",
-                  f"Or set your own admin password now: {python_command()} -m backup_core set-password "
+        if self.read_command:
+            lines += ["", f"It is also in {display_path(self.path)} (readable only by this account):",
+                      f"    {self.read_command}",
+                      "Log in with it; the dashboard then asks for a new password and deletes the file."]
+        elif self.password:
+            lines += ["", "It is shown only this once and stored nowhere (the backup root keeps only its hash):",
+                      "note it now. Log in with it; the dashboard then asks for a new password."]
+        else:
+            lines += ["", "Its one-time password was shown once, when it was made, and is stored nowhere (the "
+                          "backup root keeps only its hash)."]
+        lines += [f"Or set your own admin password now: {python_command()} -m backup_core set-password "
                   f"{self.user}",
                   rule]
         return "\n".join(lines)
 
 
-def initial_password_path(settings) -> "Path | str":
-    """Where the one-time password is kept: a local path, or an object store URL."""
+def initial_password_path(settings) -> "Path | None":
+    """Where the one-time password is kept: a local path; None for an object store (never stored there)."""
     where = UserFiles(settings).where(INITIAL_PASSWORD_FILE)
-    return where if "://" in where else Path(where)
+    return None if "://" in where else Path(where)
 
 
 def ensure_initial_admin(settings) -> InitialPassword | None:
@@ -65,6 +82,13 @@ def ensure_initial_admin(settings) -> InitialPassword | None:
     accounts = _accounts(settings)
     if accounts:
         account = accounts.get(INITIAL_ADMIN)
+        if path is None:
+            # an object store never keeps it (an older version did, in plain text: remove that copy)
+            if files.read_text(INITIAL_PASSWORD_FILE) is not None:
+                files.remove(INITIAL_PASSWORD_FILE)
+            if account is None or not account.user.must_change_password:
+                return None
+            return InitialPassword(INITIAL_ADMIN, None, None, created=False)
         pending = files.read_text(INITIAL_PASSWORD_FILE)
         if account is None or not account.user.must_change_password or pending is None:
             return None
@@ -81,21 +105,23 @@ def ensure_initial_admin(settings) -> InitialPassword | None:
             if users:  # another process was quicker
                 created = False
             else:
-                # the password file first: a user whose password nobody knows would lock everyone out
-                files.write_text(INITIAL_PASSWORD_FILE, password + "\n")
+                if path is not None:
+                    # the password file first: a user whose password nobody knows would lock everyone out
+                    files.write_text(INITIAL_PASSWORD_FILE, password + "\n")
                 data["users"] = {INITIAL_ADMIN: {"password_hash": pw_hash, "role": "admin",
                                                  "must_change_password": True, "updated_at": now_iso()}}
                 data.setdefault("version", 1)
                 files.write_json(USERS_FILE, data)
                 created = True
     except Exception as exc:
-        audit.record(settings.backup_root, user=actor, action="set-password", outcome="error",
+        audit.record(settings, user=actor, action="set-password", outcome="error",
                      target=INITIAL_ADMIN, initial=True, error=str(exc))
         raise
     if not created:
         return ensure_initial_admin(settings)
-    audit.record(settings.backup_root, user=actor, action="set-password", target=INITIAL_ADMIN, role="admin",
-                 initial=True, file=str(path), reason="first start: no user existed")
+    audit.record(settings, user=actor, action="set-password", target=INITIAL_ADMIN, role="admin",
+                 initial=True, file=str(path) if path is not None else None,
+                 reason="first start: no user existed")
     return InitialPassword(INITIAL_ADMIN, path, password, created=True)
 
 
@@ -137,10 +163,10 @@ def change_password(settings, user: User, new_password: str, current_password: s
             files.write_json(USERS_FILE, data)
             removed = files.remove(INITIAL_PASSWORD_FILE) if name == INITIAL_ADMIN else False
     except Exception as exc:
-        audit.record(settings.backup_root, user=name, action="change-password", outcome="error",
+        audit.record(settings, user=name, action="change-password", outcome="error",
                      target=name, error=str(exc))
         raise
-    audit.record(settings.backup_root, user=name, action="change-password", target=name,
+    audit.record(settings, user=name, action="change-password", target=name,
                  initial=account.user.must_change_password or None, initial_file_removed=removed or None)
     return User(name, account.user.role, fingerprint=_fingerprint(pw_hash))
 

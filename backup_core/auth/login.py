@@ -56,7 +56,7 @@ def lockout_remaining(settings, user: str) -> float:
 
 def authenticate(settings, user: str, password: str) -> User:
     """Check a login; returns the ``User`` or raises ``AuthError`` (audited either way)."""
-    root = settings.backup_root
+    root = settings  # the log of the configured root, with its key
     _refuse_malformed(root, user, password)
     try:
         accounts = _accounts(settings)
@@ -188,10 +188,10 @@ def unlock(settings, user: str) -> UnlockResult:
         result = UnlockResult(user=user, was_locked=bool(until), locked_until=_iso(until) if until else None,
                               failures_cleared=len(entry.get("failures", [])) if entry else 0, path=str(path))
     except Exception as exc:
-        audit.record(settings.backup_root, user=actor, action="unlock", outcome="error",
+        audit.record(settings, user=actor, action="unlock", outcome="error",
                      target=user if isinstance(user, str) and USER_RE.match(user) else None, error=str(exc))
         raise
-    audit.record(settings.backup_root, user=actor, action="unlock", target=user,
+    audit.record(settings, user=actor, action="unlock", target=user,
                  was_locked=result.was_locked, locked_until=result.locked_until,
                  failures_cleared=result.failures_cleared)
     return result

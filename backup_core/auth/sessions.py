@@ -118,7 +118,7 @@ def refresh(settings, user: User, env: Mapping[str, str] | None = None) -> Sessi
 
 def _end_session(settings, name: str, reason: str, message: str, **details: Any) -> SessionCheck:
     try:
-        audit.record(settings.backup_root, user=name, action="logout", reason=reason, **details)
+        audit.record(settings, user=name, action="logout", reason=reason, **details)
     except Exception:  # noqa: BLE001 - the session ends even when the log cannot be written
         _log.warning("cannot record the logout of %s (%s)", name, reason, exc_info=True)
     return SessionCheck(None, reason, message)

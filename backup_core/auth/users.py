@@ -126,11 +126,11 @@ def set_password(settings, user: str, password: str, role: str = "admin") -> Use
             if user == INITIAL_ADMIN:  # the one-time password no longer works
                 files.remove(INITIAL_PASSWORD_FILE)
     except Exception as exc:
-        audit.record(settings.backup_root, user=actor, action="set-password", outcome="error",
+        audit.record(settings, user=actor, action="set-password", outcome="error",
                      target=user if isinstance(user, str) and USER_RE.match(user) else None,
                      role=role if role in ROLES else None, error=str(exc))
         raise
-    audit.record(settings.backup_root, user=actor, action="set-password", target=user, role=role,
+    audit.record(settings, user=actor, action="set-password", target=user, role=role,
                  password_changed=password_changed)
     return User(user, role)
 

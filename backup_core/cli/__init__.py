@@ -5,6 +5,8 @@ that adds its parser and sets ``handler=run``. A handler takes the parsed
 arguments and the ``Settings`` and returns a result (a dataclass with
 ``to_json()``/``to_text()``, a dict, or None). ``--json`` prints exactly one
 JSON document on stdout; errors print one line on stderr and exit non-zero.
+Everything printed here has its control characters escaped
+(``common.printable``), whatever the database holds.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Any, Sequence
 
 from ..config import Settings, debug_enabled, mask_uri
 from ..errors import BackupError, UsageError
+from .common import json_printable, printable
 
 COMMANDS = (
-    "backup", "list", "verify", "compare", "restore", "cleanup", "archive", "scheduler",
+    "backup", "list", "verify", "compare", "restore", "undo", "cleanup", "archive", "scheduler",
     "status", "audit", "set_password", "unlock", "export", "import", "copy", "keygen", "server", "drill",
 )
 
@@ -139,11 +142,14 @@ def _run(argv: list[str], want_json: bool) -> int:
         result = args.handler(args, settings_from_args(args))
     except BackupError as err:
         hint = f" ({err.hint})" if err.hint else ""
-        print(f"error: {err}{hint}", file=sys.stderr)
+        first, *more = err.lines()
+        print(printable(f"error: {first}{hint}", one_line=True), file=sys.stderr)
+        for line in more:  # each detail stays on its own line; newlines inside one are escaped
+            print(printable(line, one_line=True), file=sys.stderr)
         if want_json:
             payload = err.payload or {}
-            print(json.dumps({**payload, "ok": False, "error": str(err), "exit_code": err.exit_code},
-                             default=str, ensure_ascii=False))
+            print(json_printable(json.dumps({**payload, "ok": False, "error": str(err), "exit_code": err.exit_code},
+                                            default=str, ensure_ascii=False)))
         return err.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -151,13 +157,16 @@ def _run(argv: list[str], want_json: bool) -> int:
     except Exception as exc:  # a bug: still one line, and the details on request
         if debug_enabled():
             raise
-        print(f"internal error: {type(exc).__name__}: {mask_uri(str(exc)).splitlines()[0] if str(exc) else ''} "
-              "(set BACKUP_DEBUG=1 for a traceback)", file=sys.stderr)
+        first = mask_uri(str(exc)).splitlines()[0] if str(exc) else ""
+        print(printable(f"internal error: {type(exc).__name__}: {first} (set BACKUP_DEBUG=1 for a traceback)",
+                        one_line=True), file=sys.stderr)
         return 70
     if result is not None:  # None: the handler printed its own output (e.g. server)
+        # the one place output is written: text from the database (collection names, values, errors) can
+        # never drive the terminal (escape sequences are shown, not run); JSON stays the same value
         if want_json or args.json:
-            print(json.dumps(to_jsonable(result), default=str, ensure_ascii=False))
+            print(json_printable(json.dumps(to_jsonable(result), default=str, ensure_ascii=False)))
         else:
-            print(to_text(result))
+            print(printable(to_text(result)))
         sys.stdout.flush()  # a closed pipe is seen here, inside main's BrokenPipeError handler
     return 0

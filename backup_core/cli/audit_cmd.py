@@ -1,6 +1,9 @@
 """``audit [--limit N] [--action A] [--user U] [--outcome O] [--verify]``: the audit log, newest first.
 
-``--verify`` checks the log's hash chain instead and exits 5 where it is broken.
+``--verify`` checks the log instead (its hash chain, the authentication of its
+entries when a key is configured, and the anchors of its head kept in every
+backup's manifest and in the metadata database) and exits 5 where it is
+broken: edited, forged, deleted, emptied or cut (``audit.check``).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import audit
 from ..context import open_store
-from ..errors import UsageError
+from .common import number_type
 
 
 @dataclass
@@ -34,22 +37,23 @@ class AuditListing:
 
 def register(sub):
     p = sub.add_parser("audit", help="show the audit log, newest first (--verify: check its hash chain)")
-    p.add_argument("--limit", type=int, default=100, metavar="N", help="at most N entries (default 100)")
+    p.add_argument("--limit", type=number_type("--limit", 1, 10_000_000, integer=True), default=100, metavar="N",
+                   help="at most N entries (default 100)")
     p.add_argument("--action", help="only this action (backup, restore, cleanup, login, ...)")
     p.add_argument("--user", help="only entries of this user")
     p.add_argument("--outcome", choices=("started", "ok", "error", "refused", "interrupted"),
                    help="only this outcome (interrupted: started, never finished, process gone)")
     p.add_argument("--verify", action="store_true",
-                   help="check that no entry was edited, inserted or removed (exit 5 if the chain is broken)")
+                   help="check that no entry was edited, inserted, removed or forged and that the log was not cut, "
+                        "emptied or deleted (exit 5 if so)")
     p.set_defaults(handler=run)
     return p
 
 
 def run(args, settings):
-    log = open_store(settings).audit_log()
+    store = open_store(settings)
     if args.verify:
-        return audit.require_intact(log)
-    if args.limit < 1:
-        raise UsageError("--limit must be at least 1")
+        return audit.require_intact(audit.check(settings, store))
+    log = store.audit_log()
     flt = audit.AuditFilter(action=args.action, user=args.user, outcome=args.outcome)
     return AuditListing(log.read(args.limit, flt))

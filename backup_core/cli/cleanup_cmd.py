@@ -15,20 +15,22 @@ from __future__ import annotations
 from ..api import BackupSystem
 from ..retention import RetentionPolicy
 from ..timeutil import parse_duration
+from .common import number_type
 
 
 def register(sub):
     p = sub.add_parser("cleanup", help="delete backups the retention policy does not keep",
                        description=__doc__.split("\n\n", 1)[1])
     for tier in ("last", "hourly", "daily", "weekly", "monthly"):
-        p.add_argument(f"--keep-{tier}", type=int, metavar="N",
+        p.add_argument(f"--keep-{tier}", type=number_type(f"--keep-{tier}", 0, None, integer=True),
+                       metavar="N",
                        help=f"keep the {'N newest backups' if tier == 'last' else f'newest backup of each of the last N {tier} periods'}")
     p.add_argument("--keep-within", metavar="AGE", help="keep every backup within AGE of the newest (e.g. 7d)")
     p.add_argument("--older-than", metavar="AGE", help="keep every backup younger than AGE (e.g. 7d, 36h)")
-    p.add_argument("--safety-days", type=float, metavar="DAYS", help="keep safety backups this long (default 7)")
-    p.add_argument("--pre-write-days", type=float, metavar="DAYS",
+    p.add_argument("--safety-days", type=number_type("--safety-days", 0, 36500, unit="days"), metavar="DAYS", help="keep safety backups this long (default 7)")
+    p.add_argument("--pre-write-days", type=number_type("--pre-write-days", 0, 36500, unit="days"), metavar="DAYS",
                    help="keep pre-write backups (taken before an application's write) this long (default 7)")
-    p.add_argument("--archive-days", type=float, metavar="DAYS",
+    p.add_argument("--archive-days", type=number_type("--archive-days", 0, 36500, unit="days"), metavar="DAYS",
                    help="delete archive backups older than this (default: keep them until deleted by hand)")
     p.add_argument("--dry-run", action="store_true", help="only report what would be deleted, and why")
     p.add_argument("--save", action="store_true",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..api import BackupSystem
-from .common import add_collections, collections_arg
+from .common import add_collections, collections_arg, number_type
 
 
 def register(sub):
@@ -11,7 +11,7 @@ def register(sub):
     p.add_argument("backup_id", metavar="ID")
     add_collections(p)
     p.add_argument("--key", default="_id", help="field that pairs documents (default _id); must be unique")
-    p.add_argument("--show", type=int, default=0, metavar="N",
+    p.add_argument("--show", type=number_type("--show", 0, 1_000_000, integer=True), default=0, metavar="N",
                    help="also show up to N differing documents per collection, with their field differences")
     p.set_defaults(handler=run)
     return p

@@ -6,6 +6,7 @@ listed (see ``backup_core.transfer``).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ..context import open_store
@@ -26,7 +27,7 @@ def register(sub):
 def run(args, settings):
     max_bytes = None
     if args.max_mb is not None:
-        if not args.max_mb > 0:
+        if not (args.max_mb > 0 and math.isfinite(args.max_mb)):  # also refuses nan and inf
             raise UsageError(f"--max-mb must be a positive number, got {args.max_mb:g}")
         max_bytes = int(args.max_mb * 1024 * 1024)
     if max_bytes is None:

@@ -17,9 +17,15 @@ import sys
 from dataclasses import dataclass
 
 from .. import notify
-from ..errors import BackupError, StorageError, UsageError
+from ..errors import BackupError, StorageError
 from ..scheduler import SchedulerService, auto_backup_check, load_config, save_config, scheduler_status
+from ..scheduler.config import MAX_INTERVAL_HOURS, MIN_INTERVAL_HOURS
 from ..timeutil import format_duration, parse_duration
+from .common import number_type, printable
+
+MIN_LEASE_S, MAX_LEASE_S = 1.0, 86400.0
+MIN_EVERY_S = 1.0  # --every: seconds are for tests; less than one would only flood the log
+MAX_ROOT_MB = 1e9  # a petabyte
 
 
 class NotDelivered(BackupError):
@@ -34,10 +40,11 @@ def register(sub):
     p.add_argument("--every", metavar="DURATION",
                    help="backup interval for THIS process only, e.g. 30s, 10m, 1h (not saved; "
                         "default: the saved interval, see --set-interval)")
-    p.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
+    p.add_argument("--lease", type=number_type("--lease", MIN_LEASE_S, MAX_LEASE_S, unit="seconds"), default=30.0,
+                   metavar="SECONDS",
                    help="lease period: a standby takes over at most this long after the active "
-                        "scheduler stops renewing (default 30)")
-    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                        f"scheduler stops renewing (default 30; {MIN_LEASE_S:g} to {MAX_LEASE_S:g})")
+    p.add_argument("--metrics-port", type=number_type("--metrics-port", 0, 65535, integer=True), metavar="PORT",
                    help="serve Prometheus metrics on http://HOST:PORT/metrics while running (default: off)")
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                    help="address for --metrics-port (default 127.0.0.1; 0.0.0.0 for every interface)")
@@ -46,11 +53,12 @@ def register(sub):
                         "is older than the interval (a failure is notified, as for cron)")
     p.add_argument("--test-notify", action="store_true",
                    help="send a test notification to the BACKUP_NOTIFY targets and exit")
-    p.add_argument("--set-interval", type=float, metavar="HOURS",
+    p.add_argument("--set-interval", type=number_type("--set-interval", MIN_INTERVAL_HOURS, MAX_INTERVAL_HOURS,
+                                                      unit="hours"), metavar="HOURS",
                    help="save the backup interval (0.1 to 168 hours) for every scheduler and exit")
     p.add_argument("--retention", metavar="AGE",
                    help="save the retention period (e.g. 7d) for every scheduler and exit")
-    p.add_argument("--max-root-mb", type=float, metavar="MB",
+    p.add_argument("--max-root-mb", type=number_type("--max-root-mb", 0, MAX_ROOT_MB, unit="MB"), metavar="MB",
                    help="save the backup root size above which a clean-up follows each backup "
                         "(0: no limit) and exit")
     p.add_argument("--drill-every", metavar="PERIOD",
@@ -61,7 +69,14 @@ def register(sub):
 
 
 def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    print(printable(text), file=sys.stderr, flush=True)
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with control characters escaped (messages may quote collection names and errors)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
 
 
 def interval_text(hours: float) -> str:
@@ -102,9 +117,7 @@ def run(args, settings):
             config.interval_hours = args.set_interval
         if args.retention is not None:
             config.retention_days = parse_duration(args.retention, what="--retention").total_seconds() / 86400
-        if args.max_root_mb is not None:
-            if not args.max_root_mb >= 0:  # also refuses nan
-                raise UsageError("--max-root-mb must be 0 (no limit) or a positive size in MB")
+        if args.max_root_mb is not None:  # 0 to MAX_ROOT_MB (the type refused nan, inf, negative)
             config.max_root_bytes = int(args.max_root_mb * 1024 * 1024) or None
         if args.drill_every is not None:
             config.drill_every_days = (0.0 if args.drill_every.strip().lower() in ("off", "0", "never") else
@@ -113,13 +126,10 @@ def run(args, settings):
         return save_config(settings, config, user=settings.user).to_json()
     if args.check:
         return auto_backup_check(settings, user=settings.user, unattended=True)
-    interval = parse_duration(args.every, what="--every") if args.every else None
-    if args.lease <= 0:
-        raise UsageError("--lease must be positive")
-    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
-        raise UsageError("--metrics-port must be between 0 and 65535 (0: any free port)")
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    interval = parse_duration(args.every, what="--every", minimum_s=MIN_EVERY_S) if args.every else None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
     def on_state(state, info):
         if state == "active":

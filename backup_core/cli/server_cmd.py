@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..embedded import serve
+from .common import number_type
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
@@ -27,7 +28,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
         description="Run the embedded MongoDB-compatible server (mongoeco) on 127.0.0.1 "
                     "and print its URI. Stops on SIGTERM or Ctrl-C.",
     )
-    p.add_argument("--port", type=int, default=0, help="TCP port (default 0: any free port)")
+    p.add_argument("--port", type=number_type("--port", 0, 65535, integer=True), default=0,
+                   help="TCP port (default 0: any free port)")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="data dir (env EMBEDDED_DATA_DIR; default ./.data)")
     p.add_argument("--memory", action="store_true",

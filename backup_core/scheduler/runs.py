@@ -96,10 +96,15 @@ def run_scheduled_backup(settings: Settings, trigger: str = "scheduled", *, user
         return entry
     entry = history_entry("backup", trigger, started, time.monotonic() - t0, "ok", backup_id=result.backup_id,
                           counts={n: c.count for n, c in result.collections.items()}, bytes=result.total_bytes,
-                          point_in_time=bool((result.consistency or {}).get("point_in_time")))
+                          point_in_time=bool((result.consistency or {}).get("point_in_time")),
+                          warnings=result.warnings or None)
     append_history(settings, entry)
     for kind in ("database", "backup"):  # any successful backup ends these streaks
         notify.event(settings, kind, ok=True, details={"new_backup": result.backup_id})
+    if unattended or not result.warnings:
+        # an emptied or shrunk database: told once per streak (nobody watches an unattended run)
+        notify.event(settings, "data", ok=not result.warnings, error="; ".join(result.warnings) or None,
+                     details={"new_backup": result.backup_id})
     if settings.mirror_root:
         push_to_mirror(settings, trigger, unattended=unattended)
     if config.archive_rules:

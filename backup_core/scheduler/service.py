@@ -55,7 +55,7 @@ from ..errors import BackupError, DatabaseUnavailable, UsageError
 from ..testseam import checkpoint
 from ..timeutil import iso, parse_iso, utc_now
 from .config import ScheduleConfig, load_config
-from .history import append_history, cleanup_anchor, history_entry
+from .history import append_history, cleanup_anchor, history_entry, last_run
 from .lease import Lease, LeaseLost, MongoLease
 from .runs import SCHEDULER_USER, current_config, failure_kind, run_cleanup, run_scheduled_backup
 
@@ -106,8 +106,8 @@ class SchedulerService:
                  on_state: Callable[[str, dict], None] | None = None) -> None:
         if interval is not None and interval.total_seconds() <= 0:
             raise UsageError("the backup interval must be positive")
-        if lease_seconds <= 0:
-            raise UsageError("the lease period must be positive")
+        if not (isinstance(lease_seconds, (int, float)) and 0 < lease_seconds < float("inf")):  # also nan
+            raise UsageError(f"the lease period must be a positive number of seconds, got {lease_seconds!r}")
         self.settings = settings
         self.root = settings.backup_root
         self.interval_override = interval

@@ -12,8 +12,8 @@ from .backend import Backend
 
 
 class AuditBlobs:
-    """``list``/``get``/``put`` of the audit log's objects over a backend (``put`` never replaces an
-    object unless it is told the version it replaces)."""
+    """``list``/``get``/``put`` of the audit log's objects over a backend: ``put`` creates an object only if
+    its name is free (``PreconditionFailed`` otherwise); entries are never rewritten."""
 
     def __init__(self, backend: Backend) -> None:
         self.b = backend
@@ -23,25 +23,18 @@ class AuditBlobs:
 
     def get(self, name: str) -> tuple[bytes, str] | None:
         data = self.b.read(name, 64 << 20)
-        if data is None:
-            return None
-        st = self.b.stat(name)
-        return data, (st.version if st is not None else "")
+        return None if data is None else (data, "")
 
-    def put(self, name: str, data: bytes, *, if_match: str | None = None, if_none_match: bool = False) -> str:
-        if if_match:
-            replace = getattr(self.b, "replace_if", None)
-            if replace is None:
-                raise PreconditionFailed(name)
-            return replace(name, data, if_match)
+    def put(self, name: str, data: bytes, *, if_none_match: bool = True) -> str:
         if not self.b.save(name, data):
             raise PreconditionFailed(name)
-        st = self.b.stat(name)
-        return st.version if st is not None else ""
+        return ""
 
 
-def audit_log_for(backend: Backend):
+def audit_log_for(backend: Backend, keyring=None):
+    """The audit log of a backend's root; entries are authenticated with a key derived from ``keyring``'s
+    current key when there is one."""
     root = getattr(backend, "root", None)
     if root is not None:
-        return FileAuditLog(root / AUDIT_DIR / AUDIT_FILE)
-    return BlobAuditLog(AuditBlobs(backend), f"{AUDIT_DIR}/", f"{backend.url}/{AUDIT_DIR}/")
+        return FileAuditLog(root / AUDIT_DIR / AUDIT_FILE, keyring)
+    return BlobAuditLog(AuditBlobs(backend), f"{AUDIT_DIR}/", f"{backend.url}/{AUDIT_DIR}/", keyring)

@@ -334,6 +334,13 @@ class RepositoryLock:
                 return mode
         return None
 
+    def write_token(self) -> object | None:
+        """An object that stands for this process's current hold of the write (or exclusive) lock, the
+        same for the whole hold and new for the next; None when neither is held. While one hold lasts
+        no other process can change what the repository holds."""
+        st = self._state
+        return st.held.get("exclusive") or st.held.get("write")
+
     @property
     def lost(self) -> bool:
         return self._state.lost is not None

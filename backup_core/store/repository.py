@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -217,13 +218,26 @@ class Repository:
 
     # ---- listing
     def _manifest_entries(self) -> list[tuple[str, str, str, str]]:
-        """(day, backup id, manifest name, version) of every manifest, from one listing per weekday."""
+        """(day, backup id, manifest name, version) of every manifest, from one listing per weekday.
+
+        While this process holds the write lock only it can change them: the listing is then kept for
+        the rest of that hold (every repository object of the root shares it; a commit or a deletion
+        forgets it)."""
+        token = self._lock.write_token()
+        if token is not None:
+            with _LISTINGS_GUARD:
+                kept = _LISTINGS.get(self.backend.identity)
+            if kept is not None and kept[0] is token:
+                return list(kept[1])
         out = []
         for day in WEEKDAYS:
             for e in self.backend.list(f"{day}/"):
                 parts = e.name.split("/")
                 if len(parts) == 3 and parts[2] in _MANIFEST_NAMES and ID_RE.match(parts[1]):
                     out.append((day, parts[1], e.name, e.version or f"{e.size}"))
+        if token is not None and token is self._lock.write_token():
+            with _LISTINGS_GUARD:
+                _LISTINGS[self.backend.identity] = (token, list(out))
         return out
 
     def _read_manifest(self, name: str, version: str | None = None) -> bytes | None:
@@ -236,6 +250,8 @@ class Repository:
 
     def forget_cached(self) -> None:
         self._cache.clear()
+        with _LISTINGS_GUARD:
+            _LISTINGS.pop(self.backend.identity, None)
 
     def _load(self, day: str, backup_id: str, stored: bytes, *, trust: bool = True) -> BackupInfo:
         encrypted = is_encrypted(stored)
@@ -379,15 +395,26 @@ class Repository:
             yield from self.part_documents(info, entry.parts[0])
             return
         last: dict[bytes, int] = {}  # _id identity -> the last step that touched it
+        kept: dict[int, list[bytes]] | None = {}  # the steps' changed documents, unless too big to keep
+        budget = STEPS_KEPT_BYTES
+        read: dict[str, list[bytes]] = {}  # a step object several steps share (no deletions) is read once
         for i, part in enumerate(entry.parts[1:], 1):
-            for raw in self.part_documents(info, part):
+            docs: list[bytes] = []
+            for raw in read[part.location] if part.location in read else self.part_documents(info, part):
                 last[key_identity(key_bytes(raw, "_id"))] = i
+                if kept is not None:
+                    docs.append(raw)
+                    budget -= len(raw)
+                    if budget < 0:
+                        kept = None  # read the steps again below rather than hold them all
+            if kept is not None:
+                kept[i] = read[part.location] = docs
         for raw in self.part_documents(info, entry.parts[0]):
             if key_identity(key_bytes(raw, "_id")) not in last:
                 yield raw
         for i, part in enumerate(entry.parts[1:], 1):
             if part.kind == "changes":
-                for raw in self.part_documents(info, part):
+                for raw in kept[i] if kept is not None else self.part_documents(info, part):
                     if last.get(key_identity(key_bytes(raw, "_id"))) == i:
                         yield raw
 
@@ -417,7 +444,8 @@ class Repository:
     def presence_problem(self, info: BackupInfo, collection: str) -> str | None:
         """Why a collection's data cannot be read (a part missing, or of another size), or None: a stat
         per part, no reading (every byte is proved when it is read)."""
-        for part in info.collection(collection).stored_parts():
+        parts = {p.location: p for p in info.collection(collection).parts}  # each object once; its
+        for part in parts.values():  # document index is not read back (verify checks it)
             size = self.stat_part(info, part)
             if size is None:
                 return f"missing data object {part.object or part.location}"
@@ -599,12 +627,18 @@ class Repository:
     def audit_log(self):
         from .audit_blobs import audit_log_for
 
-        return audit_log_for(self.backend)
+        return audit_log_for(self.backend, self.keyring)
 
     def state(self, area: str):
         from .state import StateFiles
 
         return StateFiles(self.backend, area)
+
+
+# backend identity -> (the write hold it was listed under, its manifest entries): see _manifest_entries
+_LISTINGS: dict[str, tuple[object, list[tuple[str, str, str, str]]]] = {}
+_LISTINGS_GUARD = threading.Lock()
+STEPS_KEPT_BYTES = 64 << 20  # increments' changed documents held in memory while a collection is read
 
 
 def _is_view(name: str) -> bool:

@@ -31,6 +31,7 @@ from typing import Callable, Iterable, Iterator
 
 from .. import codec
 from ..errors import IntegrityError, LockLost, StorageError
+from ..fsutil import os_error_text
 from .crypto import CHUNK as CRYPTO_CHUNK, CIPHER, EncryptingWriter, Key, encrypt_bytes
 from .csvfile import PROGRESS_EVERY, CountingWriter, Spill, encode_csv
 from .layout import MANIFEST, MANIFEST_ENC, view_name
@@ -58,6 +59,13 @@ class BackupWriter:
                 self._spool = new_spool(self.repo.backend)
             return self._spool
 
+    def _spool_error(self, exc: OSError) -> str:
+        """Why writing into the spool failed: the backup root's disk (a local root), or the local spool folder."""
+        spool = self.spool()
+        local = self.repo.backend.local_temp()
+        return os_error_text(exc, "the backup root" if local is not None and spool.is_relative_to(local)
+                             else f"the spool folder {spool.parent} (BACKUP_CACHE_DIR)")
+
     # ---- parts
     @contextlib.contextmanager
     def spill(self, docs: Iterable[bytes], *, on_document: Callable[[bytes], object] | None = None,
@@ -76,8 +84,8 @@ class BackupWriter:
                 spill.finish()
                 yield spill
         except OSError as exc:
-            raise StorageError(f"cannot write backup {self.backup_id}: spooling in {path.parent} failed: "
-                               f"{exc.strerror or exc}") from None
+            raise StorageError(f"cannot write backup {self.backup_id}: reading the documents into "
+                               f"{path.parent} failed: {self._spool_error(exc)}") from None
 
     def write_spilled(self, collection: str, kind: str, spill: Spill, schema, *, compress: bool,
                       select: bytearray | None = None, progress: Callable[[int], None] | None = None) -> Part:
@@ -102,8 +110,8 @@ class BackupWriter:
             self.store(part, path)
             return part
         except OSError as exc:
-            raise StorageError(f"cannot write backup {self.backup_id}: spooling {collection} in "
-                               f"{path.parent} failed: {exc.strerror or exc}") from None
+            raise StorageError(f"cannot write backup {self.backup_id}: writing collection {collection} failed: "
+                               f"{self._spool_error(exc)}") from None
         finally:
             path.unlink(missing_ok=True)
 
@@ -127,6 +135,8 @@ class BackupWriter:
         """Save ``part``'s object unless the repository holds it already (then it is shared)."""
         backend = self.repo.backend
         self.repo.check_lock()
+        if self._seen(part):
+            return
         found = backend.stat(part.location)
         if found is None or found.size != part.stored_bytes:
             if found is not None:
@@ -141,12 +151,19 @@ class BackupWriter:
 
     def adopt(self, part: Part) -> None:
         """Refer to ``part`` of an earlier backup: it must be present now (looked at, not assumed)."""
+        if self._seen(part):
+            return
         found = self.repo.backend.stat(part.location)
         if found is None or found.size != part.stored_bytes:
             raise IntegrityError(f"backup {self.backup_id} cannot build on data object {part.object}: it is "
                                  "missing or damaged in the repository", hint="take a full backup")
         with self._guard:
             self.present[part.location] = part.stored_bytes
+
+    def _seen(self, part: Part) -> bool:
+        """Whether this backup saw ``part``'s object in the repository already (under its lock)."""
+        with self._guard:
+            return self.present.get(part.location) == part.stored_bytes
 
     # ---- the manifest
     def commit(self, body: dict) -> Manifest:

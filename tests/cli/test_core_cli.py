@@ -36,7 +36,14 @@ def test_backup_list_verify_cleanup_json(cli, seeded):
     c = _json(cli("cleanup", "--older-than", "7d", "--json"))
     assert c["deleted"] == []
     c = _json(cli("cleanup", "--older-than", "1s", "--dry-run", "--json"))
-    assert c["deleted"] == [b["backup_id"]] and c["dry_run"] is True
+    # b is past the age, but the newer b2 holds only Equipment: b is the last backup of the other collection
+    assert c["deleted"] == [] and c["dry_run"] is True
+    assert c["decisions"][1]["reasons"] == ["newest backup holding data of Equipment_select_options "
+                                            "(newer backups hold none)"]
+    b3 = _json(cli("backup", "--json"))
+    c = _json(cli("cleanup", "--older-than", "1s", "--dry-run", "--json"))
+    assert sorted(c["deleted"]) == sorted([b["backup_id"], b2["backup_id"]]) and c["dry_run"] is True
+    assert [d["backup_id"] for d in c["decisions"] if d["keep"]] == [b3["backup_id"]]
     # global flags before the command work too
     assert _json(cli("--json", "list"))["backups"]
 

@@ -72,7 +72,7 @@ def test_cleanup_dry_run_says_how_many_bytes_it_would_free(data, cli):
     dry = cli("cleanup", "--keep-last", "1", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     freed = one_json(cli("cleanup", "--keep-last", "1", "--dry-run", "--json"))["freed_bytes"]
-    assert freed > 0 and f"would free" in dry.stdout and f"({freed} bytes" in dry.stdout
+    assert freed > 0 and "would free" in dry.stdout and f"({freed} bytes" in dry.stdout
     assert first["backup_id"] in dry.stdout
 
 

@@ -123,3 +123,17 @@ def test_a_chosen_entry_is_shown_whole_and_readable(page_env, make_app, root):
     assert "collections: Equipment, 設備" in shown and "{" not in shown
     assert "user: ann" in shown and "seq: 1" in shown and "(UTC)" in shown
     assert any("Select a row to see the whole entry" in c.value for c in at.caption)
+
+
+def test_a_log_cut_below_a_backups_copy_of_its_head_is_shown(page_env, make_app, root, db):
+    from backup_core.backup import BackupOptions, create_backup
+    from backup_core.store import LocalStore
+
+    _seed(root)
+    db["Equipment"].insert_one({"_id": 1})
+    create_backup(db, LocalStore(root), BackupOptions(user="ann"))  # its manifest keeps the log's head
+    path = audit.audit_path(root)
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:3]))  # a valid, shorter chain
+    at = run_page(make_app("viewer"), PAGE)
+    assert not at.exception
+    assert any("cut, emptied or rewritten" in e.value and "cut off its end" in e.value for e in at.error)

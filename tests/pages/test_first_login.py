@@ -160,3 +160,20 @@ def _go_to(at, url_path: str):
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def test_an_s3_root_login_hint_shows_no_command_that_cannot_work(make_app, page_env, s3_root, monkeypatch,
+                                                                  capfd):
+    monkeypatch.setenv("BACKUP_ROOT", s3_root)
+    at = run_page(make_app(role=None))
+    assert not at.exception, at.exception
+    out = capfd.readouterr().out
+    password = re.search(r"password:\s+(\S+)$", out, re.M).group(1)  # shown once, on the console
+    hint = " ".join(i.value for i in at.info)
+    assert "First start" in hint and "stored nowhere" in hint
+    codes = [c.value for c in at.code]
+    assert not [c for c in codes if c.startswith("cat ") or "s3://" in c]  # nothing to read it from
+    assert f"{auth.python_command()} -m backup_core set-password admin" in codes
+    assert password not in texts(at)
+    at.run()
+    assert password not in capfd.readouterr().out  # never again

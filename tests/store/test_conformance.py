@@ -66,12 +66,14 @@ def test_the_user_story(any_store, db):
     assert snapshot(db, EQ) == changed
     merged = _restore(db, store, first.backup_id, mode="merge")
     assert merged.collections[EQ].inserted == 3 and merged.collections[EQ].kept == 1
-    # clean-up keeps the newest (here the merge's safety backup, the undo of the latest restore)
+    # clean-up keeps the newest (here the merge's safety backup, the undo of the latest restore) and the
+    # newest regular backup holding data of each collection (here the only one)
     policy = RetentionPolicy(older_than=timedelta(seconds=1), safety_days=0)
     assert cleanup(store, policy, user="t", now=utc_now() + timedelta(hours=1)).deleted
-    assert len(store.list_backups()) == 1
     newest = store.list_backups()[0].backup_id
-    store.delete(newest)
+    assert {b.backup_id for b in store.list_backups()} == {newest, first.backup_id}
+    for b in store.list_backups():
+        store.delete(b.backup_id)
     assert store.list_backups() == [] and not store.exists(newest)
     assert store.audit_log().verify().ok
 
@@ -190,7 +192,7 @@ def test_encrypted_stores_keep_nothing_readable(encrypted_store, db):
     res = create_backup(db, store, BackupOptions(user="t"))
     blobs = stored_objects(store)
     backup_blobs = {k: v for k, v in blobs.items() if res.backup_id in k or k.startswith("data/")}
-    assert len(backup_blobs) == 2  # the manifest and one data object
+    assert len(backup_blobs) == 3  # the manifest, one data object and its document index
     for name, data in backup_blobs.items():
         for secret in (b"BLUEBIRD", b"by_codename_index", b"codename", b"Secret_Projects", b"$oid"):
             assert secret not in data and secret.decode() not in name, (name, secret)

@@ -77,7 +77,8 @@ def test_keep_last_three_keeps_data_first_written_by_a_deleted_backup(any_store,
     # freed: the three manifests and only ids[0]'s Equipment data (ids[1] and ids[2] hold the version
     # ids[3] still shares, and the select options are shared by the kept ones); the dry run says the same
     first_eq = preview.decisions[-1]
-    eq_data = infos[ids[0]].collections[EQ].stored_bytes
+    eq = infos[ids[0]].collections[EQ]
+    eq_data = sum(p.stored_bytes for p in eq.stored_parts())  # its full copy and its document index
     assert first_eq.backup_id == ids[0] and first_eq.freed == eq_data + len(infos[ids[0]].stored_manifest)
     assert res.freed_bytes == preview.freed_bytes == eq_data + sum(len(i.stored_manifest) for i in infos.values())
     assert [d.freed for d in preview.decisions if d.backup_id in ids[1:3]] == \
@@ -145,7 +146,7 @@ def test_a_clean_up_killed_halfway_leaves_every_kept_backup_whole(any_store, db,
         time.sleep(1.5)
         cleanup(any_store, RetentionPolicy(keep_last=2), user="t")
     assert sorted(b.backup_id for b in any_store.list_backups()) == sorted(ids[-2:])
-    needed = {p.location for b in any_store.list_backups() for e in b.collections.values() for p in e.parts}
+    needed = {p.location for b in any_store.list_backups() for e in b.collections.values() for p in e.stored_parts()}
     assert {e.name for e in any_store.backend.list("data/")} == needed
     for backup_id in ids[-2:]:
         restore_backup(db, any_store, backup_id, RestoreOptions(mode="replace", confirmed=True, user="t"))

@@ -69,11 +69,14 @@ def test_the_endpoint_dies_mid_upload(s3_endpoint, s3_bucket, db, monkeypatch):
         assert [b.backup_id for b in store.list_backups()] == [older.backup_id]
         assert store.verify(older.backup_id).ok
         objects = {e.name for e in store.backend.list("data/")}
-        assert len(objects) == 3  # the older backup's two, and the first of the failed one: garbage
+        older_objects = {p.location for e in store.get(older.backup_id).collections.values()
+                         for p in e.stored_parts()}  # two collections: data and document index each
+        assert len(older_objects) == 4 and older_objects < objects
+        assert len(objects - older_objects) == 1  # the first object of the failed backup: garbage
         assert store.leftovers() == []  # nothing of it stays on this machine
         newer = create_backup(db, store, BackupOptions(user="t"))
         cleanup(store, RetentionPolicy(keep_last=5), user="t")  # garbage collection takes the orphan
-        kept = {p.location for b in store.list_backups() for e in b.collections.values() for p in e.parts}
+        kept = {p.location for b in store.list_backups() for e in b.collections.values() for p in e.stored_parts()}
         assert {e.name for e in store.backend.list("data/")} == kept
         assert store.verify(newer.backup_id).ok and store.verify(older.backup_id).ok
     finally:

@@ -60,10 +60,18 @@ def entry_text(entry: dict, tz, zone: str) -> str:
 
 def render(ui: Ui) -> None:
     log = ui.store.audit_log()
-    report = run_core(log.verify)
+    report = run_core(audit.check, ui.settings, ui.store)  # the chain, and the copies of its head kept elsewhere
     if report is not None and report.ok:
+        anchors = (report.anchors or {}).get("ok", 0)
         st.caption(f"Hash chain intact: {plural(report.entries, 'entry', 'entries')}, none changed or removed "
-                   "in between.")
+                   "in between" + (f", matching {plural(anchors, 'copy', 'copies')} of its head kept in backups "
+                                   "and the metadata database." if anchors else "."))
+        for w in report.warnings:
+            st.caption(w)
+    elif report is not None and (report.broken_at or {}).get("line") is None:
+        # the file is consistent in itself, the copies of its head kept elsewhere disagree
+        st.error(f"The audit log has been cut, emptied or rewritten: {(report.broken_at or {}).get('reason')}. "
+                 f"{plural(len(report.problems), 'problem')} in all.")
     elif report is not None:
         b = report.broken_at or {}
         st.error(f"The audit log has been tampered with: the hash chain breaks at line {b.get('line')} "

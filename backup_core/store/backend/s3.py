@@ -254,16 +254,6 @@ class S3Backend(Backend):
                 with s3_errors("deleting objects", self.url):
                     self.c.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
-    def replace_if(self, name: str, data: bytes, version: str) -> str:
-        """Replace ``name`` only if it still is ``version`` (its ETag); PreconditionFailed otherwise."""
-        from ...audit import PreconditionFailed as Raced
-
-        try:
-            with s3_errors(f"writing {name}", self.url):
-                return self.c.put_object(Bucket=self.bucket, Key=self.key(name), Body=data, IfMatch=version)["ETag"]
-        except PreconditionFailed:
-            raise Raced(name) from None
-
     def put(self, name: str, data: bytes) -> None:
         with s3_errors(f"writing {name}", self.url):
             self.c.put_object(Bucket=self.bucket, Key=self.key(name), Body=data)
