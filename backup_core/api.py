@@ -35,6 +35,7 @@ from .restore import RestoreOptions, RestoreResult, restore_backup
 from .status import StatusResult, system_status
 from .store import BackupInfo, VerifyResult
 from .timeutil import parse_duration
+from .undo import RestoreRecord, UndoOptions, UndoResult, latest_undoable, recent_restores, undo as run_undo
 
 Progress = Callable[[str, int, int], None]
 """progress(collection, documents_done, documents_total)"""
@@ -213,6 +214,34 @@ class BackupSystem:
                 raise RestoreRefused("restore needs confirmation: nothing was changed", hint=CONFIRM_HINT)
         with self._operation(action, details=details) as ctx:
             return restore_backup(ctx.db, ctx.store, backup_id, options, progress)
+
+    def undo(self, *, dry_run: bool = True, confirm: bool = False, expect: str | None = None,
+             jobs: int | None = None, progress: Progress | None = None) -> UndoResult:
+        """Undo the latest restore of the database (finished, failed or interrupted), as the dashboard's Undo
+        and the CLI's ``undo`` do: only the collections it touched are put back, from the safety backup its
+        own manifest names. A dry run (the default) gives the counts and changes nothing; ``dry_run=False``
+        needs ``confirm=True``. ``expect``: the operation id of the restore the caller showed (``RestoreRefused``
+        if another restore is the latest by now). Refused (``RestoreRefused``) when it cannot be undone safely.
+        """
+        action = "undo_dry_run" if dry_run else "undo"
+        details = {"database": self._settings.db_name}
+        if not confirm and not dry_run:
+            # refused before connecting to anything or taking the lock; still on the record
+            with open_operation(self._settings, action, details=details, lock=False):
+                raise RestoreRefused("undo needs confirmation: nothing was changed",
+                                     hint="add --dry-run to see what it would change, or --yes to undo")
+        with self._operation(action, details=details) as ctx:
+            return run_undo(ctx.db, ctx.store, UndoOptions(
+                dry_run=dry_run, confirmed=confirm, user=self.user, expect=expect,
+                jobs=jobs if jobs is not None else default_jobs(), progress=progress))
+
+    def latest_restore(self) -> RestoreRecord | None:
+        """The restore ``undo`` would act on, if it can be undone (None otherwise)."""
+        return latest_undoable(open_store(self._settings), self._settings.db_name)
+
+    def restores(self, limit: int = 20) -> list[RestoreRecord]:
+        """Recent restores and undos of the database, newest first (from the audit log)."""
+        return recent_restores(open_store(self._settings), limit, database=self._settings.db_name)
 
     def cleanup(self, policy: RetentionPolicy | None = None, *, dry_run: bool = False, save: bool = False,
                 **rules: Any) -> CleanupResult:

@@ -1,6 +1,7 @@
 """Run the benchmarks; print ONE JSON document on stdout and write bench/results/latest.json.
 
-    python -m bench.run [--uri URI] [--only codec,backup_restore,memory,dashboard,drill,scale,embedded_scale] [--quick]
+    python -m bench.run [--uri URI] [--only codec,backup_restore,memory,dashboard,drill,increment,scale,embedded_scale]
+                        [--quick]
 
 Without ``--uri`` a private embedded server (memory engine) is started and
 stopped; the scale figures use a second one on a cached SQLite data dir
@@ -23,10 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import (codec_bench, dashboard_bench, db_bench, dedup_bench, drill_bench, embedded_scale_bench,
-                   memory_bench, offsite_bench, scale_bench)
+                   increment_bench, memory_bench, offsite_bench, scale_bench)
 from bench.common import log, memory_server
 
-FIGURES = ("codec", "backup_restore", "memory", "dashboard", "offsite", "dedup", "drill", "scale", "embedded_scale")
+FIGURES = ("codec", "backup_restore", "memory", "dashboard", "offsite", "dedup", "drill", "increment", "scale",
+           "embedded_scale")
 TARGETS = {  # key: (comparison, limit)
     "codec_encode_vs_extjson": ("<=", 0.5),
     "codec_decode_vs_extjson": ("<=", 0.5),
@@ -43,6 +45,8 @@ TARGETS = {  # key: (comparison, limit)
     "scale_peak_rss_mb": ("<=", 500),
     "scale_restore_s_per_1000": ("<=", 2.0),
     "compare_page_rerender_s": ("<=", 1.0),
+    "increment_stored_vs_one_full_gzip": ("<=", 2.0),
+    "increment_restore_read_vs_full": ("<=", 1.5),
 }
 
 
@@ -63,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
              "backup_restore_documents": 200 if q else 1000, "memory_small_documents": 100 if q else 300,
              "memory_factor": 10, "dashboard_backups": 50 if q else 500,
              "offsite_documents": 200 if q else 1000, "drill_documents": 200 if q else 1000,
+             "increment_documents": 2000 if q else 50_000, "increment_rounds": 6 if q else 24,
              # scale: Equipment documents (large = 10 x small), wide documents, 4 collections for the
              # parallel backup, restore sizes with writes (embedded memory server; --uri: the large size)
              "scale": {"large": 5000 if q else 100_000, "small": 500 if q else 10_000, "wide": 300 if q else 10_000,
@@ -89,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             "offsite": lambda: offsite_bench.run(client, sizes["offsite_documents"]),
             "dedup": lambda: dedup_bench.run(client),
             "drill": lambda: drill_bench.run(client, sizes["drill_documents"]),
+            # its own server on a data dir seeded through the engine (not run with --uri)
+            "increment": lambda: {} if args.uri else increment_bench.run(sizes["increment_documents"],
+                                                                         sizes["increment_rounds"]),
             "scale": lambda: scale_bench.run(None if args.uri else uri, args.uri, sizes["scale"],
                                              sizes["scale_restore_sizes"]),
             # the embedded default itself (its own server, from the CLI): not run with --uri

@@ -88,6 +88,31 @@ def test_restore_is_a_dry_run_unless_confirmed(bs, data, root):
     assert _audit(root, "restore", "ok")["user"] == "host-app"
 
 
+def test_undo_is_a_dry_run_unless_confirmed_and_acts_on_the_latest_restore(bs, data, root):
+    first = bs.backup().backup_id
+    data["Equipment"].insert_one({"name": "hammer"})
+    data["Equipment_select_options"].insert_one({"name": "later edit"})  # not touched by the restore below
+    edited = {n: live(data, n) for n in ("Equipment", "Equipment_select_options")}
+    with pytest.raises(RestoreRefused, match="no restore"):
+        bs.undo()
+    done = bs.restore(first, mode="replace", dry_run=False, confirm=True, collections=["Equipment"])
+    latest = bs.latest_restore()
+    assert latest is not None and latest.backup_id == first and latest.collections == ["Equipment"]
+    plan = bs.undo()
+    assert plan.dry_run and plan.restored_backup_id == done.safety_backup_id
+    assert list(plan.result.collections) == ["Equipment"] and plan.result.collections["Equipment"].inserted == 1
+    with pytest.raises(RestoreRefused, match="needs confirmation"):
+        bs.undo(dry_run=False)
+    with pytest.raises(RestoreRefused, match="no longer the latest"):
+        bs.undo(dry_run=False, confirm=True, expect="someone-elses-op")
+    assert data["Equipment"].count_documents({}) == 2  # nothing changed by the refusals
+    undone = bs.undo(dry_run=False, confirm=True, expect=latest.op)
+    assert undone.restore.op == latest.op and not undone.dry_run
+    assert {n: live(data, n) for n in edited} == edited  # back as before the restore, the other untouched
+    assert _audit(root, "undo", "ok")["user"] == "host-app"
+    assert [r.action for r in bs.restores()][:2] == ["undo", "restore"]
+
+
 def test_errors_are_the_products_with_exit_codes(bs, data, store):
     with pytest.raises(BackupNotFound):
         bs.verify("20000101T000000Z")

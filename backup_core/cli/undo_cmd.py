@@ -10,11 +10,8 @@ forged or cut), the command refuses with the reason and exit 8.
 
 from __future__ import annotations
 
-from ..context import open_operation
-from ..errors import RestoreRefused
-from ..jobs import default_jobs
+from ..api import BackupSystem
 from ..progress import terminal_progress
-from ..undo import UndoOptions, undo
 from .backup_cmd import add_jobs
 
 
@@ -28,19 +25,10 @@ def register(sub):
 
 
 def run(args, settings):
-    action = "undo_dry_run" if args.dry_run else "undo"
-    details = {"database": settings.db_name}
-    if not args.yes and not args.dry_run:
-        # refused before connecting to anything or taking the lock; still on the record
-        with open_operation(settings, action, details=details, lock=False):
-            raise RestoreRefused("undo needs confirmation: nothing was changed",
-                                 hint="add --dry-run to see what it would change, or --yes to undo")
-    with open_operation(settings, action, details=details) as ctx:
-        progress = terminal_progress("dry run" if args.dry_run else "undo")
-        try:
-            return undo(ctx.db, ctx.store, UndoOptions(
-                dry_run=args.dry_run, confirmed=args.yes, user=settings.user,
-                jobs=args.jobs if args.jobs is not None else default_jobs(), progress=progress))
-        finally:
-            if progress is not None:
-                progress.close()
+    progress = terminal_progress("dry run" if args.dry_run else "undo") if args.yes or args.dry_run else None
+    try:
+        with BackupSystem.from_settings(settings) as system:
+            return system.undo(dry_run=args.dry_run, confirm=args.yes, jobs=args.jobs, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()

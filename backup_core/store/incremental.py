@@ -91,6 +91,20 @@ class IndexCache:
         except OSError:
             pass  # a cache: the next backup reads the repository instead
 
+    def keep_only(self, keys: set[str]) -> int:
+        """Remove the cached indexes of states no backup holds any more (after a clean-up); returns how
+        many were removed."""
+        removed = 0
+        try:
+            cached = list(self.folder.glob("*.idx"))
+        except OSError:
+            return 0
+        for path in cached:
+            if path.stem not in keys:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
 
 def find_base(repo, database: str, collection: str, *, compress: bool) -> Base | None:
     """The newest backup of ``collection`` of ``database`` an increment can build on (see the module doc)."""

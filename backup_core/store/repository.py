@@ -571,7 +571,16 @@ class Repository:
             self.backend.remove(e.name)
             result.removed += 1
             result.freed_bytes += e.size
+        self._trim_index_cache()
         return result
+
+    def _trim_index_cache(self) -> None:
+        """This machine's cached document indexes of states that no backup holds any more go too."""
+        from .incremental import cache_key
+
+        held = {cache_key(entry.stored_parts()) for info in self.list_backups(trust=False)
+                for entry in info.collections.values() if entry.doc_index is not None}
+        self.index_cache().keep_only(held)
 
     # ---- housekeeping
     def sweep(self) -> list[str]:

@@ -191,6 +191,9 @@ def test_retention_keeps_what_a_kept_increment_builds_on(store, db):
     # the kept backup builds on every older one: only their manifests go, and the preview said so
     assert res.freed_bytes == preview.freed_bytes == sum(len(infos[b].stored_manifest) for b in ids[:3])
     assert store.verify(ids[3]).ok
+    # this machine's cache keeps the index of the kept state only (of each collection), not of the deleted
+    cached = sorted(p.stem for p in (store.root / "tmp" / "index-cache").glob("*.idx"))
+    assert cached == sorted(incremental.cache_key(e.stored_parts()) for e in store.get(ids[3]).collections.values())
     db[C].delete_many({})
     _restore(db, store, ids[3])
     assert snapshot(db, C) == states[ids[3]]
