@@ -4,6 +4,9 @@ A comparison is computed once per (backup, collections, key) and kept in the
 session as a ``StoredComparison`` (on disk); paging, filtering or any other
 click reads it back. It is computed again only when asked, after a restore,
 or when the live collections' document counts changed (``live_token``).
+An undo is planned first (``plan_undo``: the dry run, kept for the restore
+it was made for; another restore since puts it away) and run only when the
+section has its typed confirmation (``undo``).
 Every call that changes data checks the role first (``Ui.allowed`` is the
 section's check; ``auth.require_admin`` here is the model's own, so no path
 around the section changes data for a viewer) and goes through
