@@ -8,7 +8,8 @@ admin confirms here (``confirm``: "ask an admin first"), see
 ``backup_core.scheduler.archive_rules``.
 
 Editing works on a draft kept in the session: **Add rule** checks the rule
-at once (a wrong field or age is one ``st.error``, nothing added), **Remove
+at once (a wrong field or age is one ``st.error``, nothing added) and says
+how many documents it matches now (an archive dry run), **Remove
 rule** takes one out, and only **Save rules** stores them (checked again by
 the core; a refusal saves nothing). Viewers see the rules and the waiting
 archives, and no control. Every action asks ``Ui.allowed`` where it runs.
@@ -20,9 +21,9 @@ import pandas as pd
 import streamlit as st
 
 from backup_core import scheduler
-from backup_core.archive import RULE_MODES, ArchiveRule
+from backup_core.archive import RULE_MODES, ArchiveOptions, ArchiveRule, run_archive
 from backup_core.errors import UsageError
-from backup_core.timeutil import parse_iso
+from backup_core.timeutil import parse_iso, utc_now
 from webui import data
 from webui.common import local_time, local_zone, plural, run_core
 from webui.ui import Ui
@@ -113,9 +114,22 @@ def _add_form(ui: Ui, rules: list[dict]) -> None:
         st.error(f"Not added: there is a rule for {rule.collection} and field {rule.field} already (one per "
                  "collection and field); remove it first. Nothing was changed.")
         return
+    # what it would archive now (a dry run: counts only): a field that holds no date shows up at once
+    with st.spinner(f"Counting the documents of {rule.collection} the rule matches now…"):
+        now = run_core(run_archive, ui.settings, ArchiveOptions(rule.collection, rule.query(utc_now()),
+                                                                dry_run=True, user=ui.user.name))
+    if now is None:
+        st.error("Not added. Nothing was changed.")
+        return
     st.session_state[_draft_key(ui)] = [*rules, rule.to_json()]
-    ui.clear_result(SECTION)
-    st.rerun()
+    what = "archived after each scheduled backup" if rule.mode == "auto" else "offered for confirmation"
+    if now.archived:
+        ui.keep_result(SECTION, "info", f"Added (not saved yet): {plural(now.archived, 'document')} of "
+                                        f"{rule.collection} match it now and would be {what}.")
+    else:
+        ui.keep_result(SECTION, "warning", f"Added (not saved yet), but no document of {rule.collection} has a "
+                                           f"date in {rule.field} older than {rule.older_than_days:g} days now; "
+                                           "check that the field holds dates.")
 
 
 def _remove_and_save(ui: Ui, rules: list[dict], saved: list[dict], *, changed: bool) -> None:

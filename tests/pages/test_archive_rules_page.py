@@ -51,19 +51,21 @@ def test_add_save_and_remove_rules(open_page, activity, settings_of):
     at = open_page()
     assert "No archive rules" in texts(at, "info")
     assert set(at.selectbox(key="archive_collection").options) >= {"activities", "bookings"}
-    _add(at, "activities", "at", 90.0, "auto")
+    _add(at, "activities", "at", 95.0, "auto")
     assert not at.error, texts(at, "error")
     rules = frame_with(at, "date field")
     assert list(rules["collection"]) == ["activities"] and list(rules["saved"]) == ["not saved yet"]
     assert list(rules["after each scheduled backup"]) == ["purge automatically"]
     assert "not saved yet" in texts(at, "warning")
+    assert "10 documents of activities match it now" in texts(at, "info")  # the dry run's count
+    assert activity["activities"].count_documents({}) == 20
     assert scheduler.archive_rules(settings_of) == []  # adding alone saves nothing
     _add(at, "bookings", "end", 365.0, "confirm")
     at.button(key="archive_save").click().run()
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
     assert "Saved 2 archive rules" in texts(at, "success")
-    assert scheduler.archive_rules(settings_of) == [ArchiveRule("activities", "at", 90.0, "auto"),
+    assert scheduler.archive_rules(settings_of) == [ArchiveRule("activities", "at", 95.0, "auto"),
                                                     ArchiveRule("bookings", "end", 365.0, "confirm")]
     assert list(frame_with(at, "date field")["saved"]) == ["yes", "yes"]
     assert at.button(key="archive_save").disabled  # nothing to save
@@ -154,3 +156,11 @@ def test_a_viewer_sees_the_rules_read_only(open_page, activity, settings_of):
     assert not [w for w in at.text_input if w.key == "archive_field"]
     assert "needs the admin role" in texts(at, "caption")
     assert activity["bookings"].count_documents({}) == 8
+
+
+def test_a_rule_on_a_field_without_dates_is_added_with_a_warning(open_page, activity, settings_of):
+    at = open_page()
+    _add(at, "activities", "created", 30.0)
+    assert "no document of activities has a date in created" in texts(at, "warning")
+    assert list(frame_with(at, "date field")["date field"]) == ["created"]
+    assert scheduler.archive_rules(settings_of) == []
