@@ -8,8 +8,9 @@ that names the database and the collections. Every restore takes a safety
 backup first; the latest restore (finished or interrupted) can be undone the
 same way: Undo shows what it would change per collection (a dry run), then
 asks for the database name, and only then puts back the collections that
-restore touched. Viewers can compare but not change data. The state and actions are the page model's
-(``webui.restore_flow.RestoreFlow``); this module only draws.
+restore touched. Viewers can compare but not change data. The state and
+actions are the page model's (``webui.restore_flow.RestoreFlow``); this
+module only draws.
 """
 
 from __future__ import annotations
