@@ -1,4 +1,4 @@
-"""Auto Backup: the scheduler's state, schedule, clean-up policy, notifications, run history.
+"""Auto Backup: the scheduler's state, schedule, clean-up policy, archive rules, notifications, run history.
 
 A thin page: the login check, then the section every front-end shares (``webui/sections/auto_backup.py``).
 """

@@ -4,6 +4,9 @@ A comparison is computed once per (backup, collections, key) and kept in the
 session as a ``StoredComparison`` (on disk); paging, filtering or any other
 click reads it back. It is computed again only when asked, after a restore,
 or when the live collections' document counts changed (``live_token``).
+An undo is planned first (``plan_undo``: the dry run, kept for the restore
+it was made for; another restore since puts it away) and run only when the
+section has its typed confirmation (``undo``).
 Every call that changes data checks the role first (``Ui.allowed`` is the
 section's check; ``auth.require_admin`` here is the model's own, so no path
 around the section changes data for a viewer) and goes through
@@ -21,6 +24,7 @@ from backup_core import auth
 from backup_core import undo as undo_log
 from backup_core.paged_compare import StoredComparison, live_token
 from backup_core.context import open_context, open_operation
+from backup_core.errors import RestoreRefused
 from backup_core.restore import RestoreOptions, RestoreResult, plan_restore, restore_backup
 from backup_core.undo import RestoreRecord
 from webui.ui import Ui
@@ -86,33 +90,70 @@ class RestoreFlow:
             result = restore_backup(ctx.db, ctx.store, backup_id, options, progress=progress)
         self.forget_comparison()  # live data changed: compare again
         names = ", ".join(options.collections or result.collections)
+        self.forget_undo_plan()  # the restore is the latest now: an undo dry run shown before is history
         self._done("success", f"Restored backup {backup_id} into {self.settings.db_name} ({names}) in "
                    f"{result.duration_s:.1f} s. " + self._safety_text(result), result)
         return result
 
+    def undo_target(self) -> tuple[RestoreRecord | None, RestoreRefused | None]:
+        """The restore Undo acts on now (``undo.find_latest``), or the core's reason why there is none."""
+        try:
+            return undo_log.find_latest(self.ui.store, self.settings.db_name), None
+        except RestoreRefused as exc:
+            return None, exc
+
     def plan_undo(self, record: RestoreRecord) -> undo_log.UndoResult:
-        """The dry run of undoing ``record``: its counts per collection; refused if it is no longer the latest."""
+        """The dry run of undoing ``record``: its counts per collection; refused if it is no longer the latest.
+
+        Kept in the session for ``record`` (``undo_plan``) until the undo runs or another restore is the latest;
+        the section's last result is history from here on (one result on screen).
+        """
         auth.require_admin(self.ui.user, "Undoing a restore")
+        st.session_state.pop(self.ui.k("restore_undo_plan"), None)
+        st.session_state[self.ui.k("restore_undo_confirm_text")] = ""  # its field is drawn after the click
+        self.ui.clear_result(SECTION)
         with open_operation(self.settings, "undo_dry_run", details={"database": self.settings.db_name}) as ctx:
-            return undo_log.plan_undo(ctx.db, ctx.store, undo_log.UndoOptions(user=self.ui.user.name,
+            plan = undo_log.plan_undo(ctx.db, ctx.store, undo_log.UndoOptions(user=self.ui.user.name,
                                                                               expect=record.op))
+        st.session_state[self.ui.k("restore_undo_plan")] = (record.op, plan)
+        return plan
+
+    def undo_plan(self, record: RestoreRecord) -> tuple[undo_log.UndoResult | None, bool]:
+        """(the dry run shown for undoing exactly ``record``, or None; True when a dry run of another restore
+        was dropped because that one is no longer the latest)."""
+        held = st.session_state.get(self.ui.k("restore_undo_plan"))
+        if held is not None and held[0] != record.op:
+            self.forget_undo_plan()
+            return None, True
+        return (held[1] if held is not None else None), False
+
+    def forget_undo_plan(self) -> None:
+        """Drop the undo's dry run; its typed confirmation is emptied at the start of the next run."""
+        if st.session_state.pop(self.ui.k("restore_undo_plan"), None) is not None:
+            st.session_state[self.ui.k("restore_clear_undo_confirm")] = True
 
     def undo(self, record: RestoreRecord,
              progress: Callable[[str, int, int], None] | None = None) -> undo_log.UndoResult:
         """Undo ``record`` (the latest restore) with ``backup_core.undo``: refused if another restore is the
         latest now; only the collections it touched are put back, from the safety backup it took."""
         auth.require_admin(self.ui.user, "Undoing a restore")
-        with open_operation(self.settings, "undo", details={"database": self.settings.db_name}) as ctx:
-            done = undo_log.undo(ctx.db, ctx.store, undo_log.UndoOptions(
-                confirmed=True, user=self.ui.user.name, expect=record.op, progress=progress))
+        self.ui.clear_result(SECTION)  # a refusal below must not sit under the previous action's banner
+        try:
+            with open_operation(self.settings, "undo", details={"database": self.settings.db_name}) as ctx:
+                done = undo_log.undo(ctx.db, ctx.store, undo_log.UndoOptions(
+                    confirmed=True, user=self.ui.user.name, expect=record.op, progress=progress))
+        finally:
+            self.forget_undo_plan()  # done or refused: its counts are history either way
         self.forget_comparison()  # live data changed: compare again
-        self._done("success", f"Undone: the data is back as it was before backup {record.backup_id} was restored "
-                   f"(restored its safety backup {done.restored_backup_id} in {done.result.duration_s:.1f} s). "
-                   + self._safety_text(done.result), done.result)
+        names = ", ".join(done.restore.collections) or "no collection"
+        self._done("success", f"Undone: {names} in {self.settings.db_name} are back as they were before backup "
+                   f"{record.backup_id} was restored (restored its safety backup {done.restored_backup_id} in "
+                   f"{done.result.duration_s:.1f} s). " + self._safety_text(done.result), done.result, where="undo")
         return done
 
-    def _done(self, kind: str, text: str, result: RestoreResult) -> None:
+    def _done(self, kind: str, text: str, result: RestoreResult, *, where: str = "restore") -> None:
         self.ui.keep_result(SECTION, kind, text, result, rerun=False)
+        st.session_state[self.ui.k("restore_result_at")] = where  # drawn next to the button that made it
         st.session_state[self.ui.k("restore_clear_confirm")] = True  # no accidental second restore
 
     @staticmethod
@@ -120,8 +161,14 @@ class RestoreFlow:
         return (f"Safety backup: **{result.safety_backup_id}**" if result.safety_backup_id
                 else "No safety backup was taken, so there is nothing to undo.")
 
+    def result_at(self) -> str:
+        """Where the section's result belongs: "restore" (under the restore controls) or "undo"."""
+        return st.session_state.get(self.ui.k("restore_result_at"), "restore")
+
     def clear_confirmation_if_asked(self) -> None:
-        """After a restore: reset the confirmation widgets (before they are created in this run)."""
+        """After a restore or undo: reset the confirmation widgets (before they are created in this run)."""
+        if st.session_state.pop(self.ui.k("restore_clear_undo_confirm"), False):
+            st.session_state[self.ui.k("restore_undo_confirm_text")] = ""
         if st.session_state.pop(self.ui.k("restore_clear_confirm"), False):
             # assigning (not deleting) also resets the value the browser holds for these widgets
             for name, empty in (("restore_confirm_text", ""), ("restore_confirm_check", False),
@@ -132,6 +179,3 @@ class RestoreFlow:
     def recent_restores(self, limit: int = 10) -> list[RestoreRecord]:
         """The newest restores of this backup root (every session and host), each with its safety backup."""
         return undo_log.recent_restores(self.ui.store, limit=limit, database=self.settings.db_name)
-
-    def latest_undoable(self) -> RestoreRecord | None:
-        return undo_log.latest_undoable(self.ui.store, self.settings.db_name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -151,6 +152,25 @@ def _goto(page, title: str) -> None:
     _wait_idle(page)
 
 
+def _undo_latest(page, shot=None) -> None:
+    """Undo the latest restore as an admin does: Undo (the dry run, counts per collection), the database name
+    typed, Undo now. ``shot``: a function that screenshots the confirmation."""
+    page.get_by_role("button", name="Undo", exact=True).click()
+    page.get_by_text("Dry run: this is exactly what the undo will do").wait_for()
+    _wait_idle(page)
+    box = page.get_by_role("textbox", name="to confirm the undo")
+    box.fill(DB)
+    box.press("Enter")
+    _wait_idle(page)
+    page.wait_for_function("() => [...document.querySelectorAll('button')].some("
+                           "b => b.innerText.trim() === 'Undo now' && !b.disabled)")
+    if shot is not None:
+        shot()
+    page.get_by_role("button", name="Undo now", exact=True).click()
+    page.get_by_text(re.compile(r"^Undone: ")).first.wait_for()
+    _wait_idle(page)
+
+
 def _live_db(data_dir: Path):
     import pymongo
 
@@ -248,10 +268,9 @@ def _scenario(page, url: str, data_dir: Path) -> None:
         assert coll.find_one({"_id": deleted_id}) == deleted_doc
         assert "e2e_marker" not in coll.find_one({"_id": changed_id})
 
-        # undo brings the live data back to what it was before the restore
-        page.get_by_role("button", name="Undo").click()
-        page.get_by_text("Undone").wait_for()
-        _wait_idle(page)
+        # undo brings the live data back to what it was before the restore, after a dry run and the name typed
+        assert coll.find_one({"_id": "e2e-new"}) is None
+        _undo_latest(page, shot=lambda: _shot(page, "06_undo_confirm"))
         _shot(page, "06_restore_undone")
         assert coll.find_one({"_id": "e2e-new"}) is not None
         assert coll.find_one({"_id": deleted_id}) is None

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.test_e2e import (CHROMIUM_ARGS, SHOTS, WAIT_MS, _chromium, _free_port, _goto, _kill, _shot,
-                                    _wait_healthy, _wait_idle)
+                                    _undo_latest, _wait_healthy, _wait_idle)
 
 ROOT = Path(__file__).resolve().parents[2]
 DB = "equipment_db"
@@ -283,9 +283,7 @@ def _story(page, url: str, data_dir: Path, one_time: str) -> None:
         _wait_idle(page)
         _shot_as(page, "07_restore_done")
         assert db["Equipment"].find_one({"_id": first["_id"]})["name"] == first["name"]
-        page.get_by_role("button", name="Undo").click()
-        page.get_by_text("Undone").wait_for()
-        _wait_idle(page)
+        _undo_latest(page)
         assert db["Equipment"].find_one({"_id": first["_id"]})["name"] == "変更された名前 (changed)"
         assert db[CJK_COLLECTION].count_documents({}) == 2
     finally:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.test_e2e import (CHROMIUM_ARGS, SHOTS, WAIT_MS, _chromium, _free_port, _kill, _shot,
-                                    _wait_healthy, _wait_idle)
+                                    _undo_latest, _wait_healthy, _wait_idle)
 
 ROOT = Path(__file__).resolve().parents[2]
 DB = "equipment_db"
@@ -132,9 +132,7 @@ def _scenario(page, url: str, data_dir: Path) -> None:
         _shot(page, "host_03_restored")
         assert coll.count_documents({}) == before and coll.find_one({"_id": gone["_id"]}) == gone
 
-        page.get_by_role("button", name="Undo").click()
-        page.get_by_text("Undone").first.wait_for()
-        _wait_idle(page)
+        _undo_latest(page)
         _shot(page, "host_04_undone")
         assert coll.count_documents({}) == before - 1 and coll.find_one({"_id": gone["_id"]}) is None
     finally:

@@ -115,3 +115,12 @@ def forged_click(at: AppTest, button) -> AppTest:
     browser's disabled button does not prevent. The server must refuse on its own."""
     button._value = True  # AppTest's click() refuses disabled widgets, as a browser does
     return at.run()
+
+
+def undo_latest(at: AppTest, db_name: str, prefix: str = "") -> AppTest:
+    """Undo the latest restore as an admin does: Undo (the dry run), type the database name, Undo now."""
+    at.button(key=f"{prefix}restore_undo_btn").click().run()
+    assert not at.exception, at.exception
+    at.text_input(key=f"{prefix}restore_undo_confirm_text").set_value(db_name).run()
+    at.button(key=f"{prefix}restore_undo_run_btn").click().run()
+    return at

@@ -12,7 +12,7 @@ from backup_core.operation import operation
 from backup_core.restore import RestoreOptions, restore_backup
 from backup_core.store import Keyring, LocalStore
 from backup_core.store.crypto import generate_key_file
-from tests.pages.conftest import frame_with, make_backup, run_page, texts
+from tests.pages.conftest import frame_with, make_backup, run_page, texts, undo_latest
 from tests.pages.test_home import _age_backup
 
 RESTORE, BROWSE, AUDIT, AUTO = ("pages/2_Restore.py", "pages/4_Browse_Backups.py", "pages/5_Audit_Log.py",
@@ -74,7 +74,7 @@ def test_one_result_on_screen_at_a_time(page_env, make_app, db, root, db_name):
     at = run_page(make_app("admin"), RESTORE)
     at.text_input(key="restore_confirm_text").set_value(db_name).run()
     at.button(key="restore_run_btn").click().run()
-    at.button(key="restore_undo_btn").click().run()
+    undo_latest(at, db_name)
     assert not at.exception, at.exception
     assert "Undone" in texts(at)
     at.button(key="restore_preview_btn").click().run()  # a later dry run: the undo's banner is history

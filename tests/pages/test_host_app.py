@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from backup_core import audit
 from backup_core.store import LocalStore
 from tests.conftest import ROOT
-from tests.pages.conftest import TIMEOUT, make_backup, texts
+from tests.pages.conftest import TIMEOUT, make_backup, texts, undo_latest
 
 HOST = str(ROOT / "examples" / "host_app.py")
 
@@ -58,7 +58,7 @@ def test_admin_backs_up_restores_and_undoes_in_the_host_tab(host, seeded, root, 
     assert not at.exception, at.exception
     assert seeded["Equipment"].count_documents({}) == 60
     assert "Safety backup" in texts(at)
-    at.button(key="backup-restore_undo_btn").click().run()
+    undo_latest(at, db_name, prefix="backup-")
     assert not at.exception, at.exception
     assert seeded["Equipment"].count_documents({}) == 58  # back to before the restore
     assert "Undone" in texts(at)

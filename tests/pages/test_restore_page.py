@@ -7,6 +7,7 @@ import pytest
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.store import LocalStore
 
+from tests.pages.conftest import undo_latest
 from tests.pages.conftest import values as texts
 
 PAGE = "pages/2_Restore.py"
@@ -97,7 +98,7 @@ def test_replace_restore_needs_typed_name_then_undo(open_page, restore_env, back
     assert at.text_input(key="restore_confirm_text").value == ""
     assert at.button(key="restore_run_btn").disabled
 
-    at.button(key="restore_undo_btn").click().run()
+    undo_latest(at, db_name)
     assert not at.exception, at.exception
     assert not at.error, texts(at, "error")
     assert db["Equipment"].find_one({"_id": 2})["qty"] == 999
@@ -113,7 +114,7 @@ def test_undo_removes_a_collection_the_restore_created(open_page, restore_env, b
     at.button(key="restore_run_btn").click().run()
     assert not at.exception and not at.error, texts(at, "error")
     assert db["Equipment_select_options"].count_documents({}) == 3
-    at.button(key="restore_undo_btn").click().run()
+    undo_latest(at, db_name)
     assert not at.exception and not at.error, texts(at, "error")
     assert "Equipment_select_options" not in db.list_collection_names()
     assert "Undone" in texts(at, "success")
@@ -289,7 +290,7 @@ def test_safety_backups_are_hidden_and_listed_next_to_their_restore(open_page, r
     assert "1 safety backup (taken by restores before they changed data) not listed" in texts(at, "caption")
     recent = _frame(at, "safety backup")
     assert list(recent["restored backup"]) == [backed_up] and list(recent["safety backup"]) == [safety]
-    assert list(recent["undo"]) == ["possible"]
+    assert list(recent["undo"]) == ["possible (latest)"] and list(recent["action"]) == ["restore"]
     at.toggle(key="restore_show_safety").set_value(True).run()
     assert safety in [o.split(" ")[0] for o in at.selectbox(key="restore_backup").options]
 
@@ -301,14 +302,15 @@ def test_undo_stays_available_in_a_new_session_and_only_for_the_latest(open_page
     assert db["Equipment"].find_one({"_id": 100}) is None
     at = open_page()  # another session (a reload, another admin): the audit log knows the restore
     assert not at.success  # no result of this session
-    undo = at.button(key="restore_undo_btn")
-    assert backed_up in undo.label
-    undo.click().run()
+    assert at.button(key="restore_undo_btn").label == "Undo"
+    assert backed_up in texts(at, "markdown")  # which restore: next to the button
+    undo_latest(at, db_name)
     assert not at.exception and not at.error, texts(at, "error")
     assert db["Equipment"].find_one({"_id": 100})["name"] == "new since backup"
     assert "Undone" in texts(at, "success")
     recent = _frame(at, "safety backup")
     assert len(recent) == 2 and recent["undo"].iloc[1].startswith("undone ")
+    assert list(recent["action"]) == [f"Undo of {backed_up}", "restore"]
     # the latest restore is undone: nothing is left to undo (an undo is not undone by another undo)
     assert not [b for b in at.button if b.key == "restore_undo_btn"]
 
@@ -317,12 +319,14 @@ def test_an_undo_offered_before_another_restore_is_refused(open_page, restore_en
     change_live(db)
     first = open_page()
     _restore_replace(first, db_name)
+    first.button(key="restore_undo_btn").click().run()  # the dry run of undoing the first restore
     second = open_page()
     _restore_replace(second, db_name)  # another admin restores again meanwhile
     db["Equipment"].insert_one({"_id": 500, "name": "written after the second restore"})
-    first.button(key="restore_undo_btn").click().run()  # still shows the undo of the first restore
+    first.text_input(key="restore_undo_confirm_text").set_value(db_name).run()
     assert not first.exception, first.exception
-    assert "no longer the latest" in texts(first, "error")
+    assert "no longer the latest" in texts(first, "info")  # the old dry run is put away, not run
+    assert not [b for b in first.button if b.key == "restore_undo_run_btn"]
     assert db["Equipment"].find_one({"_id": 500}) is not None  # nothing changed
 
 

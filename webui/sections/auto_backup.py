@@ -1,4 +1,5 @@
-"""Auto Backup: the scheduler's state, its schedule, the clean-up policy, notifications, run history, manual runs.
+"""Auto Backup: the scheduler's state, its schedule, the clean-up policy, archive rules, notifications, run history,
+manual runs.
 
 The scheduler lives in ``backup_core.scheduler`` (one active instance per
 backup root and database, on any host; the others on standby); its
@@ -13,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from backup_core import notify, scheduler
-from webui import data, retention_view
+from webui import archive_rules_view, data, retention_view
 from webui.common import human_age, human_bytes, local_time, local_zone, run_core, when_text
 from webui.ui import Ui
 from webui.widgets import mirror_warning
@@ -36,6 +37,8 @@ def render(ui: Ui) -> None:
         _schedule_form(ui, status)
         st.subheader("Clean-up policy")
         retention_view.policy_section(ui, status.config)
+        st.subheader("Archive rules")
+        archive_rules_view.rules_section(ui, status.config)
     _notifications(ui)
     _run_by_hand(ui)
     _history(ui, status, zone, tz)
