@@ -1,4 +1,4 @@
-"""End to end in a real Chromium: log in, back up, change live data, compare, restore, undo.
+"""End to end in a real Chromium: log in, back up, change live data, compare, restore, undo, drill.
 
 The dashboard is started the way ``make run`` starts it (``streamlit run
 app.py`` on the embedded default, MONGODB_URI unset) in temporary data and
@@ -283,3 +283,16 @@ def _scenario(page, url: str, data_dir: Path) -> None:
         _goto(page, title)
         _shot(page, f"{n:02d}_{title.lower().replace(' ', '_')}")
         assert not page.locator('[data-testid="stException"]').count(), f"{title} shows a traceback"
+
+    # a restore drill of the backup from Browse Backups; Home then names it as proven restorable
+    _goto(page, "Browse Backups")
+    page.get_by_role("button", name="Drill now").click()
+    page.get_by_text("every document, index and option matched the backup").wait_for()
+    _wait_idle(page)
+    _shot(page, "10_browse_drill")
+    assert page.get_by_text("✓ passed").count()
+    page.locator('[data-testid="stSidebarNav"] a', has_text="Home").first.click()
+    page.get_by_text("Last proven restorable:").wait_for()
+    _wait_idle(page)
+    _shot(page, "11_home_drill")
+    assert not page.locator('[data-testid="stException"]').count(), "Home shows a traceback"

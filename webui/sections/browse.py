@@ -1,5 +1,5 @@
-"""Browse Backups: every backup by day of the week, one in detail: its collections, verify, documents,
-downloads, delete.
+"""Browse Backups: every backup by day of the week with its last restore drill, one in detail: its
+collections, verify, restore drill, documents, downloads, delete.
 
 Every backup is listed, in time order, including those encrypted with a key
 this dashboard does not have: they are marked locked, with the key they need.
@@ -15,7 +15,7 @@ import streamlit as st
 from backup_core import browse, transfer
 from backup_core.listing import is_locked
 from backup_core.store import WEEKDAYS
-from webui import data
+from webui import data, drill_view
 from webui.common import document_title, human_age, human_bytes, local_time, local_zone, run_core
 from webui.ui import Ui
 from webui.widgets import TRIGGER_WORDS, backup_picker, mirror_warning, storage_section, where_backups_live
@@ -25,7 +25,8 @@ PAGE_SIZE = 25
 
 
 def render(ui: Ui) -> None:
-    ui.show_result(SECTION, once=True)
+    if not drill_view.is_drill_result(ui.result(SECTION)):  # a drill's result shows under Drill now
+        ui.show_result(SECTION, once=True)
     found = run_core(data.listing, ui.store)
     if found is None:
         return
@@ -42,7 +43,8 @@ def render(ui: Ui) -> None:
         st.info("No backup of the chosen kinds.")
         return
     mirror = mirror_warning(ui)
-    _overview(ui, shown, mirror)
+    drills = drill_view.last_drills(ui)
+    _overview(ui, shown, mirror, drills)
     tz, zone = local_zone()
     with st.expander("Storage over time"):
         storage_section(ui, shown[:500], name="browse")
@@ -52,13 +54,14 @@ def render(ui: Ui) -> None:
     if info is None:
         return
     _details(ui, info, tz, zone)
+    drill_view.drill_section(ui, SECTION, info, (drills or {}).get(info.backup_id))
     _changes(ui, info)
     _downloads(ui, info)
     _documents(ui, info)
     _delete(ui, info)
 
 
-def _overview(ui: Ui, backups, mirror) -> None:
+def _overview(ui: Ui, backups, mirror, drills: dict | None) -> None:
     by_day: dict[str, list] = {}
     for b in backups:
         by_day.setdefault(b.day, []).append(b)
@@ -66,20 +69,21 @@ def _overview(ui: Ui, backups, mirror) -> None:
     tz, zone = local_zone()
     copies = mirror is not None and not mirror.error
     for tab, day in zip(st.tabs([f"{d.capitalize()} ({len(by_day[d])})" for d in days]), days):
-        rows = pd.DataFrame([_row(b, tz, zone, mirror if copies else None) for b in by_day[day]])
+        rows = pd.DataFrame([_row(b, tz, zone, mirror if copies else None, drills) for b in by_day[day]])
         rows["documents"] = rows["documents"].astype("Int64")  # a locked backup's count is unknown: blank
         tab.dataframe(rows, hide_index=True, key=ui.k(f"browse_overview_{day}"), width="stretch",
                       height=min(400, 38 + 35 * len(rows)))
 
 
-def _row(b, tz, zone: str, mirror) -> dict:
+def _row(b, tz, zone: str, mirror, drills: dict | None) -> dict:
     row = {"backup": b.backup_id, f"time ({zone})": local_time(b.created, tz)}
+    drill = drill_view.mark(drills.get(b.backup_id), tz) if drills is not None else "?"  # ?: results unknown
     if is_locked(b):
-        row.update({"trigger": "locked", "documents": None, "size": "?", "stored": "?",
+        row.update({"trigger": "locked", "last drill": drill, "documents": None, "size": "?", "stored": "?",
                     "encrypted": f"key {b.key_fingerprint} (not configured)"})
     else:
         row.update({"trigger": f"safety (restore of {b.restore_of})" if b.restore_of else b.trigger,
-                    "documents": b.total_documents, "size": human_bytes(b.total_bytes),
+                    "last drill": drill, "documents": b.total_documents, "size": human_bytes(b.total_bytes),
                     "stored": human_bytes(b.stored_bytes), "encrypted": f"key {b.key_fingerprint}" if b.encrypted
                     else "no"})
     if mirror is not None:

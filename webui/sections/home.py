@@ -1,4 +1,5 @@
-"""Home: what needs attention first, then the database, the last backup, and backups over time."""
+"""Home: what needs attention first (failed restore drills too), the last proven restorable backup, then the
+database, the last backup, and backups over time."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import streamlit as st
 
 from backup_core import scheduler
 from backup_core.listing import is_locked
-from webui import charts, data
+from webui import charts, data, drill_view
 from webui.common import human_age, human_bytes, local_time, local_zone, plural, run_core
 from webui.ui import Ui
 from webui.widgets import listing_warnings, mirror_warning, storage_section, where_backups_live
@@ -24,8 +25,11 @@ def render(ui: Ui) -> None:
                                    else ". See the Audit Log and Auto Backup pages."))
     if found is not None:
         listing_warnings(found)
+    backup_ids = {b.backup_id for b in entries} if found is not None else None
+    drill_view.home_alerts(ui, backup_ids)
     mirror_warning(ui)
     _metrics(ui, status, last, [b for b in entries if not is_locked(b)])
+    drill_view.proven_line(ui, backup_ids)
     where_backups_live(ui.settings, ui.store)
     st.subheader("Database")
     if info is not None:
