@@ -164,3 +164,20 @@ def test_filter_by_trigger_and_the_storage_picture(seeded, make_app, root):
     assert set(colls["stored"]) == {f"shared with {first}"}
     at.multiselect(key="browse_triggers").set_value([]).run()
     assert "No backup of the chosen kinds" in texts(at)
+
+
+def test_an_incremental_backup_shows_what_changed_since_the_previous_one(seeded, make_app, root):
+    make_backup(seeded, root)
+    first, gone = [d["_id"] for d in seeded["Equipment"].find({}, {"_id": 1}).sort("_id", 1).limit(2)]
+    seeded["Equipment"].update_one({"_id": first}, {"$set": {"status": "moved to bay 7"}})
+    seeded["Equipment"].delete_one({"_id": gone})
+    newest = LocalStore(root).get(make_backup(seeded, root).backup_id)
+    assert newest.collection("Equipment").incremental and not newest.collection("Equipment_select_options").incremental
+    at = _open(make_app, "viewer")
+    assert at.selectbox(key="browse_backup").value == newest.backup_id
+    assert "Changes since the previous backup" in [h.value for h in at.subheader]
+    assert at.selectbox(key="browse_changes_collection").options == ["Equipment"]
+    body = texts(at)
+    assert "1 new or changed, 1 deleted" in body and str(gone) in body
+    changed = next(df.value for df in at.dataframe if "status" in df.value.columns and len(df.value) == 1)
+    assert changed["status"].tolist() == ["moved to bay 7"]

@@ -137,7 +137,7 @@ def _changes(ui: Ui, info) -> None:
     st.subheader("Changes since the previous backup")
     st.caption("This backup stores only what changed for these collections; it still restores, compares and "
                "exports all of its documents.")
-    name = st.selectbox("Collection", names, key=ui.k("browse_changes_collection"))
+    name = st.selectbox("Collection whose changes to show", names, key=ui.k("browse_changes_collection"))
     change = run_core(browse.changes_since_previous, ui.store, info, name, PAGE_SIZE)
     if change is None:
         return
