@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .audit import AuditLog
+from .audit.logs import AuditLog
 
 # fields of the chain and of the bookkeeping that pairs entries: not details for people
 BOOKKEEPING = frozenset({"seq", "prev", "hash", "kid", "mac", "op", "parent", "host", "pid", "pid_started",

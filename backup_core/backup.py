@@ -177,21 +177,7 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
     from .operation import meta_db_name
 
     available = user_collections(db, meta_db_name())
-    names = list(available)
-    if options.collections is not None:
-        if not options.collections and not options.absent:
-            raise UsageError("no collections chosen: choose at least one collection to back up")
-        unknown = [c for c in options.collections if c not in available]
-        if unknown:
-            raise UsageError(f"no collection named {', '.join(map(repr, unknown))} in database {db.name}; "
-                             f"it has {', '.join(available) or 'no collections'}")
-        names = list(dict.fromkeys(options.collections))
-    if options.filter is not None:
-        from .query import parse_filter
-
-        parse_filter(options.filter)  # (a refused filter never reaches the server)
-        if len(names) != 1:
-            raise UsageError("a filtered backup is of exactly one collection: name it")
+    names = _chosen_collections(db, options, available)
     now = utc_now()
     backup_id = store.new_backup_id(now)
     day = day_for(now)
@@ -214,32 +200,7 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
 
             entries = run_jobs(names, one, jobs, progress)
             consistency = reads.consistency()
-        body = {
-            "backup_id": backup_id,
-            "created_at": iso(now),
-            "database": db.name,
-            "trigger": options.trigger,
-            "user": options.user,
-            "day_of_week": day,
-            "backup_interval_hours": options.interval_hours,
-            "record_counts": {n: e["count"] for n, e in entries.items()},
-            "collections": entries,
-            "duration_s": round(time.monotonic() - started, 3),
-            "tool": "backup_core",
-        }
-        if options.restore_of:
-            body["restore_of"] = options.restore_of
-        if options.filter is not None:
-            from .query import filter_to_json
-
-            body["filter"] = {"collection": names[0], "query": filter_to_json(options.filter)}
-        if options.pre_write is not None:
-            body["pre_write"] = options.pre_write
-        if options.safety:
-            body["safety"] = options.safety
-        absent = sorted(set(options.absent) - set(available))
-        if absent:
-            body["absent_collections"] = absent
+        body = _manifest_body(db, options, backup_id, now, entries, names, available, started)
         body["consistency"] = consistency
         warnings = [] if options.trigger == "safety" else shrink_warnings(
             store, db.name, {n: e["count"] for n, e in entries.items()}, full=options.collections is None)
@@ -263,6 +224,59 @@ def _create(db: Database, store: Store, options: BackupOptions, progress: Progre
     return BackupResult(backup_id, store.location(day, backup_id), day, manifest.created_at, options.trigger,
                         db.name, time.monotonic() - started, summaries, consistency, jobs, manifest.key_fingerprint,
                         warnings)
+
+
+def _chosen_collections(db: Database, options: BackupOptions, available: dict) -> list[str]:
+    """The collections to back up (every one unless ``options`` names some); refuses an unknown name,
+    an empty choice and a filter over more than one collection."""
+    names = list(available)
+    if options.collections is not None:
+        if not options.collections and not options.absent:
+            raise UsageError("no collections chosen: choose at least one collection to back up")
+        unknown = [c for c in options.collections if c not in available]
+        if unknown:
+            raise UsageError(f"no collection named {', '.join(map(repr, unknown))} in database {db.name}; "
+                             f"it has {', '.join(available) or 'no collections'}")
+        names = list(dict.fromkeys(options.collections))
+    if options.filter is not None:
+        from .query import parse_filter
+
+        parse_filter(options.filter)  # (a refused filter never reaches the server)
+        if len(names) != 1:
+            raise UsageError("a filtered backup is of exactly one collection: name it")
+    return names
+
+
+def _manifest_body(db: Database, options: BackupOptions, backup_id: str, now, entries: dict, names: list[str],
+                   available: dict, started: float) -> dict:
+    """The manifest's fields that say what this backup is: when, of what, by whom, why."""
+    body = {
+        "backup_id": backup_id,
+        "created_at": iso(now),
+        "database": db.name,
+        "trigger": options.trigger,
+        "user": options.user,
+        "day_of_week": day_for(now),
+        "backup_interval_hours": options.interval_hours,
+        "record_counts": {n: e["count"] for n, e in entries.items()},
+        "collections": entries,
+        "duration_s": round(time.monotonic() - started, 3),
+        "tool": "backup_core",
+    }
+    if options.restore_of:
+        body["restore_of"] = options.restore_of
+    if options.filter is not None:
+        from .query import filter_to_json
+
+        body["filter"] = {"collection": names[0], "query": filter_to_json(options.filter)}
+    if options.pre_write is not None:
+        body["pre_write"] = options.pre_write
+    if options.safety:
+        body["safety"] = options.safety
+    absent = sorted(set(options.absent) - set(available))
+    if absent:
+        body["absent_collections"] = absent
+    return body
 
 
 SHRINK_RATIO = 0.5  # "much smaller": fewer than half the documents of the previous backup

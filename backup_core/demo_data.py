@@ -150,21 +150,7 @@ def demo_equipment(rng: random.Random, count: int = 150) -> list[dict[str, Any]]
             "assigned_to": rng.choice(_PEOPLE),  # None = unassigned, kept as null
             "department": rng.choice(_DEPARTMENTS)[0],
         }
-        maintenance = []
-        when = purchased
-        for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
-            when = _ms(when + dt.timedelta(days=rng.randint(30, 400), seconds=rng.randint(0, 86399),
-                                           milliseconds=rng.randint(0, 999)))
-            entry: dict[str, Any] = {
-                "date": when,
-                "type": rng.choice(_MAINTENANCE)[0],
-                "technician": rng.choice(_PEOPLE[:-1]),
-                "notes": rng.choice(_MAINT_NOTES),
-            }
-            if rng.random() < 0.4:
-                entry["cost"] = Decimal128(Decimal(rng.randint(0, 250_000)).scaleb(-2))
-            maintenance.append(entry)
-        doc["maintenance"] = maintenance
+        doc["maintenance"] = _maintenance(rng, purchased)
         if rng.random() < 0.7:  # optional: absent on about 30 % of documents
             doc["warranty_until"] = _ms(purchased + dt.timedelta(days=365 * rng.choice([1, 2, 3, 5])))
         roll = rng.random()
@@ -173,7 +159,32 @@ def demo_equipment(rng: random.Random, count: int = 150) -> list[dict[str, Any]]
         elif roll < 0.45:
             doc["notes"] = None
         docs.append(doc)
+    _add_edge_cases(docs)
+    return docs
 
+
+def _maintenance(rng: random.Random, purchased: dt.datetime) -> list[dict[str, Any]]:
+    """An item's maintenance history: none to three visits after its purchase, some with a cost."""
+    from bson import Decimal128
+
+    maintenance = []
+    when = purchased
+    for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
+        when = _ms(when + dt.timedelta(days=rng.randint(30, 400), seconds=rng.randint(0, 86399),
+                                       milliseconds=rng.randint(0, 999)))
+        entry: dict[str, Any] = {
+            "date": when,
+            "type": rng.choice(_MAINTENANCE)[0],
+            "technician": rng.choice(_PEOPLE[:-1]),
+            "notes": rng.choice(_MAINT_NOTES),
+        }
+        if rng.random() < 0.4:
+            entry["cost"] = Decimal128(Decimal(rng.randint(0, 250_000)).scaleb(-2))
+        maintenance.append(entry)
+    return maintenance
+
+
+def _add_edge_cases(docs: list[dict[str, Any]]) -> None:
     # Hand-picked edge cases a backup format has to survive.
     docs[6]["notes"] = 'Returned by "Lab 2", cable missing,\nsee ticket #88; owner said: "fine, use it"'
     docs[13]["notes"] = "=SUM(A1:A9) was typed into the inventory sheet by mistake"
@@ -185,7 +196,6 @@ def demo_equipment(rng: random.Random, count: int = 150) -> list[dict[str, Any]]
     for doc in docs[-3:]:
         doc["status"] = doc.pop("status")
         doc["category"] = doc.pop("category")
-    return docs
 
 
 def seed_demo(db: Any) -> dict[str, int]:

@@ -43,15 +43,15 @@ is taken exclusively.)
 ``drill_backup`` is what the CLI, the scheduler and the dashboard call: it
 opens everything from the settings, keeps the result (``drill_results``),
 notifies a failure (``notify``, kind ``drill``) and raises ``DrillFailed``
-when the backup did not restore exactly. ``scheduled_drills`` is the
-scheduler's job: the newest backup and one older one picked at random.
+when the backup did not restore exactly. The scheduler's drill job
+(``scheduler.runs.scheduled_drills``) drills the newest backup and one older
+one picked at random.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -73,7 +73,7 @@ from .pairing import BackupIndex
 from .swapin import HEARTBEAT_S, write_collection
 from .testseam import checkpoint
 from .store import BackupInfo, Store
-from .timeutil import now_iso, utc_now
+from .timeutil import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -460,53 +460,6 @@ def keep_result(settings: Settings, result: DrillResult) -> None:
                           "restore_took": f"{result.restore_s:.2f} s" if result.ok else None})
 
 
-def scheduled_drills(settings: Settings, *, rng: random.Random | None = None) -> list[dict]:
-    """The scheduler's drill job: the newest backup, then one older backup picked at random.
-
-    Never raises: each drill is recorded in the scheduler's history (kind
-    ``drill``) and a failure notified; returns the history entries.
-    """
-    from . import notify
-    from .context import open_store
-    from .scheduler.history import append_history, history_entry
-    from .scheduler.runs import SCHEDULER_USER, failure_kind
-
-    sched = settings.with_user(SCHEDULER_USER)
-    started = utc_now()
-    try:
-        backups = open_store(sched).list_backups()
-    except BackupError as exc:
-        entry = history_entry("drill", "scheduled", started, 0.0, "error", error=str(exc))
-        append_history(sched, entry)
-        notify.event(sched, failure_kind(exc, "drill"), ok=False, error=str(exc))
-        return [entry]
-    picks = backups[:1]
-    if len(backups) > 1:
-        picks.append((rng or random.Random()).choice(backups[1:]))
-    entries = []
-    for info in picks:
-        started, t0 = utc_now(), time.monotonic()
-        try:
-            result = drill_backup(sched, info.backup_id, trigger="scheduled", lock_timeout=DRILL_LOCK_TIMEOUT)
-            entry = history_entry("drill", "scheduled", started, time.monotonic() - t0, "ok",
-                                  backup_id=info.backup_id, counts={"documents": result.documents},
-                                  restore_s=round(result.restore_s, 3))
-        except DrillFailed as exc:  # kept and notified by drill_backup
-            entry = history_entry("drill", "scheduled", started, time.monotonic() - t0, "error",
-                                  backup_id=info.backup_id, error=str(exc).splitlines()[0],
-                                  failures=exc.result.failures())
-        except Exception as exc:  # noqa: BLE001 - a scheduler must survive anything and say what happened
-            if not isinstance(exc, BackupError):
-                log.exception("scheduled drill failed")
-            text = str(exc) if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
-            entry = history_entry("drill", "scheduled", started, time.monotonic() - t0, "error",
-                                  backup_id=info.backup_id, error=text)
-            notify.event(sched, failure_kind(exc, "drill"), ok=False, error=f"drill of {info.backup_id}: {text}")
-        append_history(sched, entry)
-        entries.append(entry)
-    return entries
-
-
 # --------------------------------------------------------------------------
 # Leftovers of killed drills (status shows them, clean-up and the next drill drop them)
 
@@ -558,5 +511,5 @@ def sweep_leftovers(settings: Settings, timeout_ms: int = 2000) -> tuple[list[st
 
 
 __all__ = ["DrillOptions", "DrillResult", "CollectionDrill", "DrillFailed", "run_drill", "drill_backup",
-           "keep_result", "scheduled_drills", "scratch_name", "newest_backup", "leftover_databases",
+           "keep_result", "scratch_name", "newest_backup", "leftover_databases",
            "sweep_databases", "sweep_leftovers", "DRILL_PREFIX", "PAUSE_PHASE"]

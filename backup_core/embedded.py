@@ -148,51 +148,68 @@ async def _serve_async(
     where = "memory" if memory else str(data_dir)
     engine = MemoryEngine() if memory else SQLiteEngine(str(data_dir / SQLITE_FILE))
     server = AsyncMongoEcoProxyServer(engine=engine, host=HOST, port=port)
+    address = await _start(server, port, where)
     try:
-        address = await server.start()
+        uri = f"mongodb://{HOST}:{address.port}/?directConnection=true"
+        await _seed_and_publish(data_dir, seed_db, uri, address.port)
+        _log(f"embedded server ready at {uri} (data: {where}, pid {os.getpid()})")
+        if on_ready is not None:
+            on_ready(uri)
+        await _until_stopped(stop, stop_event, idle)
+        _log("embedded server shutting down")
+    finally:
+        if not memory:
+            _remove_own_server_file(data_dir)
+        await server.close()
+
+
+async def _start(server, port: int, where: str):
+    """Start listening; its address, or a ``BackupError`` that says why it cannot."""
+    try:
+        return await server.start()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise BackupError(f"port {port} on {HOST} is already in use; pick another or use --port 0") from None
         raise BackupError(f"embedded server could not start ({where}): {exc}") from None
     except Exception as exc:  # e.g. sqlite3.OperationalError for an unusable file
         raise BackupError(f"embedded server could not start ({where}): {type(exc).__name__}: {exc}") from None
-    try:
-        uri = f"mongodb://{HOST}:{address.port}/?directConnection=true"
-        if seed_db and (memory or not (data_dir / SEED_MARKER).exists()):
-            # Seed through the wire like any client would, before publishing
-            # server.json, so nobody ever sees half-written demo data.
-            counts = await asyncio.to_thread(_seed_first_start, uri, seed_db)
-            if not memory:
-                atomic_write(data_dir / SEED_MARKER, json.dumps(
-                    {"database": seed_db, "counts": counts, "at": now_iso()}) + "\n")
-            _log(f"seeded {seed_db}: {counts}")
+
+
+async def _seed_and_publish(data_dir: Path | None, seed_db: str | None, uri: str, port: int) -> None:
+    """Seed the demo data on a first start, then publish ``server.json`` (a data dir; None: memory)."""
+    memory = data_dir is None
+    if seed_db and (memory or not (data_dir / SEED_MARKER).exists()):
+        # Seed through the wire like any client would, before publishing
+        # server.json, so nobody ever sees half-written demo data.
+        counts = await asyncio.to_thread(_seed_first_start, uri, seed_db)
         if not memory:
-            atomic_write(data_dir / SERVER_FILE, json.dumps({
-                "pid": os.getpid(), "port": address.port, "uri": uri, "started_at": now_iso(),
-            }) + "\n")
-        _log(f"embedded server ready at {uri} (data: {where}, pid {os.getpid()})")
-        if on_ready is not None:
-            on_ready(uri)
-        # Polling keeps stop_event cheap to honour without a thread that
-        # could outlive the loop.
-        next_idle_check = 0.0
-        while not stop.is_set():
-            if stop_event is not None and stop_event.is_set():
+            atomic_write(data_dir / SEED_MARKER, json.dumps(
+                {"database": seed_db, "counts": counts, "at": now_iso()}) + "\n")
+        _log(f"seeded {seed_db}: {counts}")
+    if not memory:
+        atomic_write(data_dir / SERVER_FILE, json.dumps({
+            "pid": os.getpid(), "port": port, "uri": uri, "started_at": now_iso(),
+        }) + "\n")
+
+
+async def _until_stopped(stop: asyncio.Event, stop_event: threading.Event | None,
+                         idle: "_IdleWatch | None") -> None:
+    """Wait for a signal, ``stop_event``, or (``idle``) no client using the server any more."""
+    # Polling keeps stop_event cheap to honour without a thread that
+    # could outlive the loop.
+    next_idle_check = 0.0
+    while not stop.is_set():
+        if stop_event is not None and stop_event.is_set():
+            break
+        if idle is not None and time.monotonic() >= next_idle_check:
+            next_idle_check = time.monotonic() + 0.5
+            if idle.unused():
+                _log(f"no dashboard or CLI process has used this server for {idle.grace:g} s")
                 break
-            if idle is not None and time.monotonic() >= next_idle_check:
-                next_idle_check = time.monotonic() + 0.5
-                if idle.unused():
-                    _log(f"no dashboard or CLI process has used this server for {idle.grace:g} s")
-                    break
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=0.2)
-            except TimeoutError:
-                pass
-        _log("embedded server shutting down")
-    finally:
-        if not memory:
-            _remove_own_server_file(data_dir)
-        await server.close()
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=0.2)
+        except TimeoutError:
+            pass
 
 
 def _seed_first_start(uri: str, db_name: str) -> dict[str, int]:

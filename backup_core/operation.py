@@ -32,7 +32,8 @@ from typing import Any, Iterator
 
 from pymongo.database import Database
 
-from .audit import AuditUnwritable
+from .audit.heads import anchor_in
+from .audit.logs import AuditUnwritable
 from .errors import BackupError, StorageError
 from .locks import DEFAULT_TIMEOUT, owner_record
 from .swapin import SwapInRegistry
@@ -76,8 +77,6 @@ class Operation:
         if key in root._prepared:
             return
         root._prepared.add(key)
-        from .audit import anchor_in
-
         registry = SwapInRegistry.of(db, self.meta_db)
         dropped = registry.sweep(running_ids())
         if dropped:

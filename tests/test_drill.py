@@ -16,8 +16,9 @@ from backup_core import audit, drill_results
 from backup_core.backup import BackupOptions, create_backup
 from backup_core.pairing import BackupIndex
 from backup_core.context import open_store
-from backup_core.drill import (DRILL_PREFIX, DrillFailed, _prove, drill_backup, scheduled_drills, scratch_name,
+from backup_core.drill import (DRILL_PREFIX, DrillFailed, _prove, drill_backup, scratch_name,
                                CollectionDrill)
+from backup_core.scheduler.runs import scheduled_drills
 from backup_core.drill_registry import REGISTRY, DrillRegistry
 from backup_core.embedded import seed_demo
 from backup_core.errors import BackupNotFound, KeyMissing, RestoreRefused, UsageError

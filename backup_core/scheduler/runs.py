@@ -1,4 +1,5 @@
-"""Single runs: one scheduled backup (then its archive rules), one clean-up, the "back up if due" check.
+"""Single runs: one scheduled backup (then its archive rules), one clean-up, the "back up if due" check,
+one round of restore drills.
 
 Each run goes through the operation layer (audited, locked) like any other
 backup or clean-up, and is recorded in the scheduler's history and
@@ -12,6 +13,7 @@ scheduler took over) is recorded as ``skipped``, not as a failure.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from typing import Callable
 
@@ -205,3 +207,47 @@ def auto_backup_check(settings: Settings, user: str, *, unattended: bool = False
                 "message": f"backup {entry['backup_id']} created"}
     return {"ran": True, "backup_id": None, "outcome": "error", "error": entry["error"],
             "message": f"backup failed: {entry['error']}"}
+
+
+def scheduled_drills(settings: Settings, *, rng: random.Random | None = None) -> list[dict]:
+    """The scheduler's drill job: the newest backup, then one older backup picked at random.
+
+    Never raises: each drill is recorded in the scheduler's history (kind
+    ``drill``) and a failure notified; returns the history entries.
+    """
+    from ..drill import DRILL_LOCK_TIMEOUT, DrillFailed, drill_backup  # late: the drill imports compare
+
+    sched = settings.with_user(SCHEDULER_USER)
+    started = utc_now()
+    try:
+        backups = open_store(sched).list_backups()
+    except BackupError as exc:
+        entry = history_entry("drill", "scheduled", started, 0.0, "error", error=str(exc))
+        append_history(sched, entry)
+        notify.event(sched, failure_kind(exc, "drill"), ok=False, error=str(exc))
+        return [entry]
+    picks = backups[:1]
+    if len(backups) > 1:
+        picks.append((rng or random.Random()).choice(backups[1:]))
+    entries = []
+    for info in picks:
+        started, t0 = utc_now(), time.monotonic()
+        try:
+            result = drill_backup(sched, info.backup_id, trigger="scheduled", lock_timeout=DRILL_LOCK_TIMEOUT)
+            entry = history_entry("drill", "scheduled", started, time.monotonic() - t0, "ok",
+                                  backup_id=info.backup_id, counts={"documents": result.documents},
+                                  restore_s=round(result.restore_s, 3))
+        except DrillFailed as exc:  # kept and notified by drill_backup
+            entry = history_entry("drill", "scheduled", started, time.monotonic() - t0, "error",
+                                  backup_id=info.backup_id, error=str(exc).splitlines()[0],
+                                  failures=exc.result.failures())
+        except Exception as exc:  # noqa: BLE001 - a scheduler must survive anything and say what happened
+            if not isinstance(exc, BackupError):
+                log.exception("scheduled drill failed")
+            text = str(exc) if isinstance(exc, BackupError) else f"{type(exc).__name__}: {exc}"
+            entry = history_entry("drill", "scheduled", started, time.monotonic() - t0, "error",
+                                  backup_id=info.backup_id, error=text)
+            notify.event(sched, failure_kind(exc, "drill"), ok=False, error=f"drill of {info.backup_id}: {text}")
+        append_history(sched, entry)
+        entries.append(entry)
+    return entries

@@ -9,7 +9,7 @@ Two jobs run in an APScheduler 3.x ``BackgroundScheduler`` (STYLE.md item 10):
   period (default 7 days), never the newest one (``retention.cleanup``);
 - ``restore-drill`` every ``drill_every_days`` (default 7; 0: none): drills
   the newest backup and one older one picked at random
-  (``drill.scheduled_drills``), so old backups are sampled over time.
+  (``runs.scheduled_drills``), so old backups are sampled over time.
 
 Exactly one scheduler is active per backup root and database, whoever starts
 it (the headless ``python -m backup_core scheduler`` on any number of hosts,
@@ -57,7 +57,8 @@ from ..timeutil import iso, parse_iso, utc_now
 from .config import ScheduleConfig, load_config
 from .history import append_history, cleanup_anchor, history_entry, last_run
 from .lease import Lease, LeaseLost, MongoLease
-from .runs import SCHEDULER_USER, current_config, failure_kind, run_cleanup, run_scheduled_backup
+from .runs import (SCHEDULER_USER, current_config, failure_kind, run_cleanup, run_scheduled_backup,
+                   scheduled_drills)
 
 log = logging.getLogger(__name__)
 
@@ -453,8 +454,6 @@ class SchedulerService:
 
     def _run_drill_job(self) -> None:
         if self._still_active("restore drill"):
-            from ..drill import scheduled_drills  # late: the drill imports restore and compare
-
             scheduled_drills(self.settings)
 
     def _on_job_event(self, event: JobEvent) -> None:

@@ -3,8 +3,8 @@
 - ``backend/``: named blobs on a local folder or an S3-compatible bucket
   (save if absent, load, stat, list, remove; nothing about backups);
 - ``repository.py``: backups as manifests over content-addressed data
-  objects: naming, encryption, deduplication, garbage collection, the lock
-  (``lock.py``), writing (``writer.py``) and reading;
+  objects: naming, encryption, deduplication, garbage collection
+  (``gc.py``), the lock (``lock.py``), writing (``writer.py``) and reading;
 - ``checker.py``: proving that data is what the manifests say, for verify,
   restore and import alike.
 

@@ -7,7 +7,7 @@ small interface below.
 
 from __future__ import annotations
 
-from ..audit import AUDIT_DIR, AUDIT_FILE, BlobAuditLog, FileAuditLog, PreconditionFailed
+from ..audit.logs import AUDIT_DIR, AUDIT_FILE, BlobAuditLog, FileAuditLog, PreconditionFailed
 from .backend import Backend
 
 

@@ -15,15 +15,14 @@ on another backup's folder), encryption (a root read with a key refuses
 plaintext manifests unless ``allow_plaintext`` says otherwise), deduplication
 (an object is stored once, whichever backups refer to it), garbage collection
 (``prune``: mark every object any manifest refers to, sweep the rest, under
-the exclusive lock; a manifest that cannot be read blocks the sweep) and the
-lock. Backups of formats 1 and 2 (one file per collection in the backup's
+the exclusive lock; a manifest that cannot be read blocks the sweep; the
+work itself is in ``gc.py``, with the other housekeeping) and the lock. Backups of formats 1 and 2 (one file per collection in the backup's
 folder) are read in place and forgotten like the others.
 """
 
 from __future__ import annotations
 
 import io
-import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,15 +36,15 @@ from .backend import Backend, open_backend
 from .checker import HashingReader, VerifyResult, check_backup
 from .crypto import DecryptingReader, Keyring, decrypt_bytes, header_fingerprint, is_encrypted
 from .csvfile import RowReader
+from .gc import PruneResult
 from .layout import ID_RE, MANIFEST, MANIFEST_ENC, WEEKDAYS, backup_id_for, check_backup_id, day_for
 from .lock import RepositoryLock
 from .manifest import MAX_MANIFEST_BYTES, CollectionEntry, Manifest, Part
 from .writer import BackupWriter
-from . import spool
+from . import gc, spool
 
 CHUNK = 1 << 20
 _MANIFEST_NAMES = (MANIFEST, MANIFEST_ENC)
-_LEGACY_TEMP_RE = re.compile(r"^\.(tmp|trash)-.*-(\d+)$")
 
 
 class Unauthenticated(IntegrityError):
@@ -148,18 +147,6 @@ class BackupInfo:
             "collections": {n: {"count": c.count, "bytes": c.bytes, "parts": len(c.parts)}
                             for n, c in self.collections.items()},
         }
-
-
-@dataclass
-class PruneResult:
-    """What garbage collection removed, or why it removed nothing."""
-
-    removed: int = 0
-    freed_bytes: int = 0
-    blocked: list[str] = field(default_factory=list)  # manifests that could not be read: nothing was swept
-
-    def to_json(self) -> dict:
-        return {"removed_objects": self.removed, "freed_bytes": self.freed_bytes, "blocked_by": self.blocked}
 
 
 def day_of(backup_id: str) -> str:
@@ -525,109 +512,30 @@ class Repository:
             self.prune()
             return info
 
+    # ---- garbage collection and housekeeping (``gc.py``)
     def forget(self, infos: list[BackupInfo]) -> None:
-        if not infos:
-            return
-        self.check_lock(writing=True)
-        for info in infos:
-            self.backend.remove(f"{info.day}/{info.backup_id}/{MANIFEST_ENC if info.encrypted else MANIFEST}")
-        self.forget_cached()
-        refs, blocked = self.referenced()
-        for info in infos:
-            folder = f"{info.day}/{info.backup_id}/"
-            views = {folder + p.file for e in info.collections.values() for p in e.own_parts()} \
-                if info.manifest.format_version >= 3 else set()
-            for entry in list(self.backend.list(folder)):
-                # a readable view is a link, never data; a format 1/2 file may be shared by another backup
-                if entry.name in views or (entry.name not in refs and not blocked):
-                    self.check_lock(writing=True)
-                    self.backend.remove(entry.name)
+        """Remove these backups, but not their data objects (``prune`` does)."""
+        gc.forget(self, infos)
 
     def referenced(self) -> tuple[dict[str, set[str]], list[str]]:
         """(object name -> backups referring to it, manifests that cannot be read)."""
-        errors: list[str] = []
-        locked: list[dict] = []
-        refs: dict[str, set[str]] = {}
-        for info in self.list_backups(errors=errors, locked=locked, trust=False):
-            for name in info.manifest.objects():
-                refs.setdefault(name, set()).add(info.backup_id)
-        blocked = errors + [f"{b['day']}/{b['backup_id']}: encrypted with key {b['key_fingerprint']}, which is "
-                            "not configured" for b in locked]
-        return refs, blocked
+        return gc.referenced(self)
 
     def prune(self) -> PruneResult:
-        """Garbage collection: remove every data object no manifest refers to (mark and sweep).
+        """Garbage collection: remove every data object no manifest refers to (see ``gc.prune``)."""
+        return gc.prune(self)
 
-        Needs the exclusive lock. A manifest that cannot be read (damaged, or encrypted with a key that
-        is not configured) may refer to anything: then nothing is removed."""
-        self.check_lock(writing=True)
-        refs, blocked = self.referenced()
-        result = PruneResult(blocked=blocked)
-        if blocked:
-            return result
-        doomed = [e for e in self.backend.list("data/") if e.name not in refs]
-        for e in doomed:
-            self.check_lock(writing=True)
-            self.backend.remove(e.name)
-            result.removed += 1
-            result.freed_bytes += e.size
-        self._trim_index_cache()
-        return result
-
-    def _trim_index_cache(self) -> None:
-        """This machine's cached document indexes of states that no backup holds any more go too."""
-        from .incremental import cache_key
-
-        held = {cache_key(entry.stored_parts()) for info in self.list_backups(trust=False)
-                for entry in info.collections.values() if entry.doc_index is not None}
-        self.index_cache().keep_only(held)
-
-    # ---- housekeeping
     def sweep(self) -> list[str]:
-        """Remove what killed writers left (call under the lock): their spools, and local backup folders
-        that never got a manifest."""
-        removed = spool.sweep(self.backend)
-        if getattr(self.backend, "root", None) is not None:
-            listed = {(d, b) for d, b, _n, _v in self._manifest_entries()}
-            for day, backup_id in self._folders_without_manifest(listed):
-                self.backend.remove_all(f"{day}/{backup_id}/")
-                removed.append(self.location(day, backup_id))
-        return removed
-
-    def _folders_without_manifest(self, listed: set) -> list[tuple[str, str]]:
-        """Backup folders with no manifest (a killed write), and format 2's ``.tmp-``/``.trash-`` folders
-        of processes that are gone."""
-        from ..locks import process_alive
-
-        out = []
-        for day in WEEKDAYS:
-            refused = {name for name, _why in self.backend.refused(f"{day}/")}  # never swept: reported
-            for prefix in self.backend.prefixes(f"{day}/"):
-                name = prefix[len(day) + 1:-1]
-                if prefix.rstrip("/") in refused:
-                    continue
-                old = _LEGACY_TEMP_RE.match(name)
-                if (ID_RE.match(name) and (day, name) not in listed) or \
-                        (old and (old.group(1) == "trash" or not process_alive(int(old.group(2))))):
-                    out.append((day, name))
-        return out
+        """Remove what killed writers left (call under the lock)."""
+        return gc.sweep(self)
 
     def leftovers(self) -> list[str]:
-        out = [str(p) for p in spool.leftovers(self.backend)]
-        if getattr(self.backend, "root", None) is not None:
-            listed = {(d, b) for d, b, _n, _v in self._manifest_entries()}
-            out += [self.location(d, b) for d, b in self._folders_without_manifest(listed)]
-        return out
+        """What ``sweep`` would remove, as locations to show."""
+        return gc.leftovers(self)
 
     def usage(self) -> int:
         """Bytes the backups take (each object once, however many backups share it)."""
-        total = sum(e.size for e in self.backend.list("data/"))
-        legacy: dict[str, int] = {}
-        for info in self.list_backups(trust=False):
-            total += len(info.stored_manifest)
-            if info.manifest.format_version < 3:  # formats 1 and 2 keep their files in backup folders
-                legacy.update({p.location: p.stored_bytes for e in info.collections.values() for p in e.parts})
-        return total + sum(legacy.values())
+        return gc.usage(self)
 
     def change_token(self) -> object:
         """Changes whenever a backup is added or removed."""

@@ -27,7 +27,7 @@ def _audit_fails_with(monkeypatch, code: int) -> None:
             raise OSError(code, os.strerror(code), str(path))
         return real_open(path, flags, *args, **kw)
 
-    monkeypatch.setattr(audit.os, "open", refusing_open)
+    monkeypatch.setattr(os, "open", refusing_open)
 
 
 def test_a_restore_on_a_read_only_root_says_so_and_changes_nothing(db, store, monkeypatch):
