@@ -141,17 +141,17 @@ def test_a_paused_holder_never_commits_a_second_backup_for_the_slot(settings, da
     reached, go = threading.Event(), threading.Event()
     from backup_core.store.writer import BackupWriter
 
-    real_write_part = BackupWriter.write_part
+    real_write = BackupWriter.write_spilled
     calls = [0]
 
-    def gated_write_part(*args, **kwargs):
+    def gated_write(*args, **kwargs):
         calls[0] += 1
         if calls[0] == 1:
             reached.set()
             go.wait(30)
-        return real_write_part(*args, **kwargs)
+        return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(BackupWriter, "write_part", gated_write_part)
+    monkeypatch.setattr(BackupWriter, "write_spilled", gated_write)
     a = SchedulerService(settings, interval=timedelta(seconds=2), lease_seconds=1.5)
     services.append(a)
     a.start()

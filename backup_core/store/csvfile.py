@@ -31,6 +31,8 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 from .. import codec
 from ..errors import CodecError, FormatError
 
+READ_BLOCK = 1 << 20  # bytes read at a time from an unbuffered stream
+
 _LEN = struct.Struct("<i")
 PROGRESS_EVERY = 500
 
@@ -211,7 +213,13 @@ class RowReader:
         self.label = label
         self._raw = stream
         self._owns = owns_stream
-        self._stream: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb") if compressed else stream
+        if compressed:
+            self._stream: BinaryIO = gzip.GzipFile(fileobj=stream, mode="rb")
+        elif isinstance(stream, io.RawIOBase):
+            # lines from a raw stream would be read a byte at a call: read it in large blocks instead
+            self._stream = io.BufferedReader(stream, READ_BLOCK)  # type: ignore[assignment]
+        else:
+            self._stream = stream
         self.line = 0
         self.record = 0
         self._reader = csv.reader(self._lines(), strict=True)
@@ -256,7 +264,10 @@ class RowReader:
                 raise CodecError(f"{self.label}, row {self.record} (line {self.line}): {exc}") from None
 
     def close(self) -> None:
-        if self._stream is not self._raw:
+        if isinstance(self._stream, io.BufferedReader) and self._stream.raw is self._raw:
+            with contextlib.suppress(Exception):
+                self._stream.detach()  # leaves the stream it reads from open (what it read ahead is read)
+        elif self._stream is not self._raw:
             with contextlib.suppress(Exception):
                 self._stream.close()  # a GzipFile leaves the stream it reads from open
         if self._owns:

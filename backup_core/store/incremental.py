@@ -1,7 +1,8 @@
 """Incremental backups by document: store what changed since the previous backup, not another full copy.
 
 A backup of a collection looks for its *base*: the newest earlier backup of
-the same database that holds the whole collection (not an archive's subset),
+the same database that holds the whole collection (not an archive's subset,
+nor a restore's safety backup: that holds the data the restore replaced),
 written with the same key and compression, with a document index
 (``docindex.py``). While it reads the live collection once, it compares each
 document's digests with the base's index. At the end it writes either
@@ -110,7 +111,8 @@ def find_base(repo, database: str, collection: str, *, compress: bool) -> Base |
     """The newest backup of ``collection`` of ``database`` an increment can build on (see the module doc)."""
     fingerprint = repo.keyring.current.fingerprint if repo.keyring.current is not None else None
     for info in repo.newest_first():
-        if info.database != database or info.manifest.get("filter") is not None:
+        if info.database != database or info.manifest.get("filter") is not None or info.trigger == "safety":
+            # a safety backup holds the data a restore was about to replace: the least likely to match
             continue
         if collection in info.absent_collections:
             return None

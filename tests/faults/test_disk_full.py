@@ -61,6 +61,8 @@ def test_disk_full_during_backup(limit, compress, db, store, root, monkeypatch):
     seed(db, 30, coll="Other", seed_value=8)
     older = create_backup(db, store, BackupOptions(user="t"))
     older_files = {p.name: p.read_bytes() for p in store.folder(older.backup_id).iterdir()}
+    for name in db.list_collection_names():  # every document changes: the next backup writes full copies
+        db[name].update_many({}, {"$set": {"touched": True}})
     _fill_disk_after(monkeypatch, limit)
     with pytest.raises(StorageError) as err:
         create_backup(db, store, BackupOptions(user="t", compress=compress))
