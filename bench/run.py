@@ -46,7 +46,7 @@ TARGETS = {  # key: (comparison, limit)
     "scale_restore_s_per_1000": ("<=", 2.0),
     "compare_page_rerender_s": ("<=", 1.0),
     "increment_stored_vs_one_full_gzip": ("<=", 2.0),
-    "increment_restore_read_vs_full": ("<=", 1.5),
+    "increment_restore_dry_run_vs_full": ("<=", 1.5),
 }
 
 

@@ -26,7 +26,7 @@ from backup_core.store import LocalStore
 ROOT = Path(__file__).resolve().parents[1]
 
 hyp_settings.register_profile(
-    "default", max_examples=500, deadline=None,
+    "default", max_examples=200, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
 hyp_settings.register_profile("quick", max_examples=50, deadline=None,
                               suppress_health_check=list(HealthCheck))
