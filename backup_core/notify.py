@@ -52,8 +52,33 @@ KINDS = {"backup": "Scheduled backup", "cleanup": "Scheduled clean-up", "databas
          "mirror": "Mirror", "drill": "Restore drill", "data": "Backed-up data"}
 # (what a failure says, what its recovery says) where "failed" / "works again" would mislead: a backup of an
 # emptied database succeeds, and that is the problem
-_WORDING = {"data": ("looks wrong: the database is empty or much smaller than before",
-                     "looks normal again: a backup holds the data again")}
+
+
+@dataclass(frozen=True)
+class _Wording:
+    """How the two messages of one kind of streak read."""
+
+    title_bad: str
+    title_ok: str
+    bad: str
+    ok: str
+    count: str    # "after 3 failure(s)"
+    last: str     # "Last error was: ..."
+    label: str    # "Error: ..."
+    since: str    # "Failing since: ..."
+    so_far: str   # "(3 failure(s) so far)"
+    tail: str
+
+
+_FAILURE = _Wording("failed", "recovered", "failed", "works again", "failure(s)", "Last error was", "Error",
+                    "Failing since", "failure(s)",
+                    "One message per failure streak: the next one says when it works again.")
+# warning streaks: the backups work, but what they hold looks wrong
+_WORDING = {"data": _Wording(
+    "needs attention", "normal again", "looks wrong: the database is empty or much smaller than before",
+    "looks normal again: a backup holds the data again", "warning(s)", "Last warning was", "Warning", "Since",
+    "backup(s)", "One message per streak: the next one says when a backup looks normal again. Clean-up keeps "
+    "the newest backup with data of every collection meanwhile.")}
 PREFIX = "[MongoDB backup]"
 
 
@@ -314,31 +339,17 @@ def _message(settings: Settings, kind: str, ok: bool, streak: dict, error: str |
     failures = int(streak.get("failures") or 1)
     me = owner_record()
     where = f"database {settings.db_name}, backup root {_root(settings)}"
-    if kind in _WORDING:  # a warning streak, not a failure streak
-        failed, recovered = _WORDING[kind]
-        if ok:
-            title = f"{PREFIX} {what} normal again: {settings.db_name}"
-            lines = [f"{what} {recovered} ({where}), after {failures} warning(s) since {since}"
-                     + _for_how_long(streak.get("since")) + "."]
-            if streak.get("last_error"):
-                lines.append(f"Last warning was: {streak['last_error']}")
-        else:
-            title = f"{PREFIX} {what} needs attention: {settings.db_name}"
-            lines = [f"{what} {failed} ({where}).", f"Warning: {error or streak.get('last_error') or 'unknown'}",
-                     f"Since: {since} ({failures} backup(s) so far). One message per streak: the next one says "
-                     "when a backup looks normal again. Clean-up keeps the newest backup with data of every "
-                     "collection meanwhile."]
-    elif ok:
-        title = f"{PREFIX} {what} recovered: {settings.db_name}"
-        lines = [f"{what} works again ({where}) after {failures} failure(s) since {since}"
+    w = _WORDING.get(kind, _FAILURE)
+    if ok:
+        title = f"{PREFIX} {what} {w.title_ok}: {settings.db_name}"
+        lines = [f"{what} {w.ok} ({where}) after {failures} {w.count} since {since}"
                  + _for_how_long(streak.get("since")) + "."]
         if streak.get("last_error"):
-            lines.append(f"Last error was: {streak['last_error']}")
+            lines.append(f"{w.last}: {streak['last_error']}")
     else:
-        title = f"{PREFIX} {what} failed: {settings.db_name}"
-        lines = [f"{what} failed ({where}).", f"Error: {error or streak.get('last_error') or 'unknown'}",
-                 f"Failing since: {since} ({failures} failure(s) so far). One message per failure streak: "
-                 "the next one says when it works again."]
+        title = f"{PREFIX} {what} {w.title_bad}: {settings.db_name}"
+        lines = [f"{what} {w.bad} ({where}).", f"{w.label}: {error or streak.get('last_error') or 'unknown'}",
+                 f"{w.since}: {since} ({failures} {w.so_far} so far). {w.tail}"]
     lines += [f"{k.replace('_', ' ').capitalize()}: {v}" for k, v in details.items() if v is not None]
     lines.append(f"Last good backup: {_last_good(settings)}")
     lines.append(f"Reported by {me['host']} (pid {me['pid']}) at {iso(utc_now())}.")

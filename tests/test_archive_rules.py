@@ -24,11 +24,17 @@ def _no_cached_clients():
     close_all()
 
 
+def seed_activity(db):
+    """20 activities one every 10 days back (10 are 100 days old or more), 8 bookings one every 100 days
+    back (4 ended over 365 days ago)."""
+    db["activities"].insert_many([{"_id": i, "at": NOW - timedelta(days=i * 10)} for i in range(20)])
+    db["bookings"].insert_many([{"_id": i, "end": NOW - timedelta(days=i * 100)} for i in range(8)])
+    return db
+
+
 @pytest.fixture
 def activity(db):
-    db["activities"].insert_many([{"_id": i, "at": NOW - timedelta(days=i * 10)} for i in range(20)])  # 10 >= 100d
-    db["bookings"].insert_many([{"_id": i, "end": NOW - timedelta(days=i * 100)} for i in range(8)])   # 4 > 365d
-    return db
+    return seed_activity(db)
 
 
 def _runs(settings, kind="archive"):

@@ -9,27 +9,20 @@ import pytest
 from backup_core import audit, scheduler
 from backup_core.archive import ArchiveRule
 from backup_core.config import Settings
-from backup_core.scheduler.metadb import close_all
 from backup_core.store import LocalStore
 
 from tests.pages.conftest import forged_click, frame_with
 from tests.pages.conftest import values as texts
 
 PAGE = "pages/3_Auto_Backup.py"
+from tests.test_archive_rules import _no_cached_clients, seed_activity  # noqa: F401 (an autouse fixture)
+
 NOW = datetime.now(timezone.utc)
-
-
-@pytest.fixture(autouse=True)
-def _no_cached_clients():
-    yield
-    close_all()
 
 
 @pytest.fixture
 def activity(page_env, db):
-    db["activities"].insert_many([{"_id": i, "at": NOW - timedelta(days=i * 10)} for i in range(20)])  # 10 >= 100d
-    db["bookings"].insert_many([{"_id": i, "end": NOW - timedelta(days=i * 100)} for i in range(8)])   # 4 > 365d
-    return db
+    return seed_activity(db)
 
 
 @pytest.fixture
