@@ -217,15 +217,24 @@ class Repository:
             if kept is not None and kept[0] is token:
                 return list(kept[1])
         out = []
-        for day in WEEKDAYS:
-            for e in self.backend.list(f"{day}/"):
-                parts = e.name.split("/")
-                if len(parts) == 3 and parts[2] in _MANIFEST_NAMES and ID_RE.match(parts[1]):
-                    out.append((day, parts[1], e.name, e.version or f"{e.size}"))
+        for e in self._weekday_entries():
+            parts = e.name.split("/")
+            if len(parts) == 3 and parts[0] in WEEKDAYS and parts[2] in _MANIFEST_NAMES and ID_RE.match(parts[1]):
+                out.append((parts[0], parts[1], e.name, e.version or f"{e.size}"))
         if token is not None and token is self._lock.write_token():
             with _LISTINGS_GUARD:
                 _LISTINGS[self.backend.identity] = (token, list(out))
         return out
+
+    def _weekday_entries(self) -> Iterator:
+        """Everything under the weekday folders. A local root: one walk per weekday. An object store: one
+        listing that starts after ``data/`` (the weekday folders, ``locks/`` and little else sort after
+        it), so a root of a few hundred backups is one request, not seven."""
+        if getattr(self.backend, "root", None) is not None:
+            for day in WEEKDAYS:
+                yield from self.backend.list(f"{day}/")
+            return
+        yield from self.backend.list("", after=_AFTER_DATA)
 
     def _read_manifest(self, name: str, version: str | None = None) -> bytes | None:
         if version is not None and (name, version) in self._cache:
@@ -555,6 +564,7 @@ class Repository:
 # backend identity -> (the write hold it was listed under, its manifest entries): see _manifest_entries
 _LISTINGS: dict[str, tuple[object, list[tuple[str, str, str, str]]]] = {}
 _LISTINGS_GUARD = threading.Lock()
+_AFTER_DATA = "data0"  # sorts after every "data/..." name and before every weekday folder
 STEPS_KEPT_BYTES = 64 << 20  # increments' changed documents held in memory while a collection is read
 
 

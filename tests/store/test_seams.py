@@ -268,3 +268,11 @@ def test_requests_of_one_backup_and_one_restore_on_s3(s3_root, db):
     # (is it there?) and a read
     steps = len(restored) - 2
     assert sum(restore_calls.values()) <= 30 + 2 * steps, (steps, restore_calls)
+    # and exactly the case: a backup of one full copy per collection
+    assert [len(e.parts) for e in fresh.get(ids[0]).collections.values()] == [1, 1]
+    fresh = open_store(s3_root)
+    s3_backend.requests.reset()
+    restore_backup(db, fresh, ids[0], RestoreOptions(mode="replace", confirmed=True, user="t"))
+    full_calls = dict(s3_backend.requests.calls)
+    print(f"S3 requests: restore of full copies {sum(full_calls.values())} {full_calls}")
+    assert sum(full_calls.values()) <= 30, full_calls
