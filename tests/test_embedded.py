@@ -484,8 +484,13 @@ def _start_client(data_dir: Path) -> tuple[subprocess.Popen, dict]:
 
 
 def _end(proc: subprocess.Popen, sig: int) -> None:
+    """End the client with ``sig`` (what it prints on the way out is shown if it does not end)."""
     proc.send_signal(sig)
-    proc.wait(15)
+    try:
+        proc.wait(30)  # a loaded 2-core machine can take long to unwind an interpreter
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"the client did not end on signal {sig}: {proc.stderr.read()[-2000:]}") from None
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])

@@ -290,7 +290,7 @@ def test_safety_backups_are_hidden_and_listed_next_to_their_restore(open_page, r
     assert "1 safety backup (taken by restores before they changed data) not listed" in texts(at, "caption")
     recent = _frame(at, "safety backup")
     assert list(recent["restored backup"]) == [backed_up] and list(recent["safety backup"]) == [safety]
-    assert list(recent["undo"]) == ["possible (latest)"] and list(recent["action"]) == ["restore"]
+    assert list(recent["undo"]) == ["possible (latest)"] and list(recent["action"]) == ["restore (replace)"]
     at.toggle(key="restore_show_safety").set_value(True).run()
     assert safety in [o.split(" ")[0] for o in at.selectbox(key="restore_backup").options]
 
@@ -310,7 +310,7 @@ def test_undo_stays_available_in_a_new_session_and_only_for_the_latest(open_page
     assert "Undone" in texts(at, "success")
     recent = _frame(at, "safety backup")
     assert len(recent) == 2 and recent["undo"].iloc[1].startswith("undone ")
-    assert list(recent["action"]) == [f"Undo of {backed_up}", "restore"]
+    assert list(recent["action"]) == [f"Undo of {backed_up}", "restore (replace)"]
     # the latest restore is undone: nothing is left to undo (an undo is not undone by another undo)
     assert not [b for b in at.button if b.key == "restore_undo_btn"]
 

@@ -93,7 +93,7 @@ def test_confirmed_undo_puts_back_only_the_restored_collections(open_page, resto
     assert not [b for b in at.button if b.key in ("restore_undo_btn", "restore_undo_run_btn")]
     assert "nothing to undo" in texts(at, "caption")
     recent = frame_with(at, "safety backup")
-    assert list(recent["action"]) == [f"Undo of {backup_id}", "restore"]
+    assert list(recent["action"]) == [f"Undo of {backup_id}", "restore (replace)"]
     assert recent["undo"].iloc[1].startswith("undone ")
     # the audit log calls it an undo, and the Audit Log page shows it so
     entries = [e for e in audit.read(root, 20) if e["action"] == "undo"]

@@ -47,25 +47,27 @@ def recent_restores(ui: Ui, flow: RestoreFlow) -> None:
 
     def action(r) -> str:
         if r.action != "undo":
-            return "restore"
+            return f"restore ({r.mode})"
         undone = by_op.get(r.undo_of or "")
         return f"Undo of {undone.backup_id}" if undone is not None else "undo"
 
+    # the columns one reads first come first, and together they fit the page (the collections are also
+    # in the description under Undo)
     st.dataframe(pd.DataFrame([{
-        "when": local_time(r.at, tz), "user": r.user, "action": action(r), "restored backup": r.backup_id,
-        "mode": r.mode, "collections": ", ".join(r.collections), "state": STATES.get(r.state, r.state),
-        "safety backup": r.safety_backup_id or "(none)",
+        "when": local_time(r.at, tz), "action": action(r), "restored backup": r.backup_id,
+        "safety backup": r.safety_backup_id or "(none)", "state": STATES.get(r.state, r.state),
         "undo": (f"undone {local_time(r.undone_at, tz)}" if r.undone_by
                  else "possible (latest)" if target is not None and r.op == target.op else ""),
+        "user": r.user, "collections": ", ".join(r.collections),
     } for r in restores]), hide_index=True, width="stretch",
-        column_config={"when": st.column_config.TextColumn(width=140), "user": st.column_config.TextColumn(width=80),
-                       "action": st.column_config.TextColumn(width=150),
-                       "restored backup": st.column_config.TextColumn(width=140),
-                       "mode": st.column_config.TextColumn(width=65),
-                       "collections": st.column_config.TextColumn(width=180),
-                       "state": st.column_config.TextColumn(width=90),
-                       "safety backup": st.column_config.TextColumn(width=140),
-                       "undo": st.column_config.TextColumn(width=150)})
+        column_config={"when": st.column_config.TextColumn(width=125),
+                       "action": st.column_config.TextColumn(width=135),
+                       "restored backup": st.column_config.TextColumn(width=130),
+                       "safety backup": st.column_config.TextColumn(width=130),
+                       "state": st.column_config.TextColumn(width=75),
+                       "undo": st.column_config.TextColumn(width=110),
+                       "user": st.column_config.TextColumn(width=65),
+                       "collections": st.column_config.TextColumn(width=150)})
     st.caption(f"Newest first, times in {zone}. Each restore first took the safety backup shown next to it; an "
                "undo restores the safety backup of the restore it undoes (shown under restored backup). Only the "
                "latest restore can be undone from here (an older one would also undo the later ones: restore its "
