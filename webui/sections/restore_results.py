@@ -60,14 +60,14 @@ def recent_restores(ui: Ui, flow: RestoreFlow) -> None:
                  else "possible (latest)" if target is not None and r.op == target.op else ""),
         "user": r.user, "collections": ", ".join(r.collections),
     } for r in restores]), hide_index=True, width="stretch",
-        column_config={"when": st.column_config.TextColumn(width=125),
-                       "action": st.column_config.TextColumn(width=135),
+        column_config={"when": st.column_config.TextColumn(width=130),
+                       "action": st.column_config.TextColumn(width=175),
                        "restored backup": st.column_config.TextColumn(width=130),
                        "safety backup": st.column_config.TextColumn(width=130),
                        "state": st.column_config.TextColumn(width=75),
-                       "undo": st.column_config.TextColumn(width=110),
-                       "user": st.column_config.TextColumn(width=65),
-                       "collections": st.column_config.TextColumn(width=150)})
+                       "undo": st.column_config.TextColumn(width=175),
+                       "user": st.column_config.TextColumn(width=60),
+                       "collections": st.column_config.TextColumn(width=110)})
     st.caption(f"Newest first, times in {zone}. Each restore first took the safety backup shown next to it; an "
                "undo restores the safety backup of the restore it undoes (shown under restored backup). Only the "
                "latest restore can be undone from here (an older one would also undo the later ones: restore its "
