@@ -461,7 +461,9 @@ def test_restore_of_nan_into_sqlite_is_refused_and_rolled_back(thread_server: Th
 
 # a client as the dashboard and the CLI are: connect() on the embedded default, then keep running
 CLIENT = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as in a terminal, also when the test suite was started in the background (which ignores SIGINT)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pathlib import Path
 from backup_core.config import Settings
 from backup_core.db import connect
