@@ -72,7 +72,8 @@ def _overview(ui: Ui, backups, mirror, drills: dict | None) -> None:
         rows = pd.DataFrame([_row(b, tz, zone, mirror if copies else None, drills) for b in by_day[day]])
         rows["documents"] = rows["documents"].astype("Int64")  # a locked backup's count is unknown: blank
         tab.dataframe(rows, hide_index=True, key=ui.k(f"browse_overview_{day}"), width="stretch",
-                      height=min(400, 38 + 35 * len(rows)))
+                      height=min(400, 38 + 35 * len(rows)),
+                      column_config={"last drill": st.column_config.TextColumn(width=150)})  # its whole date
 
 
 def _row(b, tz, zone: str, mirror, drills: dict | None) -> dict:
