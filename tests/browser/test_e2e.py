@@ -14,6 +14,7 @@ Without Chromium the test is skipped, unless ``REQUIRE_BROWSER_TESTS=1``
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -87,26 +89,19 @@ def _kill(pid: int) -> None:
         pass
 
 
-@pytest.fixture
-def dashboard(tmp_path):
-    """The dashboard as ``make run`` starts it, in temporary folders; yields (url, data_dir, root)."""
-    _chromium()
-    data_dir, root = tmp_path / "data", tmp_path / "backups"
+@contextmanager
+def streamlit_app(script: str, env: dict, data_dir: Path, log: Path) -> Iterator[str]:
+    """``streamlit run script`` on a free port with ``env``, until the block ends (then it and the embedded
+    server it started in ``data_dir`` are stopped); yields its URL."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MONGODB_URI", "MONGODB_DB", "BACKUP_ADMIN_USER", "BACKUP_ADMIN_PASSWORD_HASH")}
-    env.update({"EMBEDDED_DATA_DIR": str(data_dir), "BACKUP_ROOT": str(root),
-                "BACKUP_DEMO_ADMIN_PASSWORD": PASSWORD,
-                "BACKUP_SECRETS_FILE": str(tmp_path / "no-secrets.toml")})
-    log = tmp_path / "streamlit.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+            [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
              "--server.headless", "true", "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc, log)
-        yield f"http://127.0.0.1:{port}", data_dir, root
+        yield f"http://127.0.0.1:{port}"
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -120,6 +115,20 @@ def dashboard(tmp_path):
         server = data_dir / "server.json"
         if server.is_file():  # the embedded server was started detached by the dashboard
             _kill(int(json.loads(server.read_text())["pid"]))
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    """The dashboard as ``make run`` starts it, in temporary folders; yields (url, data_dir, root)."""
+    _chromium()
+    data_dir, root = tmp_path / "data", tmp_path / "backups"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MONGODB_URI", "MONGODB_DB", "BACKUP_ADMIN_USER", "BACKUP_ADMIN_PASSWORD_HASH")}
+    env.update({"EMBEDDED_DATA_DIR": str(data_dir), "BACKUP_ROOT": str(root),
+                "BACKUP_DEMO_ADMIN_PASSWORD": PASSWORD,
+                "BACKUP_SECRETS_FILE": str(tmp_path / "no-secrets.toml")})
+    with streamlit_app("app.py", env, data_dir, tmp_path / "streamlit.log") as url:
+        yield url, data_dir, root
 
 
 def _shot(page, name: str) -> None:

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.browser.test_e2e import (CHROMIUM_ARGS, SHOTS, WAIT_MS, _chromium, _free_port, _kill, _shot,
-                                    _undo_latest, _wait_healthy, _wait_idle)
+from tests.browser.test_e2e import (CHROMIUM_ARGS, streamlit_app, SHOTS, WAIT_MS, _chromium, _shot,
+                                    _undo_latest, _wait_idle)
 
 ROOT = Path(__file__).resolve().parents[2]
 DB = "equipment_db"
@@ -29,32 +26,12 @@ USERS = "hana:hana-host-pw:admin,vera:vera-host-pw:viewer"
 def host_app(tmp_path):
     _chromium()
     data_dir, root = tmp_path / "data", tmp_path / "backups"
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DB")}
     env.update({"EMBEDDED_DATA_DIR": str(data_dir), "BACKUP_ROOT": str(root), "HOST_APP_USERS": USERS,
                 "BACKUP_SECRETS_FILE": str(tmp_path / "no-secrets.toml")})
     log = tmp_path / "streamlit.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "examples/host_app.py", "--server.port", str(port),
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc, log)
-        yield f"http://127.0.0.1:{port}", data_dir, log
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        server = data_dir / "server.json"
-        if server.is_file():
-            _kill(int(json.loads(server.read_text())["pid"]))
+    with streamlit_app("examples/host_app.py", env, data_dir, log) as url:
+        yield url, data_dir, log
 
 
 def _sign_in(page, url: str, name: str, password: str) -> None:

@@ -202,16 +202,9 @@ class LocalBackend(Backend):
     def prefixes(self, prefix: str = "") -> Iterator[str]:
         """Folders directly under ``prefix`` (``day/``), empty ones included, links excluded."""
         folder = self.root / prefix.rstrip("/") if prefix else self.root
-        try:
-            names = sorted(os.listdir(folder))
-        except OSError:
-            return
-        for name in names:
-            try:
-                if stat.S_ISDIR(os.lstat(folder / name).st_mode):
-                    yield f"{prefix}{name}/"
-            except OSError:
-                continue
+        for name, mode in self._modes(folder):
+            if stat.S_ISDIR(mode):
+                yield f"{prefix}{name}/"
 
     def remove_all(self, prefix: str) -> None:
         folder = self.path(prefix.rstrip("/"))
